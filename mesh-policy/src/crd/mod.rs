@@ -1,0 +1,17 @@
+//! Serde types that mirror the Kubernetes custom resources, field for field.
+//!
+//! These are what a manifest *says*. Nothing here is evaluated: [`crate::compile`] turns a validated resource into
+//! the form the enforcement points run. Unknown fields are rejected everywhere, because a typo such as
+//! `principal:` for `principals:` would otherwise drop a constraint and widen access.
+
+pub mod authorization_policy;
+pub mod meta;
+pub mod peer_authentication;
+pub mod request_authentication;
+
+pub use authorization_policy::{
+    Action, AuthorizationPolicySpec, Condition, ExtensionProvider, From, Operation, Rule, Source, To,
+};
+pub use meta::{ObjectMeta, PolicyTargetReference, WorkloadSelector};
+pub use peer_authentication::{MtlsMode, PeerAuthenticationSpec, PeerMtls, PortKey};
+pub use request_authentication::{ClaimToHeader, JwtHeader, JwtRule, RequestAuthenticationSpec};

@@ -1,0 +1,154 @@
+//! The decision: allowed or not, what the enforcement point answers, and what decided it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::crd::Action;
+use crate::model::policy::{PolicyRef, RuleMatch};
+use crate::request::Enforcement;
+use crate::resource::ResourceId;
+
+/// The answer to a check, in the shared serialisable shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    /// Whether the connection / request goes through.
+    pub allowed: bool,
+    /// What a waypoint answers (200, 401, 403); `None` at ztunnel, where a denial is a refused connection.
+    pub status: Option<u16>,
+    /// The action that decided: the deciding policy's, or ALLOW / DENY for a default outcome.
+    pub action: Action,
+    /// `namespace/name` of the deciding policy; `None` for a default outcome.
+    pub policy: Option<Arc<str>>,
+    /// Index of the matching rule in that policy.
+    pub rule: Option<usize>,
+    /// Why, in words.
+    pub reason: Reason,
+    /// Where the check ran.
+    pub enforcement: Enforcement,
+}
+
+/// Why a decision came out as it did. Rendered to text only when displayed or serialised, so a check does
+/// not pay for formatting.
+#[derive(Debug, Clone)]
+pub enum Reason {
+    /// A DENY rule matched.
+    Denied(PolicyRef, RuleMatch),
+    /// An ALLOW rule matched.
+    Allowed(PolicyRef, RuleMatch),
+    /// A CUSTOM rule matched; its extension provider is not consulted here, so the request is denied.
+    Custom(PolicyRef, RuleMatch),
+    /// ALLOW policies apply but none matched.
+    NoAllowMatched {
+        /// How many ALLOW policies apply.
+        applicable: usize,
+    },
+    /// No policy applies to the destination at this enforcement point.
+    NoPolicy,
+    /// Only DENY policies apply, and none matched.
+    NoDenyMatched {
+        /// How many DENY policies apply.
+        applicable: usize,
+    },
+    /// The effective PeerAuthentication is STRICT and the peer is plaintext.
+    StrictMtls {
+        /// The PeerAuthentication that made the port STRICT.
+        policy: ResourceId,
+        /// Whether a `portLevelMtls` entry did.
+        port_level: bool,
+    },
+    /// A token was presented and rejected.
+    JwtRejected(String),
+    /// A reason read back from text.
+    Text(String),
+}
+
+impl PartialEq for Reason {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rule = |f: &mut fmt::Formatter<'_>, verb: &str, p: &PolicyRef, m: &RuleMatch| -> fmt::Result {
+            let expl = p.rules.get(m.rule).map(|r| r.explain(m.from, m.to).to_string()).unwrap_or_default();
+            write!(f, "{verb} by {} rule {}: {expl}", p.id.qualified(), m.rule)
+        };
+        match self {
+            Reason::Denied(p, m) => rule(f, "denied", p, m),
+            Reason::Allowed(p, m) => rule(f, "allowed", p, m),
+            Reason::Custom(p, m) => {
+                rule(f, "sent to CUSTOM extension provider", p, m)?;
+                write!(
+                    f,
+                    "; provider {:?} cannot be consulted here, so the request is denied (fail closed)",
+                    p.provider.as_deref().unwrap_or("")
+                )
+            }
+            Reason::NoAllowMatched { applicable } => write!(
+                f,
+                "no ALLOW policy matched ({applicable} appl{})",
+                if *applicable == 1 { "ies" } else { "y" }
+            ),
+            Reason::NoPolicy => f.write_str("no policy applies"),
+            Reason::NoDenyMatched { applicable } => write!(
+                f,
+                "no policy applies but {applicable} DENY polic{} that did not match",
+                if *applicable == 1 { "y" } else { "ies" }
+            ),
+            Reason::StrictMtls { policy, port_level } => write!(
+                f,
+                "PeerAuthentication STRICT rejects plaintext (set by {}{})",
+                policy.qualified(),
+                if *port_level { " portLevelMtls" } else { "" }
+            ),
+            Reason::JwtRejected(why) => write!(f, "JWT rejected: {why}"),
+            Reason::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Reason::Text)
+    }
+}
+
+impl Decision {
+    pub(crate) fn new(allowed: bool, action: Action, reason: Reason, enforcement: Enforcement) -> Self {
+        let status = match enforcement {
+            Enforcement::Ztunnel => None,
+            Enforcement::Waypoint if allowed => Some(200),
+            Enforcement::Waypoint if matches!(reason, Reason::JwtRejected(_)) => Some(401),
+            Enforcement::Waypoint => Some(403),
+        };
+        let (policy, rule) = match &reason {
+            Reason::Denied(p, m) | Reason::Allowed(p, m) | Reason::Custom(p, m) => {
+                (Some(p.id.qualified().clone()), Some(m.rule))
+            }
+            Reason::StrictMtls { policy, .. } => (Some(policy.qualified().clone()), None),
+            _ => (None, None),
+        };
+        Decision { allowed, status, action, policy, rule, reason, enforcement }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.allowed { "ALLOW" } else { "DENY" };
+        write!(f, "{verdict} at {}", self.enforcement.as_str())?;
+        if let Some(s) = self.status {
+            write!(f, " ({s})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}

@@ -1,0 +1,239 @@
+//! Policies indexed by where they attach, so a check touches only those that can apply to its destination.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use crate::model::peer_authentication::CompiledPeerAuthentication;
+use crate::model::policy::{CompiledPolicy, PolicyRef, Scope, TargetKind};
+use crate::model::request_authentication::CompiledRequestAuthentication;
+use crate::request::{Destination, ServiceKind};
+
+/// Policies with a workload selector, indexed by one of their labels.
+#[derive(Debug, Default)]
+struct SelectorIndex {
+    /// label key → label value → policies whose selector holds that label (its first one).
+    by_label: FxHashMap<Box<str>, FxHashMap<Box<str>, Vec<PolicyRef>>>,
+    /// Selectors without labels: every workload.
+    all: Vec<PolicyRef>,
+}
+
+impl SelectorIndex {
+    fn insert(&mut self, p: PolicyRef, labels: &BTreeMap<String, String>) {
+        match labels.iter().next() {
+            Some((k, v)) => {
+                self.by_label.entry(k.as_str().into()).or_default().entry(v.as_str().into()).or_default().push(p)
+            }
+            None => self.all.push(p),
+        }
+    }
+
+    fn for_each<'a>(&'a self, labels: &BTreeMap<String, String>, f: &mut impl FnMut(&'a PolicyRef)) {
+        self.all.iter().for_each(&mut *f);
+        if self.by_label.is_empty() {
+            return;
+        }
+        for (k, v) in labels {
+            let Some(bucket) = self.by_label.get(k.as_str()).and_then(|vs| vs.get(v.as_str())) else { continue };
+            for p in bucket {
+                if let Scope::Selector(sel) = &p.scope {
+                    if sel.iter().all(|(sk, sv)| labels.get(sk) == Some(sv)) {
+                        f(p);
+                    }
+                }
+            }
+        }
+    }
+
+    fn sort(&mut self) {
+        self.all.sort_by(|a, b| a.id.cmp(&b.id));
+        for vs in self.by_label.values_mut() {
+            for bucket in vs.values_mut() {
+                bucket.sort_by(|a, b| a.id.cmp(&b.id));
+            }
+        }
+    }
+}
+
+/// Everything attached in one namespace.
+#[derive(Debug, Default)]
+struct NamespaceIndex {
+    ztunnel_all: Vec<PolicyRef>,
+    ztunnel_selected: SelectorIndex,
+    services: FxHashMap<Box<str>, Vec<PolicyRef>>,
+    service_entries: FxHashMap<Box<str>, Vec<PolicyRef>>,
+    gateways: FxHashMap<Box<str>, Vec<PolicyRef>>,
+    gateway_classes: FxHashMap<Box<str>, Vec<PolicyRef>>,
+    peer_namespace: Option<Arc<CompiledPeerAuthentication>>,
+    peer_workloads: Vec<Arc<CompiledPeerAuthentication>>,
+    request_auth: Vec<Arc<CompiledRequestAuthentication>>,
+}
+
+/// The index over every compiled resource of a mesh.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    root: Box<str>,
+    namespaces: FxHashMap<Box<str>, NamespaceIndex>,
+    gateway_class: Box<str>,
+}
+
+impl Index {
+    pub(crate) fn build<'a>(
+        root: &str,
+        gateway_class: &str,
+        policies: impl Iterator<Item = &'a PolicyRef>,
+        peers: impl Iterator<Item = &'a Arc<CompiledPeerAuthentication>>,
+        request_auths: impl Iterator<Item = &'a Arc<CompiledRequestAuthentication>>,
+    ) -> Self {
+        let mut index = Index { root: root.into(), namespaces: FxHashMap::default(), gateway_class: gateway_class.into() };
+        for p in policies {
+            if p.dry_run || !enforced(p) {
+                continue;
+            }
+            let ns = index.namespaces.entry(p.id.namespace().into()).or_default();
+            match &p.scope {
+                Scope::Namespace => ns.ztunnel_all.push(p.clone()),
+                Scope::Selector(labels) => ns.ztunnel_selected.insert(p.clone(), labels),
+                Scope::Targets(targets) => {
+                    let mut seen = Vec::new();
+                    for t in targets {
+                        if seen.contains(&t) {
+                            continue;
+                        }
+                        seen.push(t);
+                        let map = match t.kind {
+                            TargetKind::Service => &mut ns.services,
+                            TargetKind::ServiceEntry => &mut ns.service_entries,
+                            TargetKind::Gateway => &mut ns.gateways,
+                            TargetKind::GatewayClass => &mut ns.gateway_classes,
+                        };
+                        map.entry(t.name.clone()).or_default().push(p.clone());
+                    }
+                }
+            }
+        }
+        for pa in peers {
+            let ns = index.namespaces.entry(pa.id.namespace().into()).or_default();
+            match pa.selector {
+                None => {
+                    let older = ns.peer_namespace.as_ref().is_some_and(|cur| cur.age_key() <= pa.age_key());
+                    if !older {
+                        ns.peer_namespace = Some(pa.clone());
+                    }
+                }
+                Some(_) => ns.peer_workloads.push(pa.clone()),
+            }
+        }
+        for ra in request_auths {
+            index.namespaces.entry(ra.id.namespace().into()).or_default().request_auth.push(ra.clone());
+        }
+        for ns in index.namespaces.values_mut() {
+            ns.ztunnel_all.sort_by(|a, b| a.id.cmp(&b.id));
+            ns.ztunnel_selected.sort();
+            for map in [&mut ns.services, &mut ns.service_entries, &mut ns.gateways, &mut ns.gateway_classes] {
+                map.values_mut().for_each(|v| v.sort_by(|a, b| a.id.cmp(&b.id)));
+            }
+            ns.peer_workloads.sort_by(|a, b| a.age_key().cmp(&b.age_key()));
+            ns.request_auth.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        index
+    }
+
+    /// Calls `f` for each policy ztunnel enforces for the destination workload: mesh-wide, root-namespace
+    /// selectors, namespace-wide, then the namespace's selectors.
+    pub(crate) fn for_each_ztunnel<'a>(&'a self, dest: &Destination, mut f: impl FnMut(&'a PolicyRef)) {
+        if let Some(root) = self.namespaces.get(&*self.root) {
+            root.ztunnel_all.iter().for_each(&mut f);
+            root.ztunnel_selected.for_each(&dest.workload_labels, &mut f);
+        }
+        if dest.namespace.as_str() == &*self.root {
+            return;
+        }
+        if let Some(ns) = self.namespaces.get(dest.namespace.as_str()) {
+            ns.ztunnel_all.iter().for_each(&mut f);
+            ns.ztunnel_selected.for_each(&dest.workload_labels, &mut f);
+        }
+    }
+
+    /// Calls `f` for each policy the waypoint enforces for the destination: those targeting the waypoint's
+    /// GatewayClass (root namespace), the waypoint Gateway, and the Service or ServiceEntry addressed.
+    pub(crate) fn for_each_waypoint<'a>(&'a self, dest: &Destination, mut f: impl FnMut(&'a PolicyRef)) {
+        if dest.waypoint.is_some() {
+            if let Some(root) = self.namespaces.get(&*self.root) {
+                if let Some(ps) = root.gateway_classes.get(&*self.gateway_class) {
+                    ps.iter().for_each(&mut f);
+                }
+            }
+        }
+        let Some(ns) = self.namespaces.get(dest.namespace.as_str()) else { return };
+        if let Some(ps) = dest.waypoint.as_deref().and_then(|w| ns.gateways.get(w)) {
+            ps.iter().for_each(&mut f);
+        }
+        if let Some(svc) = dest.service.as_deref() {
+            let map = match dest.service_kind.unwrap_or_default() {
+                ServiceKind::Service => &ns.services,
+                ServiceKind::ServiceEntry => &ns.service_entries,
+            };
+            if let Some(ps) = map.get(svc) {
+                ps.iter().for_each(&mut f);
+            }
+        }
+    }
+
+    /// The PeerAuthentications that decide a workload's mode: mesh, namespace, workload.
+    pub(crate) fn peer_authentications(
+        &self,
+        dest: &Destination,
+    ) -> [Option<&CompiledPeerAuthentication>; 3] {
+        let mesh = self.namespaces.get(&*self.root).and_then(|r| r.peer_namespace.as_deref());
+        let ns = self.namespaces.get(dest.namespace.as_str());
+        let namespace = if dest.namespace.as_str() == &*self.root { None } else { ns.and_then(|n| n.peer_namespace.as_deref()) };
+        let workload = if dest.namespace.as_str() == &*self.root {
+            None
+        } else {
+            ns.and_then(|n| {
+                n.peer_workloads.iter().map(|p| &**p).find(|p| {
+                    p.selector.as_ref().is_some_and(|sel| sel.iter().all(|(k, v)| dest.workload_labels.get(k) == Some(v)))
+                })
+            })
+        };
+        [mesh, namespace, workload]
+    }
+
+    /// RequestAuthentications that apply at the waypoint for the destination.
+    pub(crate) fn request_authentications<'a>(
+        &'a self,
+        dest: &'a Destination,
+    ) -> impl Iterator<Item = &'a CompiledRequestAuthentication> + 'a {
+        let root = self.namespaces.get(&*self.root).into_iter().flat_map(|n| n.request_auth.iter());
+        let ns = self.namespaces.get(dest.namespace.as_str()).into_iter().flat_map(|n| n.request_auth.iter());
+        root.chain(ns).map(|ra| &**ra).filter(move |ra| {
+            let Scope::Targets(targets) = &ra.scope else { return false };
+            targets.iter().any(|t| match t.kind {
+                TargetKind::GatewayClass => {
+                    ra.id.namespace() == &*self.root && dest.waypoint.is_some() && &*t.name == &*self.gateway_class
+                }
+                _ if ra.id.namespace() != dest.namespace => false,
+                TargetKind::Gateway => dest.waypoint.as_deref() == Some(&*t.name),
+                TargetKind::Service => {
+                    dest.service_kind.unwrap_or_default() == ServiceKind::Service
+                        && dest.service.as_deref() == Some(&*t.name)
+                }
+                TargetKind::ServiceEntry => {
+                    dest.service_kind == Some(ServiceKind::ServiceEntry) && dest.service.as_deref() == Some(&*t.name)
+                }
+            })
+        })
+    }
+}
+
+/// Whether an enforcement point enforces the policy at all: ztunnel ignores AUDIT and CUSTOM.
+fn enforced(p: &CompiledPolicy) -> bool {
+    use crate::crd::Action;
+    match p.action {
+        Action::Allow | Action::Deny => true,
+        Action::Custom => !p.is_ztunnel(),
+        Action::Audit => false,
+    }
+}

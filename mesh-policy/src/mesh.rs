@@ -1,0 +1,185 @@
+//! [`Mesh`]: the resources applied so far, compiled and indexed, and the check against them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::compile::{self, Compiled};
+use crate::config::MeshConfig;
+use crate::decision::Decision;
+use crate::error::{ApplyError, FieldError, ManifestError, RequestError};
+use crate::eval::{self, attributes::Attributes};
+use crate::index::Index;
+use crate::manifest::{self, Skipped};
+use crate::model::peer_authentication::{self, CompiledPeerAuthentication, EffectiveMtls};
+use crate::model::policy::PolicyRef;
+use crate::model::request_authentication::CompiledRequestAuthentication;
+use crate::request::{CheckRequest, Destination, Enforcement};
+use crate::resource::ResourceId;
+
+/// A warning about an applied resource: accepted, but probably not doing what its author meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The resource.
+    pub resource: ResourceId,
+    /// The field and the message.
+    pub detail: FieldError,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.resource, self.detail)
+    }
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Resources created or replaced, in document order.
+    pub applied: Vec<ResourceId>,
+    /// Documents of other kinds, left alone.
+    pub skipped: Vec<Skipped>,
+    /// Accepted resources that look wrong.
+    pub warnings: Vec<Warning>,
+}
+
+/// A mesh's security configuration: apply manifests, then check requests against them.
+///
+/// Applying is atomic: if any document of a manifest is invalid, nothing of it is applied. A resource
+/// replaces the one of the same kind, namespace and name, as `kubectl apply` does.
+#[derive(Debug)]
+pub struct Mesh {
+    config: MeshConfig,
+    policies: BTreeMap<ResourceId, PolicyRef>,
+    peers: BTreeMap<ResourceId, Arc<CompiledPeerAuthentication>>,
+    request_auths: BTreeMap<ResourceId, Arc<CompiledRequestAuthentication>>,
+    index: Index,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Mesh::new(MeshConfig::default())
+    }
+}
+
+impl Mesh {
+    /// An empty mesh.
+    pub fn new(config: MeshConfig) -> Self {
+        let index = Index::build(&config.root_namespace, &config.waypoint_gateway_class, [].iter(), [].iter(), [].iter());
+        Mesh { config, policies: BTreeMap::new(), peers: BTreeMap::new(), request_auths: BTreeMap::new(), index }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MeshConfig {
+        &self.config
+    }
+
+    /// Applies a multi-document YAML manifest.
+    pub fn apply_yaml(&mut self, text: &str) -> Result<ApplyReport, ApplyError> {
+        let parsed = manifest::parse(text).map_err(ApplyError)?;
+        let mut report = ApplyReport { skipped: parsed.skipped, ..ApplyReport::default() };
+        let mut compiled = Vec::new();
+        let mut errors = Vec::new();
+        for (document, resource) in &parsed.resources {
+            match compile::resource(resource, &self.config) {
+                Ok((c, warnings)) => {
+                    let id = c.id().clone();
+                    report.warnings.extend(warnings.into_iter().map(|detail| Warning { resource: id.clone(), detail }));
+                    report.applied.push(id);
+                    compiled.push(c);
+                }
+                Err((id, errs)) => errors.push(ManifestError::Invalid { document: *document, resource: id.to_string(), errors: errs }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApplyError(errors));
+        }
+        for c in compiled {
+            match c {
+                Compiled::AuthorizationPolicy(p) => {
+                    self.policies.insert(p.id.clone(), p);
+                }
+                Compiled::PeerAuthentication(p) => {
+                    self.peers.insert(p.id.clone(), p);
+                }
+                Compiled::RequestAuthentication(p) => {
+                    self.request_auths.insert(p.id.clone(), p);
+                }
+            }
+        }
+        self.reindex();
+        Ok(report)
+    }
+
+    /// Removes a resource; returns whether it was there.
+    pub fn remove(&mut self, id: &ResourceId) -> bool {
+        let removed = self.policies.remove(id).is_some()
+            || self.peers.remove(id).is_some()
+            || self.request_auths.remove(id).is_some();
+        if removed {
+            self.reindex();
+        }
+        removed
+    }
+
+    /// Every applied AuthorizationPolicy, compiled, by id.
+    pub fn authorization_policies(&self) -> impl Iterator<Item = &PolicyRef> {
+        self.policies.values()
+    }
+
+    /// How many resources are applied.
+    pub fn len(&self) -> usize {
+        self.policies.len() + self.peers.len() + self.request_auths.len()
+    }
+
+    /// Whether nothing is applied.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn reindex(&mut self) {
+        self.index = Index::build(
+            &self.config.root_namespace,
+            &self.config.waypoint_gateway_class,
+            self.policies.values(),
+            self.peers.values(),
+            self.request_auths.values(),
+        );
+    }
+
+    /// The effective mTLS mode ztunnel applies to plaintext arriving at a workload port.
+    pub fn effective_mtls(&self, destination: &Destination) -> EffectiveMtls {
+        let [mesh, ns, workload] = self.index.peer_authentications(destination);
+        peer_authentication::resolve(mesh, ns, workload, destination.port)
+    }
+
+    /// Checks a request at its enforcement point.
+    pub fn check(&self, req: &CheckRequest) -> Result<Decision, RequestError> {
+        if req.destination.namespace.is_empty() {
+            return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
+        }
+        match req.enforcement_point() {
+            Enforcement::Ztunnel => {
+                let attrs = Attributes::new(req, false, self.config.path_normalization)?;
+                Ok(eval::ztunnel(&self.index, req, &attrs))
+            }
+            Enforcement::Waypoint => {
+                if req.http.is_none() {
+                    return Err(RequestError(FieldError::new(
+                        "http",
+                        "must be set for a waypoint check (method and path at least)",
+                    )));
+                }
+                let mut attrs = Attributes::new(req, true, self.config.path_normalization)?;
+                if let Some((issuer, _)) = attrs.token_subject() {
+                    let extra: Vec<&str> = self
+                        .index
+                        .request_authentications(&req.destination)
+                        .flat_map(|ra| ra.space_delimited_claims(issuer))
+                        .collect();
+                    attrs.split_claims(extra);
+                }
+                Ok(eval::waypoint(&self.index, req, &attrs))
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! A compiled AuthorizationPolicy: what an enforcement point evaluates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use super::constraint::Constraint;
+use crate::crd::Action;
+use crate::eval::attributes::Attributes;
+use crate::resource::ResourceId;
+
+/// An AuthorizationPolicy compiled for the one enforcement point that enforces it.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    /// `namespace/name`.
+    pub id: ResourceId,
+    /// What a match does.
+    pub action: Action,
+    /// Extension provider of a CUSTOM policy.
+    pub provider: Option<Box<str>>,
+    /// `istio.io/dry-run: "true"`: evaluated for explanation only, never enforced.
+    pub dry_run: bool,
+    /// Where the policy attaches, which decides the enforcement point.
+    pub scope: Scope,
+    /// Rules in manifest order, compiled for that enforcement point.
+    pub rules: Vec<CompiledRule>,
+}
+
+/// Where a policy attaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// No `selector` and no `targetRefs`: every workload in the namespace, or in the mesh for the root namespace.
+    /// Enforced by ztunnel.
+    Namespace,
+    /// `selector.matchLabels`: matching workloads in the namespace (all namespaces for the root namespace).
+    /// Enforced by ztunnel.
+    Selector(BTreeMap<String, String>),
+    /// `targetRefs`: enforced by the waypoint serving those targets.
+    Targets(Vec<Target>),
+}
+
+/// A resource a policy attaches to with `targetRefs`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    /// The kind.
+    pub kind: TargetKind,
+    /// The name (in the policy's namespace).
+    pub name: Box<str>,
+}
+
+/// Kinds a policy may target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TargetKind {
+    /// Core `Service`.
+    Service,
+    /// `networking.istio.io` `ServiceEntry`.
+    ServiceEntry,
+    /// `gateway.networking.k8s.io` `Gateway`: the waypoint itself.
+    Gateway,
+    /// `gateway.networking.k8s.io` `GatewayClass`: every gateway of the class (root namespace only).
+    GatewayClass,
+}
+
+impl CompiledPolicy {
+    /// Whether the policy is enforced by ztunnel (no `targetRefs`) rather than a waypoint.
+    pub fn is_ztunnel(&self) -> bool {
+        !matches!(self.scope, Scope::Targets(_))
+    }
+
+    /// The first rule that matches, with the indices of the `from` and `to` entries that matched.
+    #[inline]
+    pub fn first_match(&self, attrs: &Attributes<'_>) -> Option<RuleMatch> {
+        self.rules.iter().enumerate().find_map(|(i, r)| r.matches(attrs).map(|(from, to)| RuleMatch { rule: i, from, to }))
+    }
+}
+
+/// Which rule matched and through which `from` / `to` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleMatch {
+    /// Index of the rule in `spec.rules`.
+    pub rule: usize,
+    /// Index of the matching `from` entry, when the rule has `from`.
+    pub from: Option<usize>,
+    /// Index of the matching `to` entry, when the rule has `to`.
+    pub to: Option<usize>,
+}
+
+/// A compiled rule: any `from` entry AND any `to` entry AND every `when` condition.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledRule {
+    /// `from` entries; empty means any source.
+    pub from: Vec<Entry>,
+    /// `to` entries; empty means any operation.
+    pub to: Vec<Entry>,
+    /// `when` conditions, all required.
+    pub when: Vec<Constraint>,
+    /// Why the rule can never match at its enforcement point, if it cannot.
+    pub inert: Option<Inert>,
+    /// Fields that this enforcement point cannot see and left out of the rule (ztunnel, DENY).
+    pub dropped: Vec<&'static str>,
+}
+
+/// Why a rule never matches where it is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inert {
+    /// An ALLOW / AUDIT rule uses HTTP attributes, which ztunnel cannot see: it never matches (fail closed).
+    HttpInAllow,
+    /// A DENY rule was left with an entry or condition of HTTP attributes only, which ztunnel skips: not enforced.
+    HttpOnlyDeny,
+}
+
+/// One `from` or `to` entry: all of its fields must hold. An entry left without fields never matches.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// The fields, all required.
+    pub constraints: Vec<Constraint>,
+}
+
+impl Entry {
+    #[inline]
+    fn matches(&self, attrs: &Attributes<'_>) -> bool {
+        !self.constraints.is_empty() && self.constraints.iter().all(|c| c.matches(attrs))
+    }
+}
+
+impl CompiledRule {
+    /// `Some((from, to))` with the matching entry indices when the rule matches.
+    #[inline]
+    pub fn matches(&self, attrs: &Attributes<'_>) -> Option<(Option<usize>, Option<usize>)> {
+        if self.inert.is_some() {
+            return None;
+        }
+        let from = match self.from.is_empty() {
+            true => None,
+            false => Some(self.from.iter().position(|e| e.matches(attrs))?),
+        };
+        let to = match self.to.is_empty() {
+            true => None,
+            false => Some(self.to.iter().position(|e| e.matches(attrs))?),
+        };
+        self.when.iter().all(|c| c.matches(attrs)).then_some((from, to))
+    }
+
+    /// Describes the parts of the rule that matched.
+    pub fn explain(&self, from: Option<usize>, to: Option<usize>) -> RuleExplanation<'_> {
+        RuleExplanation { rule: self, from, to }
+    }
+}
+
+/// Display of the constraints that made a rule match.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleExplanation<'a> {
+    rule: &'a CompiledRule,
+    from: Option<usize>,
+    to: Option<usize>,
+}
+
+impl fmt::Display for RuleExplanation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let from = self.from.and_then(|i| self.rule.from.get(i)).map(|e| e.constraints.as_slice()).unwrap_or(&[]);
+        let to = self.to.and_then(|i| self.rule.to.get(i)).map(|e| e.constraints.as_slice()).unwrap_or(&[]);
+        let mut first = true;
+        for c in from.iter().chain(to).chain(&self.rule.when) {
+            if !first {
+                f.write_str(" and ")?;
+            }
+            first = false;
+            write!(f, "{c}")?;
+        }
+        if first {
+            f.write_str("the rule matches every request")?;
+        }
+        if !self.rule.dropped.is_empty() {
+            write!(f, " ({} not enforced at ztunnel)", self.rule.dropped.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// A shared compiled policy.
+pub type PolicyRef = Arc<CompiledPolicy>;
