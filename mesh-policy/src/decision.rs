@@ -88,11 +88,9 @@ impl fmt::Display for Reason {
                     p.provider.as_deref().unwrap_or("")
                 )
             }
-            Reason::NoAllowMatched { applicable } => write!(
-                f,
-                "no ALLOW policy matched ({applicable} appl{})",
-                if *applicable == 1 { "ies" } else { "y" }
-            ),
+            Reason::NoAllowMatched { applicable } => {
+                write!(f, "no ALLOW policy matched ({applicable} appl{})", if *applicable == 1 { "ies" } else { "y" })
+            }
             Reason::NoPolicy => f.write_str("no policy applies"),
             Reason::NoDenyMatched { applicable } => write!(
                 f,

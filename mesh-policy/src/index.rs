@@ -86,7 +86,8 @@ impl Index {
         peers: impl Iterator<Item = &'a Arc<CompiledPeerAuthentication>>,
         request_auths: impl Iterator<Item = &'a Arc<CompiledRequestAuthentication>>,
     ) -> Self {
-        let mut index = Index { root: root.into(), namespaces: FxHashMap::default(), gateway_class: gateway_class.into() };
+        let mut index =
+            Index { root: root.into(), namespaces: FxHashMap::default(), gateway_class: gateway_class.into() };
         for p in policies {
             if p.dry_run || !enforced(p) {
                 continue;
@@ -182,19 +183,19 @@ impl Index {
     }
 
     /// The PeerAuthentications that decide a workload's mode: mesh, namespace, workload.
-    pub(crate) fn peer_authentications(
-        &self,
-        dest: &Destination,
-    ) -> [Option<&CompiledPeerAuthentication>; 3] {
+    pub(crate) fn peer_authentications(&self, dest: &Destination) -> [Option<&CompiledPeerAuthentication>; 3] {
         let mesh = self.namespaces.get(&*self.root).and_then(|r| r.peer_namespace.as_deref());
         let ns = self.namespaces.get(dest.namespace.as_str());
-        let namespace = if dest.namespace.as_str() == &*self.root { None } else { ns.and_then(|n| n.peer_namespace.as_deref()) };
+        let namespace =
+            if dest.namespace.as_str() == &*self.root { None } else { ns.and_then(|n| n.peer_namespace.as_deref()) };
         let workload = if dest.namespace.as_str() == &*self.root {
             None
         } else {
             ns.and_then(|n| {
                 n.peer_workloads.iter().map(|p| &**p).find(|p| {
-                    p.selector.as_ref().is_some_and(|sel| sel.iter().all(|(k, v)| dest.workload_labels.get(k) == Some(v)))
+                    p.selector
+                        .as_ref()
+                        .is_some_and(|sel| sel.iter().all(|(k, v)| dest.workload_labels.get(k) == Some(v)))
                 })
             })
         };
@@ -212,7 +213,7 @@ impl Index {
             let Scope::Targets(targets) = &ra.scope else { return false };
             targets.iter().any(|t| match t.kind {
                 TargetKind::GatewayClass => {
-                    ra.id.namespace() == &*self.root && dest.waypoint.is_some() && &*t.name == &*self.gateway_class
+                    ra.id.namespace() == &*self.root && dest.waypoint.is_some() && t.name == self.gateway_class
                 }
                 _ if ra.id.namespace() != dest.namespace => false,
                 TargetKind::Gateway => dest.waypoint.as_deref() == Some(&*t.name),

@@ -64,7 +64,8 @@ impl Default for Mesh {
 impl Mesh {
     /// An empty mesh.
     pub fn new(config: MeshConfig) -> Self {
-        let index = Index::build(&config.root_namespace, &config.waypoint_gateway_class, [].iter(), [].iter(), [].iter());
+        let index =
+            Index::build(&config.root_namespace, &config.waypoint_gateway_class, [].iter(), [].iter(), [].iter());
         Mesh { config, policies: BTreeMap::new(), peers: BTreeMap::new(), request_auths: BTreeMap::new(), index }
     }
 
@@ -87,7 +88,9 @@ impl Mesh {
                     report.applied.push(id);
                     compiled.push(c);
                 }
-                Err((id, errs)) => errors.push(ManifestError::Invalid { document: *document, resource: id.to_string(), errors: errs }),
+                Err((id, errs)) => {
+                    errors.push(ManifestError::Invalid { document: *document, resource: id.to_string(), errors: errs })
+                }
             }
         }
         if !errors.is_empty() {

@@ -1,5 +1,7 @@
 //! The conformance corpus: every scenario file under `tests/conformance/` and `examples/scenarios/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 
 use mesh_policy::scenario::Scenario;

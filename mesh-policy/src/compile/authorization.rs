@@ -80,9 +80,7 @@ pub(crate) fn compile(
     }
     match (action, &provider) {
         (Action::Custom, None) => p.error("spec.provider.name", "must be set for the CUSTOM action"),
-        (Action::Custom, Some(name)) if name.is_empty() => {
-            p.error("spec.provider.name", "must not be empty")
-        }
+        (Action::Custom, Some(name)) if name.is_empty() => p.error("spec.provider.name", "must not be empty"),
         (Action::Custom, Some(_)) => {}
         (other, Some(_)) => p.error("spec.provider", format!("must not be set with the {other} action, only CUSTOM")),
         (_, None) => {}
@@ -191,10 +189,8 @@ fn strings(values: &[String]) -> Vec<StringMatch> {
 fn source(p: &mut Problems, at: &str, s: &Source, ctx: &Ctx<'_>) -> Vec<Field> {
     let mut out = Vec::new();
     let has_sa = s.service_accounts.is_some() || s.not_service_accounts.is_some();
-    let has_id = s.principals.is_some()
-        || s.not_principals.is_some()
-        || s.namespaces.is_some()
-        || s.not_namespaces.is_some();
+    let has_id =
+        s.principals.is_some() || s.not_principals.is_some() || s.namespaces.is_some() || s.not_namespaces.is_some();
     if has_sa && has_id {
         p.error(at, "cannot set serviceAccounts with namespaces or principals");
     }
@@ -319,7 +315,8 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
     {
         p.error(format!("{at}.key"), format!("{key} is currently not supported with the CUSTOM action"));
     }
-    let bad_map_key = |p: &mut Problems| p.error(format!("{at}.key"), format!("bad key ({key}): should have format a[b]"));
+    let bad_map_key =
+        |p: &mut Problems| p.error(format!("{at}.key"), format!("bad key ({key}): should have format a[b]"));
     // (http, builder of the test for one value list)
     type Build<'b> = Box<dyn Fn(&mut Problems, &str, &[String]) -> Test + 'b>;
     let (http, build): (bool, Build<'_>) = match key {
@@ -329,10 +326,9 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
         "destination.port" => (false, Box::new(|p, f, v| Test::DestinationPort(fields::ports(p, f, v)))),
         "source.namespace" => (false, Box::new(|_, _, v| namespace_test(v, ctx))),
         "source.principal" => (false, Box::new(|_, _, v| Test::Principal(principal_matches(v, ctx)))),
-        "source.serviceAccount" => (
-            true,
-            Box::new(|p, f, v| Test::ServiceAccount(fields::service_accounts(p, f, v, ctx.namespace))),
-        ),
+        "source.serviceAccount" => {
+            (true, Box::new(|p, f, v| Test::ServiceAccount(fields::service_accounts(p, f, v, ctx.namespace))))
+        }
         "request.auth.principal" => (
             true,
             Box::new(|_, _, v| Test::RequestPrincipal(v.iter().map(|s| RequestPrincipalMatch::parse(s)).collect())),
@@ -341,8 +337,11 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
         "request.auth.presenter" => (true, Box::new(|_, _, v| Test::Presenter(strings(v)))),
         "connection.sni" => (true, Box::new(|_, _, v| Test::Sni(strings(v)))),
         k if k.starts_with("request.headers") || k.starts_with("request.experimental.inline.headers") => {
-            let prefix =
-                if k.starts_with("request.headers") { "request.headers" } else { "request.experimental.inline.headers" };
+            let prefix = if k.starts_with("request.headers") {
+                "request.headers"
+            } else {
+                "request.experimental.inline.headers"
+            };
             match map_key(k, prefix) {
                 Some(names) if names.len() == 1 => {
                     let name: Box<str> = names[0].to_ascii_lowercase().into();

@@ -67,10 +67,7 @@ pub(crate) fn port(value: &str) -> Result<u16, String> {
 }
 
 pub(crate) fn ports(p: &mut Problems, field: &str, list: &[String]) -> Vec<u16> {
-    list.iter()
-        .enumerate()
-        .filter_map(|(i, v)| port(v).map_err(|e| p.error(format!("{field}[{i}]"), e)).ok())
-        .collect()
+    list.iter().enumerate().filter_map(|(i, v)| port(v).map_err(|e| p.error(format!("{field}[{i}]"), e)).ok()).collect()
 }
 
 /// `serviceAccounts` values: `name` (in the policy's namespace) or `namespace/name`.

@@ -33,7 +33,7 @@ pub(crate) fn compile(
                 p.error(format!("{at}.audiences[{j}]"), "audience must be non-empty string");
             }
         }
-        if !jwks_uri.is_empty() && !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
+        if !(jwks_uri.is_empty() || jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
             p.error(format!("{at}.jwksUri"), format!("URI scheme of {jwks_uri:?} is not supported: use http or https"));
         }
         if let Some(jwks) = &r.jwks {
@@ -72,7 +72,10 @@ pub(crate) fn compile(
         if let Some(t) = &r.timeout {
             let ok = t.strip_suffix('s').and_then(|n| n.parse::<f64>().ok()).is_some_and(|n| n >= 0.001);
             if !ok {
-                p.error(format!("{at}.timeout"), format!("invalid duration {t:?}: expected seconds such as \"5s\", at least 1ms"));
+                p.error(
+                    format!("{at}.timeout"),
+                    format!("invalid duration {t:?}: expected seconds such as \"5s\", at least 1ms"),
+                );
             }
         }
     }

@@ -67,13 +67,11 @@ impl<'a> Attributes<'a> {
                 "must not be empty; omit it for a plaintext peer",
             )));
         }
-        if let Some(p) = principal {
-            if p.starts_with("spiffe://") {
-                return Err(RequestError(FieldError::new(
-                    "source.principal",
-                    format!("write the principal without the spiffe:// prefix: {:?}", &p["spiffe://".len()..]),
-                )));
-            }
+        if let Some(rest) = principal.and_then(|p| p.strip_prefix("spiffe://")) {
+            return Err(RequestError(FieldError::new(
+                "source.principal",
+                format!("write the principal without the spiffe:// prefix: {rest:?}"),
+            )));
         }
         let identity = principal.and_then(Identity::parse);
         if let (Some(ns), Some(id)) = (req.source.namespace.as_deref(), identity) {

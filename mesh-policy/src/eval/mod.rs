@@ -64,11 +64,8 @@ impl<'a> Walk<'a> {
                 enforcement,
             );
         }
-        let reason = if self.deny_count > 0 {
-            Reason::NoDenyMatched { applicable: self.deny_count }
-        } else {
-            Reason::NoPolicy
-        };
+        let reason =
+            if self.deny_count > 0 { Reason::NoDenyMatched { applicable: self.deny_count } } else { Reason::NoPolicy };
         Decision::new(true, Action::Allow, reason, enforcement)
     }
 }

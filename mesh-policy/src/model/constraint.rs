@@ -78,9 +78,9 @@ impl Constraint {
             Test::Principal(ms) => a.principal.is_some_and(|p| ms.iter().any(|m| m.matches(p))),
             Test::Namespace(ms) => a.identity.is_some_and(|id| ms.iter().any(|m| m.matches(id.namespace))),
             Test::NamespaceGlob(gs) => a.identity.is_some_and(|id| gs.iter().any(|g| g.matches(id.namespace))),
-            Test::ServiceAccount(sas) => a.identity.is_some_and(|id| {
-                sas.iter().any(|(ns, sa)| id.namespace == &**ns && id.service_account == &**sa)
-            }),
+            Test::ServiceAccount(sas) => a
+                .identity
+                .is_some_and(|id| sas.iter().any(|(ns, sa)| id.namespace == &**ns && id.service_account == &**sa)),
             Test::SourceIp(nets) => a.source_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
             Test::RemoteIp(nets) => a.remote_ip().is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
             Test::DestinationIp(nets) => a.destination_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),

@@ -70,7 +70,10 @@ impl CompiledPolicy {
     /// The first rule that matches, with the indices of the `from` and `to` entries that matched.
     #[inline]
     pub fn first_match(&self, attrs: &Attributes<'_>) -> Option<RuleMatch> {
-        self.rules.iter().enumerate().find_map(|(i, r)| r.matches(attrs).map(|(from, to)| RuleMatch { rule: i, from, to }))
+        self.rules
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.matches(attrs).map(|(from, to)| RuleMatch { rule: i, from, to }))
     }
 }
 

@@ -60,9 +60,7 @@ impl StringMatch {
         match self {
             StringMatch::Exact(v) => b.eq_ignore_ascii_case(v.as_bytes()),
             StringMatch::Prefix(v) => b.len() >= v.len() && b[..v.len()].eq_ignore_ascii_case(v.as_bytes()),
-            StringMatch::Suffix(v) => {
-                b.len() >= v.len() && b[b.len() - v.len()..].eq_ignore_ascii_case(v.as_bytes())
-            }
+            StringMatch::Suffix(v) => b.len() >= v.len() && b[b.len() - v.len()..].eq_ignore_ascii_case(v.as_bytes()),
             StringMatch::Presence => !s.is_empty(),
         }
     }

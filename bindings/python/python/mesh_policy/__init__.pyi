@@ -1,0 +1,69 @@
+"""Type stubs for mesh_policy."""
+
+from os import PathLike
+from typing import Any, Literal, Optional, TypedDict, Union
+
+class ApplyReport(TypedDict):
+    applied: list[str]
+    """`Kind namespace/name` of each resource created or replaced."""
+    skipped: list[str]
+    """`apiVersion kind name` of each document of another kind."""
+    warnings: list[str]
+    """Accepted resources that probably do not do what was meant."""
+
+class DecisionDict(TypedDict):
+    allowed: bool
+    status: Optional[int]
+    action: Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]
+    policy: Optional[str]
+    rule: Optional[int]
+    reason: str
+    enforcement: Literal["ztunnel", "waypoint"]
+
+class MeshPolicyError(ValueError):
+    """Base of every mesh_policy error."""
+
+class InvalidManifestError(MeshPolicyError):
+    """A manifest failed validation; the message names the resource and the field."""
+
+class InvalidRequestError(MeshPolicyError):
+    """A check request is malformed; the message names the field."""
+
+class Decision:
+    """The answer to a check."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def status(self) -> Optional[int]:
+        """200, 401 or 403 at a waypoint; None at ztunnel (a denial refuses the connection)."""
+    @property
+    def action(self) -> Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]: ...
+    @property
+    def policy(self) -> Optional[str]:
+        """`namespace/name` of the deciding policy; None for a default outcome."""
+    @property
+    def rule(self) -> Optional[int]: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def enforcement(self) -> Literal["ztunnel", "waypoint"]: ...
+    def to_dict(self) -> DecisionDict: ...
+    def __bool__(self) -> bool: ...
+
+class Mesh:
+    """A mesh's security configuration: apply manifests, then check requests."""
+
+    def __init__(
+        self,
+        root_namespace: str = "istio-system",
+        trust_domain: str = "cluster.local",
+        trust_domain_aliases: Optional[list[str]] = None,
+        path_normalization: Literal["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"] = "BASE",
+    ) -> None: ...
+    def apply_yaml(self, text: str) -> ApplyReport:
+        """Apply a multi-document manifest atomically. Raises InvalidManifestError."""
+    def apply_file(self, path: Union[str, PathLike[str]]) -> ApplyReport: ...
+    def check(self, request: dict[str, Any]) -> Decision:
+        """Check a request in the shared check-request shape. Raises InvalidRequestError."""
+    def __len__(self) -> int: ...
