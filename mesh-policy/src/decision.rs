@@ -81,10 +81,10 @@ impl fmt::Display for Reason {
             Reason::Denied(p, m) => rule(f, "denied", p, m),
             Reason::Allowed(p, m) => rule(f, "allowed", p, m),
             Reason::Custom(p, m) => {
-                rule(f, "sent to CUSTOM extension provider", p, m)?;
+                rule(f, "denied by CUSTOM", p, m)?;
                 write!(
                     f,
-                    "; provider {:?} cannot be consulted here, so the request is denied (fail closed)",
+                    "; extension provider {:?} cannot be consulted here, so the request is denied (fail closed)",
                     p.provider.as_deref().unwrap_or("")
                 )
             }
@@ -94,8 +94,8 @@ impl fmt::Display for Reason {
             Reason::NoPolicy => f.write_str("no policy applies"),
             Reason::NoDenyMatched { applicable } => write!(
                 f,
-                "no policy applies but {applicable} DENY polic{} that did not match",
-                if *applicable == 1 { "y" } else { "ies" }
+                "no ALLOW policy applies and no DENY policy matched ({applicable} appl{})",
+                if *applicable == 1 { "ies" } else { "y" }
             ),
             Reason::StrictMtls { policy, port_level } => write!(
                 f,
