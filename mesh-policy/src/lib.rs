@@ -40,6 +40,7 @@
 //! `eval` modules evaluate behind [`Mesh::check`].
 #![forbid(unsafe_code)]
 
+mod analyze;
 pub mod compile;
 pub mod config;
 pub mod crd;

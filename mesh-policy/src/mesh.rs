@@ -52,6 +52,7 @@ pub struct Mesh {
     policies: BTreeMap<ResourceId, PolicyRef>,
     peers: BTreeMap<ResourceId, Arc<CompiledPeerAuthentication>>,
     request_auths: BTreeMap<ResourceId, Arc<CompiledRequestAuthentication>>,
+    warnings: BTreeMap<ResourceId, Vec<Warning>>,
     index: Index,
 }
 
@@ -66,7 +67,14 @@ impl Mesh {
     pub fn new(config: MeshConfig) -> Self {
         let index =
             Index::build(&config.root_namespace, &config.waypoint_gateway_class, [].iter(), [].iter(), [].iter());
-        Mesh { config, policies: BTreeMap::new(), peers: BTreeMap::new(), request_auths: BTreeMap::new(), index }
+        Mesh {
+            config,
+            policies: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            request_auths: BTreeMap::new(),
+            warnings: BTreeMap::new(),
+            index,
+        }
     }
 
     /// The settings.
@@ -84,9 +92,11 @@ impl Mesh {
             match compile::resource(resource, &self.config) {
                 Ok((c, warnings)) => {
                     let id = c.id().clone();
-                    report.warnings.extend(warnings.into_iter().map(|detail| Warning { resource: id.clone(), detail }));
+                    let warnings: Vec<Warning> =
+                        warnings.into_iter().map(|detail| Warning { resource: id.clone(), detail }).collect();
+                    report.warnings.extend(warnings.iter().cloned());
                     report.applied.push(id);
-                    compiled.push(c);
+                    compiled.push((c, warnings));
                 }
                 Err((id, errs)) => {
                     errors.push(ManifestError::Invalid { document: *document, resource: id.to_string(), errors: errs })
@@ -96,7 +106,8 @@ impl Mesh {
         if !errors.is_empty() {
             return Err(ApplyError(errors));
         }
-        for c in compiled {
+        for (c, warnings) in compiled {
+            self.warnings.insert(c.id().clone(), warnings);
             match c {
                 Compiled::AuthorizationPolicy(p) => {
                     self.policies.insert(p.id.clone(), p);
@@ -119,6 +130,7 @@ impl Mesh {
             || self.peers.remove(id).is_some()
             || self.request_auths.remove(id).is_some();
         if removed {
+            self.warnings.remove(id);
             self.reindex();
         }
         removed
@@ -127,6 +139,23 @@ impl Mesh {
     /// Every applied AuthorizationPolicy, compiled, by id.
     pub fn authorization_policies(&self) -> impl Iterator<Item = &PolicyRef> {
         self.policies.values()
+    }
+
+    /// Every applied RequestAuthentication, compiled.
+    pub fn request_authentications(&self) -> impl Iterator<Item = &Arc<CompiledRequestAuthentication>> {
+        self.request_auths.values()
+    }
+
+    /// The warnings each applied resource got when it was applied.
+    pub fn apply_warnings(&self) -> impl Iterator<Item = &Warning> {
+        self.warnings.values().flatten()
+    }
+
+    /// Findings about the applied configuration as a whole: every resource's warnings, and cross-resource
+    /// problems such as waypoint policies that read token claims where no RequestAuthentication validates
+    /// tokens.
+    pub fn analyze(&self) -> Vec<Warning> {
+        crate::analyze::analyze(self)
     }
 
     /// How many resources are applied.

@@ -101,6 +101,11 @@ impl Mesh {
         Ok(Decision { inner: decision })
     }
 
+    /// Findings about the applied configuration: warnings from applying, and cross-resource problems.
+    fn analyze(&self) -> Vec<String> {
+        self.inner.analyze().iter().map(ToString::to_string).collect()
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }

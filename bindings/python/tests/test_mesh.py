@@ -158,3 +158,18 @@ def test_bad_path_normalization_is_rejected():
 
 def test_module_exports():
     assert set(mesh_policy.__all__) >= {"Mesh", "Decision", "InvalidManifestError", "InvalidRequestError"}
+
+
+def test_analyze_reports_http_rules_at_ztunnel():
+    mesh = Mesh()
+    report = mesh.apply_yaml("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: get-only, namespace: shop}
+spec:
+  rules:
+  - to: [{operation: {methods: ["GET"]}}]
+""")
+    assert len(report["warnings"]) == 1
+    assert "never matches there" in report["warnings"][0]
+    assert mesh.analyze() == report["warnings"]

@@ -66,4 +66,6 @@ class Mesh:
     def apply_file(self, path: Union[str, PathLike[str]]) -> ApplyReport: ...
     def check(self, request: dict[str, Any]) -> Decision:
         """Check a request in the shared check-request shape. Raises InvalidRequestError."""
+    def analyze(self) -> list[str]:
+        """Findings about the applied configuration: apply-time warnings and cross-resource problems."""
     def __len__(self) -> int: ...
