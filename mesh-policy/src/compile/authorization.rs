@@ -148,27 +148,37 @@ fn constraint(test: Test, negated: bool, values: &[String]) -> Constraint {
     Constraint { test, negated, values: values.iter().map(|v| v.as_str().into()).collect() }
 }
 
-/// Principals as the enforcement point compares them. At a waypoint, a principal in `cluster.local` or in one
-/// of the mesh's trust domains stands for the same identity in every trust domain of the mesh.
+/// Principals as the enforcement point compares them.
+///
+/// At a waypoint, istiod rewrites the trust domain of a principal `td/ns/N/sa/S`: `cluster.local`, or a trust
+/// domain of the mesh, stands for every trust domain of the mesh (the local one and its aliases); a wildcard
+/// trust domain (`*new`, `td-*`) that matches one of them is expanded the same way and also kept as written;
+/// `*` alone and anything else are kept as written. ztunnel compares principals verbatim.
 fn principal_matches(values: &[String], ctx: &Ctx<'_>) -> Vec<StringMatch> {
     let mut out = Vec::new();
+    let mut push = |m: StringMatch| {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    };
     for v in values {
         let parts: Vec<&str> = v.split('/').collect();
         let td = parts[0];
-        let expand = ctx.waypoint
-            && parts.len() == 5
-            && !td.contains('*')
-            && (td == "cluster.local" || ctx.config.trust_domains().any(|d| d == td));
-        if expand {
-            let rest = &v[td.len()..];
-            for domain in ctx.config.trust_domains() {
-                let m = StringMatch::parse(&format!("{domain}{rest}"));
-                if !out.contains(&m) {
-                    out.push(m);
-                }
-            }
+        let in_bundle = if td.contains('*') {
+            td != "*" && ctx.config.trust_domains().any(|d| StringMatch::parse(td).matches(d))
         } else {
-            out.push(StringMatch::parse(v));
+            td == "cluster.local" || ctx.config.trust_domains().any(|d| d == td)
+        };
+        if !(ctx.waypoint && parts.len() == 5 && in_bundle) {
+            push(StringMatch::parse(v));
+            continue;
+        }
+        if td.contains('*') {
+            push(StringMatch::parse(v));
+        }
+        let rest = &v[td.len()..];
+        for domain in ctx.config.trust_domains() {
+            push(StringMatch::parse(&format!("{domain}{rest}")));
         }
     }
     out
