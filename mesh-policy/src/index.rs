@@ -13,17 +13,21 @@ use crate::request::{Destination, ServiceKind};
 /// Policies with a workload selector, indexed by one of their labels.
 #[derive(Debug, Default)]
 struct SelectorIndex {
-    /// label key → label value → policies whose selector holds that label (its first one).
-    by_label: FxHashMap<Box<str>, FxHashMap<Box<str>, Vec<PolicyRef>>>,
+    /// label key → label value → policies whose selector holds that label (its first one), each with the
+    /// selector's other labels, which must also be on the workload.
+    by_label: FxHashMap<Box<str>, FxHashMap<Box<str>, Vec<Selected>>>,
     /// Selectors without labels: every workload.
     all: Vec<PolicyRef>,
 }
 
 impl SelectorIndex {
     fn insert(&mut self, p: PolicyRef, labels: &BTreeMap<String, String>) {
-        match labels.iter().next() {
+        let mut it = labels.iter();
+        match it.next() {
             Some((k, v)) => {
-                self.by_label.entry(k.as_str().into()).or_default().entry(v.as_str().into()).or_default().push(p)
+                let rest = it.map(|(k, v)| (k.clone(), v.clone())).collect();
+                let entry = Selected { rest, policy: p };
+                self.by_label.entry(k.as_str().into()).or_default().entry(v.as_str().into()).or_default().push(entry)
             }
             None => self.all.push(p),
         }
@@ -36,11 +40,9 @@ impl SelectorIndex {
         }
         for (k, v) in labels {
             let Some(bucket) = self.by_label.get(k.as_str()).and_then(|vs| vs.get(v.as_str())) else { continue };
-            for p in bucket {
-                if let Scope::Selector(sel) = &p.scope {
-                    if sel.iter().all(|(sk, sv)| labels.get(sk) == Some(sv)) {
-                        f(p);
-                    }
+            for s in bucket {
+                if s.rest.iter().all(|(sk, sv)| labels.get(sk) == Some(sv)) {
+                    f(&s.policy);
                 }
             }
         }
@@ -50,10 +52,17 @@ impl SelectorIndex {
         self.all.sort_by(|a, b| a.id.cmp(&b.id));
         for vs in self.by_label.values_mut() {
             for bucket in vs.values_mut() {
-                bucket.sort_by(|a, b| a.id.cmp(&b.id));
+                bucket.sort_by(|a, b| a.policy.id.cmp(&b.policy.id));
             }
         }
     }
+}
+
+/// A selector policy in its bucket: the labels left to check besides the bucket's own.
+#[derive(Debug)]
+struct Selected {
+    rest: Box<[(String, String)]>,
+    policy: PolicyRef,
 }
 
 /// Everything attached in one namespace.
@@ -74,6 +83,9 @@ struct NamespaceIndex {
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     root: Box<str>,
+    /// The root namespace, consulted on every check, kept out of the map.
+    root_ns: NamespaceIndex,
+    /// Every other namespace.
     namespaces: FxHashMap<Box<str>, NamespaceIndex>,
     gateway_class: Box<str>,
 }
@@ -86,13 +98,17 @@ impl Index {
         peers: impl Iterator<Item = &'a Arc<CompiledPeerAuthentication>>,
         request_auths: impl Iterator<Item = &'a Arc<CompiledRequestAuthentication>>,
     ) -> Self {
-        let mut index =
-            Index { root: root.into(), namespaces: FxHashMap::default(), gateway_class: gateway_class.into() };
+        let mut index = Index {
+            root: root.into(),
+            root_ns: NamespaceIndex::default(),
+            namespaces: FxHashMap::default(),
+            gateway_class: gateway_class.into(),
+        };
         for p in policies {
             if p.dry_run || !enforced(p) {
                 continue;
             }
-            let ns = index.namespaces.entry(p.id.namespace().into()).or_default();
+            let ns = index.entry(p.id.namespace());
             match &p.scope {
                 Scope::Namespace => ns.ztunnel_all.push(p.clone()),
                 Scope::Selector(labels) => ns.ztunnel_selected.insert(p.clone(), labels),
@@ -115,7 +131,7 @@ impl Index {
             }
         }
         for pa in peers {
-            let ns = index.namespaces.entry(pa.id.namespace().into()).or_default();
+            let ns = index.entry(pa.id.namespace());
             match pa.selector {
                 None => {
                     let older = ns.peer_namespace.as_ref().is_some_and(|cur| cur.age_key() <= pa.age_key());
@@ -127,9 +143,9 @@ impl Index {
             }
         }
         for ra in request_auths {
-            index.namespaces.entry(ra.id.namespace().into()).or_default().request_auth.push(ra.clone());
+            index.entry(ra.id.namespace()).request_auth.push(ra.clone());
         }
-        for ns in index.namespaces.values_mut() {
+        for ns in index.namespaces.values_mut().chain(std::iter::once(&mut index.root_ns)) {
             ns.ztunnel_all.sort_by(|a, b| a.id.cmp(&b.id));
             ns.ztunnel_selected.sort();
             for map in [&mut ns.services, &mut ns.service_entries, &mut ns.gateways, &mut ns.gateway_classes] {
@@ -141,17 +157,28 @@ impl Index {
         index
     }
 
+    fn entry(&mut self, namespace: &str) -> &mut NamespaceIndex {
+        if namespace == &*self.root { &mut self.root_ns } else { self.namespaces.entry(namespace.into()).or_default() }
+    }
+
+    /// The index of a namespace other than the root one.
+    #[inline]
+    fn non_root(&self, namespace: &str) -> Option<&NamespaceIndex> {
+        if namespace == &*self.root { None } else { self.namespaces.get(namespace) }
+    }
+
+    /// The index of any namespace.
+    #[inline]
+    fn namespace(&self, namespace: &str) -> Option<&NamespaceIndex> {
+        if namespace == &*self.root { Some(&self.root_ns) } else { self.namespaces.get(namespace) }
+    }
+
     /// Calls `f` for each policy ztunnel enforces for the destination workload: mesh-wide, root-namespace
     /// selectors, namespace-wide, then the namespace's selectors.
     pub(crate) fn for_each_ztunnel<'a>(&'a self, dest: &Destination, mut f: impl FnMut(&'a PolicyRef)) {
-        if let Some(root) = self.namespaces.get(&*self.root) {
-            root.ztunnel_all.iter().for_each(&mut f);
-            root.ztunnel_selected.for_each(&dest.workload_labels, &mut f);
-        }
-        if dest.namespace.as_str() == &*self.root {
-            return;
-        }
-        if let Some(ns) = self.namespaces.get(dest.namespace.as_str()) {
+        self.root_ns.ztunnel_all.iter().for_each(&mut f);
+        self.root_ns.ztunnel_selected.for_each(&dest.workload_labels, &mut f);
+        if let Some(ns) = self.non_root(&dest.namespace) {
             ns.ztunnel_all.iter().for_each(&mut f);
             ns.ztunnel_selected.for_each(&dest.workload_labels, &mut f);
         }
@@ -161,13 +188,11 @@ impl Index {
     /// GatewayClass (root namespace), the waypoint Gateway, and the Service or ServiceEntry addressed.
     pub(crate) fn for_each_waypoint<'a>(&'a self, dest: &Destination, mut f: impl FnMut(&'a PolicyRef)) {
         if dest.waypoint.is_some() {
-            if let Some(root) = self.namespaces.get(&*self.root) {
-                if let Some(ps) = root.gateway_classes.get(&*self.gateway_class) {
-                    ps.iter().for_each(&mut f);
-                }
+            if let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class) {
+                ps.iter().for_each(&mut f);
             }
         }
-        let Some(ns) = self.namespaces.get(dest.namespace.as_str()) else { return };
+        let Some(ns) = self.namespace(&dest.namespace) else { return };
         if let Some(ps) = dest.waypoint.as_deref().and_then(|w| ns.gateways.get(w)) {
             ps.iter().for_each(&mut f);
         }
@@ -184,21 +209,14 @@ impl Index {
 
     /// The PeerAuthentications that decide a workload's mode: mesh, namespace, workload.
     pub(crate) fn peer_authentications(&self, dest: &Destination) -> [Option<&CompiledPeerAuthentication>; 3] {
-        let mesh = self.namespaces.get(&*self.root).and_then(|r| r.peer_namespace.as_deref());
-        let ns = self.namespaces.get(dest.namespace.as_str());
-        let namespace =
-            if dest.namespace.as_str() == &*self.root { None } else { ns.and_then(|n| n.peer_namespace.as_deref()) };
-        let workload = if dest.namespace.as_str() == &*self.root {
-            None
-        } else {
-            ns.and_then(|n| {
-                n.peer_workloads.iter().map(|p| &**p).find(|p| {
-                    p.selector
-                        .as_ref()
-                        .is_some_and(|sel| sel.iter().all(|(k, v)| dest.workload_labels.get(k) == Some(v)))
-                })
+        let mesh = self.root_ns.peer_namespace.as_deref();
+        let ns = self.non_root(&dest.namespace);
+        let namespace = ns.and_then(|n| n.peer_namespace.as_deref());
+        let workload = ns.and_then(|n| {
+            n.peer_workloads.iter().map(|p| &**p).find(|p| {
+                p.selector.as_ref().is_some_and(|sel| sel.iter().all(|(k, v)| dest.workload_labels.get(k) == Some(v)))
             })
-        };
+        });
         [mesh, namespace, workload]
     }
 
@@ -207,8 +225,8 @@ impl Index {
         &'a self,
         dest: &'a Destination,
     ) -> impl Iterator<Item = &'a CompiledRequestAuthentication> + 'a {
-        let root = self.namespaces.get(&*self.root).into_iter().flat_map(|n| n.request_auth.iter());
-        let ns = self.namespaces.get(dest.namespace.as_str()).into_iter().flat_map(|n| n.request_auth.iter());
+        let root = self.root_ns.request_auth.iter();
+        let ns = self.non_root(&dest.namespace).into_iter().flat_map(|n| n.request_auth.iter());
         root.chain(ns).map(|ra| &**ra).filter(move |ra| {
             let Scope::Targets(targets) = &ra.scope else { return false };
             targets.iter().any(|t| match t.kind {

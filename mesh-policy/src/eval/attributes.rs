@@ -2,6 +2,7 @@
 //! case-insensitive, claims split where Istio splits them.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::net::IpAddr;
 
 use serde_json::Value;
@@ -26,12 +27,25 @@ pub struct Identity<'a> {
 impl<'a> Identity<'a> {
     /// Parses the Istio form of a principal; `None` for any other shape.
     pub fn parse(principal: &'a str) -> Option<Self> {
-        let mut parts = principal.split('/');
-        let (td, ns_kw, ns, sa_kw, sa) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || ns_kw != "ns" || sa_kw != "sa" || td.is_empty() || ns.is_empty() || sa.is_empty() {
+        // Exactly four slashes: td / "ns" / namespace / "sa" / account.
+        let mut slashes = [0usize; 4];
+        let mut n = 0;
+        for (i, b) in principal.bytes().enumerate() {
+            if b == b'/' {
+                *slashes.get_mut(n)? = i;
+                n += 1;
+            }
+        }
+        let [a, b, c, d] = slashes;
+        if n != 4 || &principal[a..b] != "/ns" || &principal[c..d] != "/sa" {
             return None;
         }
-        Some(Identity { trust_domain: td, namespace: ns, service_account: sa })
+        let (trust_domain, namespace, service_account) = (&principal[..a], &principal[b + 1..c], &principal[d + 1..]);
+        (!trust_domain.is_empty() && !namespace.is_empty() && !service_account.is_empty()).then_some(Identity {
+            trust_domain,
+            namespace,
+            service_account,
+        })
     }
 }
 
@@ -40,8 +54,7 @@ impl<'a> Identity<'a> {
 pub struct Attributes<'a> {
     /// Peer principal; `None` for plaintext.
     pub principal: Option<&'a str>,
-    /// The principal in Istio's form, when it is.
-    pub identity: Option<Identity<'a>>,
+    identity: OnceCell<Option<Identity<'a>>>,
     /// Direct peer address.
     pub source_ip: Option<IpAddr>,
     remote_ip: Option<IpAddr>,
@@ -52,6 +65,7 @@ pub struct Attributes<'a> {
     http: Option<&'a HttpRequest>,
     path: Option<Cow<'a, str>>,
     jwt: Option<&'a JwtAttributes>,
+    token_subject: OnceCell<Option<(&'a str, &'a str)>>,
     extra_split_claims: Vec<&'a str>,
     /// TLS server name.
     pub sni: Option<&'a str>,
@@ -73,13 +87,16 @@ impl<'a> Attributes<'a> {
                 format!("write the principal without the spiffe:// prefix: {rest:?}"),
             )));
         }
-        let identity = principal.and_then(Identity::parse);
-        if let (Some(ns), Some(id)) = (req.source.namespace.as_deref(), identity) {
-            if ns != id.namespace {
-                return Err(RequestError(FieldError::new(
-                    "source.namespace",
-                    format!("{ns:?} contradicts the principal's namespace {:?}", id.namespace),
-                )));
+        let identity = OnceCell::new();
+        if let Some(ns) = req.source.namespace.as_deref() {
+            // A plaintext peer (or a non-Istio principal) has no namespace to match: the field is ignored.
+            if let Some(id) = *identity.get_or_init(|| principal.and_then(Identity::parse)) {
+                if ns != id.namespace {
+                    return Err(RequestError(FieldError::new(
+                        "source.namespace",
+                        format!("{ns:?} contradicts the principal's namespace {:?}", id.namespace),
+                    )));
+                }
             }
         }
         let http = if l7 { req.http.as_ref() } else { None };
@@ -102,9 +119,16 @@ impl<'a> Attributes<'a> {
             http,
             path,
             jwt: if l7 { req.jwt.as_ref() } else { None },
+            token_subject: OnceCell::new(),
             extra_split_claims: Vec::new(),
             sni: if l7 { req.connection.as_ref().and_then(|c| c.sni.as_deref()) } else { None },
         })
+    }
+
+    /// The principal in Istio's form, when it is; parsed on first use.
+    #[inline]
+    pub fn identity(&self) -> Option<Identity<'a>> {
+        *self.identity.get_or_init(|| self.principal.and_then(Identity::parse))
     }
 
     /// Adds claims that RequestAuthentication rules split at spaces.
@@ -145,6 +169,10 @@ impl<'a> Attributes<'a> {
 
     /// The token's `(iss, sub)`: from the claims, or the principal split at its last `/`.
     pub fn token_subject(&self) -> Option<(&'a str, &'a str)> {
+        *self.token_subject.get_or_init(|| self.read_token_subject())
+    }
+
+    fn read_token_subject(&self) -> Option<(&'a str, &'a str)> {
         let jwt = self.jwt?;
         let iss = jwt.claims.get("iss").and_then(Value::as_str);
         let sub = jwt.claims.get("sub").and_then(Value::as_str);

@@ -76,10 +76,10 @@ impl Constraint {
     fn positive(&self, a: &Attributes<'_>) -> bool {
         match &self.test {
             Test::Principal(ms) => a.principal.is_some_and(|p| ms.iter().any(|m| m.matches(p))),
-            Test::Namespace(ms) => a.identity.is_some_and(|id| ms.iter().any(|m| m.matches(id.namespace))),
-            Test::NamespaceGlob(gs) => a.identity.is_some_and(|id| gs.iter().any(|g| g.matches(id.namespace))),
+            Test::Namespace(ms) => a.identity().is_some_and(|id| ms.iter().any(|m| m.matches(id.namespace))),
+            Test::NamespaceGlob(gs) => a.identity().is_some_and(|id| gs.iter().any(|g| g.matches(id.namespace))),
             Test::ServiceAccount(sas) => a
-                .identity
+                .identity()
                 .is_some_and(|id| sas.iter().any(|(ns, sa)| id.namespace == &**ns && id.service_account == &**sa)),
             Test::SourceIp(nets) => a.source_ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
             Test::RemoteIp(nets) => a.remote_ip().is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
