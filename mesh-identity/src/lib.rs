@@ -1,0 +1,23 @@
+//! Who is on the other end of a mesh connection or request, with no sockets and no clock: `now` is always an
+//! argument.
+//!
+//! - [`spiffe`]: SPIFFE IDs and trust domains, strictly per the SPIFFE ID specification, and Istio's
+//!   `spiffe://<td>/ns/<ns>/sa/<sa>` identities.
+//! - [`jwt`]: JWKS documents and token validation as Envoy's `jwt_authn` filter does it for Istio's
+//!   RequestAuthentication.
+//! - [`svid`]: the SPIFFE ID of an X.509-SVID leaf, checked against the SPIFFE X.509-SVID profile.
+//! - [`bundle`]: trust bundles (a trust domain's X.509 roots) and the set of them a workload trusts.
+//! - [`verify`]: peer chain verification with `rustls-webpki` against the bundle of the peer's trust domain.
+//! - [`tls`]: rustls server and client configurations for HBONE mutual TLS, verifying peers by SPIFFE ID.
+//! - [`ca`]: a local CA issuing workload SVIDs as istiod does, including Istio's plug-in CA files.
+//! - [`rotation`]: when to renew a certificate, as a pure schedule.
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod ca;
+pub mod jwt;
+pub mod rotation;
+pub mod spiffe;
+pub mod svid;
+pub mod tls;
+pub mod verify;

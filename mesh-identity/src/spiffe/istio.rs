@@ -1,0 +1,125 @@
+//! Istio's identities `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`, and trust-domain aliases.
+
+use std::fmt;
+
+use super::{SpiffeId, SpiffeIdError, TrustDomain};
+
+/// An Istio workload identity: a SPIFFE ID whose path is `/ns/<namespace>/sa/<service account>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IstioIdentity {
+    id: SpiffeId,
+    /// Byte range of the namespace and service account in `id`.
+    namespace: (usize, usize),
+    service_account: usize,
+}
+
+impl IstioIdentity {
+    /// The Istio view of a SPIFFE ID.
+    pub fn from_spiffe_id(id: SpiffeId) -> Result<Self, SpiffeIdError> {
+        let base = id.as_str().len() - id.path().len();
+        let rest = id.path().strip_prefix("/ns/").ok_or(SpiffeIdError::NotIstio)?;
+        let (ns, sa) = rest.split_once("/sa/").ok_or(SpiffeIdError::NotIstio)?;
+        if ns.contains('/') || sa.contains('/') || ns.is_empty() || sa.is_empty() {
+            return Err(SpiffeIdError::NotIstio);
+        }
+        let ns_start = base + "/ns/".len();
+        let ns_end = ns_start + ns.len();
+        Ok(IstioIdentity { id, namespace: (ns_start, ns_end), service_account: ns_end + "/sa/".len() })
+    }
+
+    /// Parses `spiffe://td/ns/N/sa/S`.
+    pub fn parse(id: &str) -> Result<Self, SpiffeIdError> {
+        Self::from_spiffe_id(SpiffeId::new(id)?)
+    }
+
+    /// Parses the principal form `td/ns/N/sa/S` that AuthorizationPolicy uses.
+    pub fn parse_principal(principal: &str) -> Result<Self, SpiffeIdError> {
+        Self::parse(&format!("spiffe://{principal}"))
+    }
+
+    /// The identity of `service_account` in `namespace` of `trust_domain`.
+    pub fn new(trust_domain: &TrustDomain, namespace: &str, service_account: &str) -> Result<Self, SpiffeIdError> {
+        Self::from_spiffe_id(SpiffeId::from_parts(trust_domain, &format!("/ns/{namespace}/sa/{service_account}"))?)
+    }
+
+    /// The SPIFFE ID.
+    pub fn spiffe_id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The trust domain name.
+    pub fn trust_domain_name(&self) -> &str {
+        self.id.trust_domain_name()
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.id.as_str()[self.namespace.0..self.namespace.1]
+    }
+
+    /// The service account.
+    pub fn service_account(&self) -> &str {
+        &self.id.as_str()[self.service_account..]
+    }
+
+    /// `td/ns/N/sa/S`, the form AuthorizationPolicy `principals` use.
+    pub fn principal(&self) -> &str {
+        self.id.principal()
+    }
+}
+
+impl fmt::Display for IstioIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.id.fmt(f)
+    }
+}
+
+/// The trust domain of a mesh and its aliases (`meshConfig.trustDomainAliases`): a peer from an alias domain is
+/// the same workload for policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustDomains {
+    local: TrustDomain,
+    aliases: Vec<TrustDomain>,
+}
+
+impl TrustDomains {
+    /// The local trust domain with its aliases.
+    pub fn new(local: TrustDomain, aliases: impl IntoIterator<Item = TrustDomain>) -> Self {
+        let mut aliases: Vec<TrustDomain> = aliases.into_iter().filter(|a| *a != local).collect();
+        aliases.sort();
+        aliases.dedup();
+        TrustDomains { local, aliases }
+    }
+
+    /// The local trust domain.
+    pub fn local(&self) -> &TrustDomain {
+        &self.local
+    }
+
+    /// The aliases.
+    pub fn aliases(&self) -> &[TrustDomain] {
+        &self.aliases
+    }
+
+    /// Whether `name` is the local trust domain or an alias.
+    pub fn contains(&self, name: &str) -> bool {
+        self.local.as_str() == name || self.aliases.iter().any(|a| a.as_str() == name)
+    }
+
+    /// Whether two identities are the same workload: same namespace and service account, both in this mesh's
+    /// trust domains.
+    pub fn same_workload(&self, a: &IstioIdentity, b: &IstioIdentity) -> bool {
+        a.namespace() == b.namespace()
+            && a.service_account() == b.service_account()
+            && self.contains(a.trust_domain_name())
+            && self.contains(b.trust_domain_name())
+    }
+
+    /// The identity as the local trust domain names it, when its trust domain belongs to this mesh.
+    pub fn canonical(&self, id: &IstioIdentity) -> Option<IstioIdentity> {
+        if !self.contains(id.trust_domain_name()) {
+            return None;
+        }
+        IstioIdentity::new(&self.local, id.namespace(), id.service_account()).ok()
+    }
+}
