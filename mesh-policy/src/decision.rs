@@ -28,6 +28,21 @@ pub struct Decision {
     pub reason: Reason,
     /// Where the check ran.
     pub enforcement: Enforcement,
+    /// What the waypoint does with a token it validated (RequestAuthentication's `forwardOriginalToken`,
+    /// `outputPayloadToHeader`, `outputClaimToHeaders`). Not part of the serialised shape.
+    #[serde(skip)]
+    pub token_forwarding: Option<TokenForwarding>,
+}
+
+/// How the waypoint forwards a request whose token it validated, per the jwtRule that validated it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenForwarding {
+    /// Keep the token on the forwarded request; when false the waypoint removes it.
+    pub forward_original_token: bool,
+    /// Header to set to the token's payload (base64url, as Envoy does).
+    pub output_payload_to_header: Option<String>,
+    /// `(header, claim)` pairs: headers to set to a claim's value.
+    pub output_claim_to_headers: Vec<(String, String)>,
 }
 
 /// Why a decision came out as it did. Rendered to text only when displayed or serialised, so a check does
@@ -136,7 +151,7 @@ impl Decision {
             Reason::StrictMtls { policy, .. } => (Some(policy.qualified().clone()), None),
             _ => (None, None),
         };
-        Decision { allowed, status, action, policy, rule, reason, enforcement }
+        Decision { allowed, status, action, policy, rule, reason, enforcement, token_forwarding: None }
     }
 }
 

@@ -57,7 +57,7 @@ pub mod scenario;
 
 pub use config::MeshConfig;
 pub use crd::{Action, MtlsMode};
-pub use decision::{Decision, Reason};
+pub use decision::{Decision, Reason, TokenForwarding};
 pub use error::{ApplyError, FieldError, ManifestError, RequestError};
 pub use mesh::{ApplyReport, Mesh, Warning};
 pub use model::path::PathNormalization;

@@ -7,6 +7,7 @@ use crate::compile::{self, Compiled};
 use crate::config::MeshConfig;
 use crate::decision::Decision;
 use crate::error::{ApplyError, FieldError, ManifestError, RequestError};
+use crate::eval::authentication::{Authenticators, JwksDocuments};
 use crate::eval::{self, attributes::Attributes};
 use crate::index::Index;
 use crate::manifest::{self, Skipped};
@@ -53,6 +54,8 @@ pub struct Mesh {
     peers: BTreeMap<ResourceId, Arc<CompiledPeerAuthentication>>,
     request_auths: BTreeMap<ResourceId, Arc<CompiledRequestAuthentication>>,
     warnings: BTreeMap<ResourceId, Vec<Warning>>,
+    jwks: JwksDocuments,
+    authenticators: Authenticators,
     index: Index,
 }
 
@@ -73,6 +76,8 @@ impl Mesh {
             peers: BTreeMap::new(),
             request_auths: BTreeMap::new(),
             warnings: BTreeMap::new(),
+            jwks: JwksDocuments::new(),
+            authenticators: Authenticators::default(),
             index,
         }
     }
@@ -168,7 +173,17 @@ impl Mesh {
         self.len() == 0
     }
 
+    /// Supplies the JWKS document behind a `jwksUri`, as the caller fetched it: RequestAuthentication rules that
+    /// name the URI validate tokens with it. Until a rule's document is supplied, its tokens are rejected.
+    pub fn add_jwks(&mut self, uri: &str, jwks_json: &str) -> Result<(), mesh_identity::jwt::JwksError> {
+        let jwks = mesh_identity::jwt::Jwks::from_json(jwks_json)?;
+        self.jwks.insert(uri.to_owned(), Arc::new(jwks));
+        self.authenticators = Authenticators::build(self.request_auths.values(), &self.jwks);
+        Ok(())
+    }
+
     fn reindex(&mut self) {
+        self.authenticators = Authenticators::build(self.request_auths.values(), &self.jwks);
         self.index = Index::build(
             &self.config.root_namespace,
             &self.config.waypoint_gateway_class,
@@ -184,24 +199,59 @@ impl Mesh {
         peer_authentication::resolve(mesh, ns, workload, destination.port)
     }
 
-    /// Checks a request at its enforcement point.
+    /// Checks a request at its enforcement point, with no clock: a raw token carrying `exp` or `nbf` is rejected
+    /// because its validity cannot be decided. Use [`Mesh::check_at`] when requests carry raw tokens.
     pub fn check(&self, req: &CheckRequest) -> Result<Decision, RequestError> {
+        self.check_inner(req, None)
+    }
+
+    /// Checks a request at its enforcement point at `now` (Unix seconds), the time raw tokens are validated at.
+    pub fn check_at(&self, req: &CheckRequest, now: u64) -> Result<Decision, RequestError> {
+        self.check_inner(req, Some(now))
+    }
+
+    fn check_inner(&self, req: &CheckRequest, now: Option<u64>) -> Result<Decision, RequestError> {
         if req.destination.namespace.is_empty() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
         match req.enforcement_point() {
             Enforcement::Ztunnel => {
-                let attrs = Attributes::new(req, false, self.config.path_normalization)?;
+                let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
                 Ok(eval::ztunnel(&self.index, req, &attrs))
             }
             Enforcement::Waypoint => {
-                if req.http.is_none() {
+                let Some(http) = &req.http else {
                     return Err(RequestError(FieldError::new(
                         "http",
                         "must be set for a waypoint check (method and path at least)",
                     )));
-                }
-                let mut attrs = Attributes::new(req, true, self.config.path_normalization)?;
+                };
+                let validated;
+                let mut forwarding = None;
+                let jwt = match &req.jwt {
+                    Some(jwt) => Some(jwt),
+                    None => {
+                        let applicable = self.index.request_authentications(&req.destination);
+                        match self.authenticators.authenticate(applicable, http, now) {
+                            Ok(token) => {
+                                validated = token.map(|(attrs, f)| {
+                                    forwarding = Some(f);
+                                    attrs
+                                });
+                                validated.as_ref()
+                            }
+                            Err(why) => {
+                                return Ok(Decision::new(
+                                    false,
+                                    crate::crd::Action::Deny,
+                                    crate::decision::Reason::JwtRejected(why),
+                                    Enforcement::Waypoint,
+                                ));
+                            }
+                        }
+                    }
+                };
+                let mut attrs = Attributes::new(req, true, self.config.path_normalization, jwt)?;
                 if let Some((issuer, _)) = attrs.token_subject() {
                     let extra: Vec<&str> = self
                         .index
@@ -210,7 +260,9 @@ impl Mesh {
                         .collect();
                     attrs.split_claims(extra);
                 }
-                Ok(eval::waypoint(&self.index, req, &attrs))
+                let mut decision = eval::waypoint(&self.index, req, &attrs);
+                decision.token_forwarding = forwarding;
+                Ok(decision)
             }
         }
     }

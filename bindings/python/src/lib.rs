@@ -86,8 +86,15 @@ impl Mesh {
         self.apply_yaml(py, &text)
     }
 
-    /// Checks a request dict; returns a Decision.
-    fn check(&self, py: Python<'_>, request: &Bound<'_, PyAny>) -> PyResult<Decision> {
+    /// Supplies the JWKS document behind a RequestAuthentication `jwksUri` (nothing is fetched).
+    fn add_jwks(&mut self, uri: &str, jwks_json: &str) -> PyResult<()> {
+        self.inner.add_jwks(uri, jwks_json).map_err(|e| InvalidManifestError::new_err(format!("JWKS for {uri}: {e}")))
+    }
+
+    /// Checks a request dict; returns a Decision. Raw tokens are validated at `now` (Unix seconds; default:
+    /// the current time).
+    #[pyo3(signature = (request, now = None))]
+    fn check(&self, py: Python<'_>, request: &Bound<'_, PyAny>, now: Option<f64>) -> PyResult<Decision> {
         let text: String = json_module(py)?
             .call_method1("dumps", (request,))?
             .extract()
@@ -97,7 +104,17 @@ impl Mesh {
             let path = e.path().to_string();
             InvalidRequestError::new_err(format!("invalid check request: {path}: {}", e.into_inner()))
         })?;
-        let decision = self.inner.check(&req).map_err(|e| InvalidRequestError::new_err(e.to_string()))?;
+        let now = match now {
+            Some(t) => t,
+            None => PyModule::import(py, "time")?.call_method0("time")?.extract::<f64>()?,
+        };
+        if !now.is_finite() || now < 0.0 {
+            return Err(InvalidRequestError::new_err("now: must be a non-negative number of seconds"));
+        }
+        // Whole seconds, as token times are.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let now = now as u64;
+        let decision = self.inner.check_at(&req, now).map_err(|e| InvalidRequestError::new_err(e.to_string()))?;
         Ok(Decision { inner: decision })
     }
 
@@ -157,6 +174,17 @@ impl Decision {
     #[getter]
     fn enforcement(&self) -> &'static str {
         self.inner.enforcement.as_str()
+    }
+    /// How the waypoint forwards a validated token (`forward_original_token`, `output_payload_to_header`,
+    /// `output_claim_to_headers`), or None when no token was validated here.
+    #[getter]
+    fn token_forwarding(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let Some(f) = &self.inner.token_forwarding else { return Ok(None) };
+        let out = PyDict::new(py);
+        out.set_item("forward_original_token", f.forward_original_token)?;
+        out.set_item("output_payload_to_header", f.output_payload_to_header.as_deref())?;
+        out.set_item("output_claim_to_headers", f.output_claim_to_headers.clone())?;
+        Ok(Some(out.into_any().unbind()))
     }
     /// The decision as a dict in the shared shape.
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {

@@ -37,10 +37,8 @@ pub(crate) fn compile(
             p.error(format!("{at}.jwksUri"), format!("URI scheme of {jwks_uri:?} is not supported: use http or https"));
         }
         if let Some(jwks) = &r.jwks {
-            match serde_json::from_str::<serde_json::Value>(jwks) {
-                Ok(v) if v.get("keys").is_some_and(serde_json::Value::is_array) => {}
-                Ok(_) => p.error(format!("{at}.jwks"), "jwks parse error: not a JWK Set (no \"keys\" array)"),
-                Err(e) => p.error(format!("{at}.jwks"), format!("jwks parse error: {e}")),
+            if let Err(e) = mesh_identity::jwt::Jwks::from_json(jwks) {
+                p.error(format!("{at}.jwks"), format!("jwks parse error: {e}"));
             }
         }
         for (j, h) in r.from_headers.iter().flatten().enumerate() {

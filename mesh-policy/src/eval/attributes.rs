@@ -72,8 +72,14 @@ pub struct Attributes<'a> {
 }
 
 impl<'a> Attributes<'a> {
-    /// Attributes of a request, with HTTP and token attributes only when `l7`.
-    pub fn new(req: &'a CheckRequest, l7: bool, normalization: PathNormalization) -> Result<Self, RequestError> {
+    /// Attributes of a request, with HTTP and token attributes only when `l7`. `jwt` is the request's token:
+    /// the pre-validated one of the request, or one the waypoint validated.
+    pub fn new(
+        req: &'a CheckRequest,
+        l7: bool,
+        normalization: PathNormalization,
+        jwt: Option<&'a JwtAttributes>,
+    ) -> Result<Self, RequestError> {
         let principal = req.source.principal.as_deref();
         if principal == Some("") {
             return Err(RequestError(FieldError::new(
@@ -118,7 +124,7 @@ impl<'a> Attributes<'a> {
             destination_port: req.destination.port,
             http,
             path,
-            jwt: if l7 { req.jwt.as_ref() } else { None },
+            jwt: if l7 { jwt } else { None },
             token_subject: OnceCell::new(),
             extra_split_claims: Vec::new(),
             sni: if l7 { req.connection.as_ref().and_then(|c| c.sni.as_deref()) } else { None },

@@ -1,6 +1,7 @@
 //! Evaluation at the two enforcement points: CUSTOM, then DENY, then ALLOW.
 
 pub mod attributes;
+pub(crate) mod authentication;
 
 use crate::crd::{Action, MtlsMode};
 use crate::decision::{Decision, Reason};

@@ -20,6 +20,11 @@ class DecisionDict(TypedDict):
     reason: str
     enforcement: Literal["ztunnel", "waypoint"]
 
+class TokenForwarding(TypedDict):
+    forward_original_token: bool
+    output_payload_to_header: Optional[str]
+    output_claim_to_headers: list[tuple[str, str]]
+
 class MeshPolicyError(ValueError):
     """Base of every mesh_policy error."""
 
@@ -48,6 +53,9 @@ class Decision:
     def reason(self) -> str: ...
     @property
     def enforcement(self) -> Literal["ztunnel", "waypoint"]: ...
+    @property
+    def token_forwarding(self) -> Optional[TokenForwarding]:
+        """How the waypoint forwards a token it validated; None when it validated none."""
     def to_dict(self) -> DecisionDict: ...
     def __bool__(self) -> bool: ...
 
@@ -64,8 +72,11 @@ class Mesh:
     def apply_yaml(self, text: str) -> ApplyReport:
         """Apply a multi-document manifest atomically. Raises InvalidManifestError."""
     def apply_file(self, path: Union[str, PathLike[str]]) -> ApplyReport: ...
-    def check(self, request: dict[str, Any]) -> Decision:
-        """Check a request in the shared check-request shape. Raises InvalidRequestError."""
+    def add_jwks(self, uri: str, jwks_json: str) -> None:
+        """Supply the JWKS document behind a RequestAuthentication `jwksUri` (nothing is fetched)."""
+    def check(self, request: dict[str, Any], now: Optional[float] = None) -> Decision:
+        """Check a request in the shared check-request shape. Raw tokens are validated at `now` (Unix seconds;
+        default: the current time). Raises InvalidRequestError."""
     def analyze(self) -> list[str]:
         """Findings about the applied configuration: apply-time warnings and cross-resource problems."""
     def __len__(self) -> int: ...
