@@ -2,31 +2,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{NOW, at, bookinfo, td};
 use mesh_identity::ca::{CaError, CaOptions, DEFAULT_MAX_WORKLOAD_TTL, DEFAULT_WORKLOAD_TTL, KeyAlgorithm, LocalCa};
 use mesh_identity::spiffe::{IstioIdentity, TrustDomain};
 use mesh_identity::svid::PeerRole;
 use mesh_identity::verify::ChainVerifier;
-use rustls_pki_types::UnixTime;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer;
-
-const NOW: u64 = 1_750_000_000;
-
-fn at(secs: u64) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(secs))
-}
-
-fn td() -> TrustDomain {
-    TrustDomain::new("cluster.local").unwrap()
-}
-
-fn bookinfo() -> IstioIdentity {
-    IstioIdentity::new(&td(), "default", "bookinfo").unwrap()
-}
 
 fn ca() -> LocalCa {
     LocalCa::new_root(td(), &CaOptions::default(), at(NOW)).unwrap()

@@ -3,28 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
+use std::sync::Arc;
+
+use common::{NOW, at, bookinfo, td};
 use mesh_identity::ca::{CaError, CaOptions, DEFAULT_WORKLOAD_TTL, LocalCa, PluginCaPem};
-use mesh_identity::spiffe::{IstioIdentity, TrustDomain};
 use mesh_identity::svid::PeerRole;
 use mesh_identity::verify::ChainVerifier;
 use rustls_pki_types::UnixTime;
-
-const NOW: u64 = 1_750_000_000;
-
-fn at(secs: u64) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(secs))
-}
-
-fn td() -> TrustDomain {
-    TrustDomain::new("cluster.local").unwrap()
-}
-
-fn bookinfo() -> IstioIdentity {
-    IstioIdentity::new(&td(), "default", "bookinfo").unwrap()
-}
 
 fn verify(ca: &LocalCa, chain: &[rustls_pki_types::CertificateDer<'_>], now: UnixTime) {
     let set = [ca.trust_bundle().clone()].into_iter().collect();

@@ -2,21 +2,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::time::Duration;
 
+use common::{NOW, at};
 use mesh_identity::ca::{CaOptions, DEFAULT_WORKLOAD_TTL, LocalCa};
 use mesh_identity::rotation::{DEFAULT_GRACE_RATIO, Jitter, RenewalPolicy, RenewalState};
 use mesh_identity::spiffe::{IstioIdentity, TrustDomain};
 use mesh_identity::svid::Svid;
 use proptest::prelude::*;
-use rustls_pki_types::UnixTime;
 
-const NOW: u64 = 1_750_000_000;
 const HOUR: u64 = 3600;
-
-fn at(secs: u64) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(secs))
-}
 
 fn issued_svid() -> Svid {
     let td = TrustDomain::new("cluster.local").unwrap();

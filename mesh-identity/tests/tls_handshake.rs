@@ -3,11 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{NOW, at};
 use mesh_identity::bundle::TrustBundleSet;
 use mesh_identity::ca::{CaOptions, LocalCa};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
@@ -22,12 +25,7 @@ use rustls::{
     CertificateError, ClientConfig, ClientConnection, ConnectionCommon, ProtocolVersion, ServerConfig, ServerConnection,
 };
 
-const NOW: u64 = 1_750_000_000;
 const DAY: Duration = Duration::from_secs(86_400);
-
-fn at(secs: u64) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(secs))
-}
 
 /// rustls's clock, pinned.
 #[derive(Debug)]

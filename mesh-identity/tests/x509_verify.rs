@@ -3,9 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{NOW, at};
 use mesh_identity::bundle::{TrustBundle, TrustBundleSet};
 use mesh_identity::ca::{CaOptions, LocalCa};
 use mesh_identity::spiffe::{IstioIdentity, TrustDomain, TrustDomains};
@@ -17,12 +20,7 @@ use rcgen::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-const NOW: u64 = 1_750_000_000; // 2025-06-15
 const DAY: Duration = Duration::from_secs(86_400);
-
-fn at(secs: u64) -> UnixTime {
-    UnixTime::since_unix_epoch(Duration::from_secs(secs))
-}
 
 fn td(name: &str) -> TrustDomain {
     TrustDomain::new(name).unwrap()
