@@ -233,8 +233,9 @@ mod tests {
 
     #[test]
     fn identity() {
-        let id = Identity::parse("cluster.local/ns/payments/sa/accounts").unwrap();
-        assert_eq!((id.trust_domain, id.namespace, id.service_account), ("cluster.local", "payments", "accounts"));
+        let id = Identity::parse("cluster.local/ns/payments/sa/accounts");
+        let expected = Identity { trust_domain: "cluster.local", namespace: "payments", service_account: "accounts" };
+        assert_eq!(id, Some(expected));
         assert!(Identity::parse("cluster.local/ns/payments/sa/accounts/x").is_none());
         assert!(Identity::parse("cluster.local/ns/payments").is_none());
         assert!(Identity::parse("td/namespace/a/sa/b").is_none());

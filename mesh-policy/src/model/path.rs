@@ -307,7 +307,10 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> PathTemplate {
-        PathTemplate::parse(s).unwrap().unwrap()
+        match PathTemplate::parse(s) {
+            Ok(Some(t)) => t,
+            other => panic!("{s:?} is a valid template: {other:?}"),
+        }
     }
 
     #[test]
