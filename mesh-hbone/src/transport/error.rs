@@ -1,0 +1,122 @@
+//! Transport errors.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mesh_identity::tls::{PeerIdentityError, TlsError};
+
+use crate::connect::ConnectError;
+use crate::settings::SettingsError;
+use crate::status::Refused;
+
+/// Why a tunnel could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The CONNECT request is malformed.
+    #[error("invalid CONNECT request: {0}")]
+    Request(#[from] ConnectError),
+    /// The TLS configuration could not be built.
+    #[error("cannot build the mTLS client configuration: {0}")]
+    TlsConfig(#[from] TlsError),
+    /// The settings are unusable.
+    #[error("invalid HTTP/2 settings: {0}")]
+    Settings(#[from] SettingsError),
+    /// The TCP connect failed.
+    #[error("TCP connect to {address} failed: {source} (is a NetworkPolicy blocking HBONE port 15008?)")]
+    Connect {
+        /// The peer proxy's address.
+        address: SocketAddr,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A step did not finish in time.
+    #[error("{step} with {address} timed out after {after:?}")]
+    Timeout {
+        /// `TCP connect` or `TLS handshake`.
+        step: &'static str,
+        /// The peer proxy's address.
+        address: SocketAddr,
+        /// The limit.
+        after: Duration,
+    },
+    /// The TLS handshake failed (including a peer identity that was not expected).
+    #[error("mTLS handshake with {address} failed: {source}")]
+    Handshake {
+        /// The peer proxy's address.
+        address: SocketAddr,
+        /// The error rustls reported.
+        source: io::Error,
+    },
+    /// The peer did not negotiate HTTP/2.
+    #[error("peer {address} did not negotiate ALPN h2; it is not an HBONE endpoint")]
+    NoH2 {
+        /// The peer proxy's address.
+        address: SocketAddr,
+    },
+    /// The peer's identity could not be read.
+    #[error("peer identity: {0}")]
+    PeerIdentity(#[from] PeerIdentityError),
+    /// HTTP/2 failed.
+    #[error("HTTP/2 with {address} failed: {source}")]
+    H2 {
+        /// The peer proxy's address.
+        address: SocketAddr,
+        /// The h2 error.
+        source: h2::Error,
+    },
+    /// The connection this checkout was waiting for could not be established.
+    #[error("the shared connection to {address} failed: {reason}")]
+    SharedConnectFailed {
+        /// The peer proxy's address.
+        address: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The peer answered the CONNECT with an error status.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+}
+
+impl ClientError {
+    /// The refusal, when the peer answered with an error status.
+    pub fn refused(&self) -> Option<&Refused> {
+        match self {
+            ClientError::Refused(refused) => Some(refused),
+            _ => None,
+        }
+    }
+}
+
+/// Why a server could not be built or a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The TLS configuration could not be built.
+    #[error("cannot build the mTLS server configuration: {0}")]
+    TlsConfig(#[from] TlsError),
+    /// The settings are unusable.
+    #[error("invalid HTTP/2 settings: {0}")]
+    Settings(#[from] SettingsError),
+    /// A socket operation failed.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    /// The TLS handshake failed or timed out.
+    #[error("mTLS handshake with {peer} failed: {reason}")]
+    Handshake {
+        /// The client's address.
+        peer: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The peer's identity could not be read.
+    #[error("peer identity: {0}")]
+    PeerIdentity(#[from] PeerIdentityError),
+    /// HTTP/2 failed.
+    #[error("HTTP/2 with {peer} failed: {source}")]
+    H2 {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The h2 error.
+        source: h2::Error,
+    },
+}

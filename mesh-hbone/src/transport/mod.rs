@@ -1,0 +1,24 @@
+//! The HBONE transport (feature `tokio`): HTTP/2 (h2) over mutual TLS (tokio-rustls), with
+//! `mesh-identity`'s HBONE configurations.
+//!
+//! - [`HboneClient`]: pooled mTLS HTTP/2 connections to peer proxies, one CONNECT stream per tunnel,
+//!   returning an [`HboneStream`] and the peer's verified identity.
+//! - [`HboneServer`]: accepts mTLS connections, validates each CONNECT with [`crate::status::validate`], asks
+//!   a caller-supplied handler for the upstream (or a [`crate::Rejection`]) and copies bytes both ways.
+//!
+//! What an untrusted peer controls is bounded: concurrent streams per connection (SETTINGS), header list size,
+//! TLS handshake time, PING keepalive, idle connections, and per-direction copy buffers.
+
+mod client;
+mod copy;
+mod error;
+mod keepalive;
+mod server;
+mod stream;
+mod trace;
+
+pub use client::{DEFAULT_CONNECT_TIMEOUT, Destination, HboneClient, Tunnel};
+pub use error::{ClientError, ServerError};
+pub use server::{HboneServer, InboundRequest, ServerLimits};
+pub use stream::HboneStream;
+pub use trace::random_traceparent;

@@ -1,0 +1,297 @@
+//! The HBONE server: mTLS HTTP/2 connections from peer proxies, each CONNECT validated with the core's rules
+//! and handed to a caller-supplied handler for its upstream.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use mesh_identity::bundle::TrustBundleSet;
+use mesh_identity::spiffe::{SpiffeId, TrustDomain};
+use mesh_identity::tls::{WorkloadCertificate, peer_spiffe_id, server_config};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use super::copy;
+use super::error::ServerError;
+use super::keepalive;
+use super::stream::HboneStream;
+use crate::baggage::Baggage;
+use crate::connect::ConnectRequest;
+use crate::settings::H2Settings;
+use crate::status::{InboundRules, Rejection, accept_response, validate};
+
+/// Limits on what a connecting peer controls, beyond the HTTP/2 settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long the TLS handshake may take: 10 s.
+    pub handshake_timeout: Duration,
+    /// How long a connection may carry no stream before it is closed (GOAWAY): 5 minutes.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits { handshake_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(300) }
+    }
+}
+
+/// A CONNECT that passed validation, for the handler to decide on.
+#[derive(Debug, Clone)]
+pub struct InboundRequest {
+    /// The SPIFFE ID the client proxy presented (verified during the handshake).
+    pub peer: SpiffeId,
+    /// The client proxy's address.
+    pub peer_addr: SocketAddr,
+    /// The local address the connection arrived on.
+    pub dialled: SocketAddr,
+    /// Where to connect upstream.
+    pub target: SocketAddr,
+    /// The CONNECT (malformed optional headers left out).
+    pub request: ConnectRequest,
+    /// All request headers, as received.
+    pub headers: HeaderMap,
+}
+
+/// Serves HBONE. Cheap to clone.
+#[derive(Clone)]
+pub struct HboneServer {
+    acceptor: TlsAcceptor,
+    settings: H2Settings,
+    limits: ServerLimits,
+    rules: Arc<InboundRules>,
+    baggage: Option<Arc<Baggage>>,
+}
+
+impl std::fmt::Debug for HboneServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HboneServer")
+            .field("settings", &self.settings)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HboneServer {
+    /// A server presenting `own`, accepting clients from the `accepted` trust domains, with ztunnel's settings
+    /// and the default [`InboundRules`].
+    pub fn new(
+        own: &WorkloadCertificate,
+        bundles: Arc<TrustBundleSet>,
+        accepted: impl IntoIterator<Item = TrustDomain>,
+    ) -> Result<Self, ServerError> {
+        let config = server_config(own, bundles, accepted)?;
+        Ok(HboneServer {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            settings: H2Settings::default(),
+            limits: ServerLimits::default(),
+            rules: Arc::new(InboundRules::default()),
+            baggage: None,
+        })
+    }
+
+    /// Uses these HTTP/2 settings.
+    pub fn with_settings(mut self, settings: H2Settings) -> Result<Self, ServerError> {
+        settings.validate()?;
+        self.settings = settings;
+        Ok(self)
+    }
+
+    /// Uses these limits.
+    pub fn with_limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Validates CONNECTs against these rules.
+    pub fn with_rules(mut self, rules: InboundRules) -> Self {
+        self.rules = Arc::new(rules);
+        self
+    }
+
+    /// Sends this `baggage` (the destination's) in every 200.
+    pub fn with_baggage(mut self, baggage: Baggage) -> Self {
+        self.baggage = Some(Arc::new(baggage));
+        self
+    }
+
+    /// Accepts connections until the listener fails, serving each on its own task.
+    pub async fn serve<H, Fut, U>(&self, listener: TcpListener, handler: H) -> Result<(), ServerError>
+    where
+        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        loop {
+            let (tcp, peer) = listener.accept().await?;
+            let server = self.clone();
+            let handler = Arc::clone(&handler);
+            tokio::spawn(async move {
+                if let Err(error) = server.serve_connection(tcp, handler).await {
+                    warn!(%peer, %error, "HBONE connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Serves one accepted TCP connection: mTLS, then HTTP/2 until the peer closes, goes idle or stops
+    /// answering PINGs.
+    pub async fn serve_connection<H, Fut, U>(&self, tcp: TcpStream, handler: Arc<H>) -> Result<(), ServerError>
+    where
+        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer_addr = tcp.peer_addr()?;
+        let dialled = tcp.local_addr()?;
+        let _ = tcp.set_nodelay(true);
+        let handshake = self.limits.handshake_timeout;
+        let tls = tokio::time::timeout(handshake, self.acceptor.accept(tcp))
+            .await
+            .map_err(|_| ServerError::Handshake { peer: peer_addr, reason: format!("timed out after {handshake:?}") })?
+            .map_err(|e| ServerError::Handshake { peer: peer_addr, reason: e.to_string() })?;
+        let peer = peer_spiffe_id(tls.get_ref().1)?;
+        debug!(%peer_addr, %peer, "HBONE connection accepted");
+
+        let s = &self.settings;
+        let h2_error = |source| ServerError::H2 { peer: peer_addr, source };
+        let mut connection = h2::server::Builder::new()
+            .initial_window_size(s.stream_window)
+            .initial_connection_window_size(s.connection_window)
+            .max_frame_size(s.max_frame_size)
+            .max_header_list_size(s.server_max_header_list)
+            .max_send_buffer_size(s.server_max_send_buffer as usize)
+            .max_concurrent_streams(s.server_max_concurrent_streams)
+            .handshake::<_, Bytes>(tls)
+            .await
+            .map_err(h2_error)?;
+
+        let (dead_tx, mut dead_rx) = oneshot::channel();
+        if let Some(ping_pong) = connection.ping_pong() {
+            tokio::spawn(keepalive::run(ping_pong, s.keepalive_interval, s.keepalive_timeout, dead_tx));
+        }
+        let active = Arc::new(AtomicUsize::new(0));
+        let idle_timeout = self.limits.idle_timeout;
+        let mut idle = Box::pin(tokio::time::sleep(idle_timeout));
+        loop {
+            tokio::select! {
+                next = connection.accept() => {
+                    let Some(next) = next else { break };
+                    let (request, respond) = next.map_err(h2_error)?;
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                    let context = StreamContext { peer: peer.clone(), peer_addr, dialled, active: Arc::clone(&active) };
+                    tokio::spawn(self.clone().serve_stream(context, request, respond, Arc::clone(&handler)));
+                }
+                Ok(reason) = &mut dead_rx => {
+                    warn!(%peer_addr, %peer, %reason, "HBONE keepalive failed; closing the connection");
+                    connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                    break;
+                }
+                () = idle.as_mut() => {
+                    if active.load(Ordering::Acquire) == 0 {
+                        info!(%peer_addr, %peer, ?idle_timeout, "closing idle HBONE connection");
+                        connection.graceful_shutdown();
+                        break;
+                    }
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                }
+            }
+        }
+        // Let open streams finish and the GOAWAY go out.
+        std::future::poll_fn(|cx| connection.poll_closed(cx)).await.map_err(h2_error)
+    }
+
+    async fn serve_stream<H, Fut, U>(
+        self,
+        context: StreamContext,
+        request: http::Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<Bytes>,
+        handler: Arc<H>,
+    ) where
+        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let _active = Active::new(&context.active);
+        let (parts, recv) = request.into_parts();
+        let StreamContext { peer, peer_addr, dialled, .. } = context;
+        let refuse = |mut respond: h2::server::SendResponse<Bytes>, rejection: Rejection| {
+            info!(%peer_addr, %peer, status = rejection.status().as_u16(), %rejection, "HBONE CONNECT refused");
+            if let Err(error) = respond.send_response(rejection.response(), true) {
+                debug!(%error, "could not send the refusal");
+            }
+        };
+        let accepted = match validate(&parts.method, &parts.uri, &parts.headers, dialled, &self.rules) {
+            Ok(accepted) => accepted,
+            Err(rejection) => return refuse(respond, rejection),
+        };
+        for issue in &accepted.header_issues {
+            debug!(%peer_addr, %issue, "ignoring malformed CONNECT header");
+        }
+        let target = accepted.target;
+        let inbound = InboundRequest {
+            peer: peer.clone(),
+            peer_addr,
+            dialled,
+            target,
+            request: accepted.request,
+            headers: parts.headers,
+        };
+        let mut upstream = match handler(inbound).await {
+            Ok(upstream) => upstream,
+            Err(rejection) => return refuse(respond, rejection),
+        };
+        let response = match accept_response(self.baggage.as_deref()) {
+            Ok(response) => response,
+            Err(error) => {
+                warn!(%error, "configured baggage is invalid; answering 200 without it");
+                let mut response = http::Response::new(());
+                *response.status_mut() = http::StatusCode::OK;
+                response
+            }
+        };
+        let send = match respond.send_response(response, false) {
+            Ok(send) => send,
+            Err(error) => {
+                debug!(%peer_addr, %error, "client went away before the tunnel opened");
+                return;
+            }
+        };
+        debug!(%peer_addr, %peer, %target, "HBONE tunnel open");
+        let mut tunnel = HboneStream::new(send, recv, None);
+        match copy::bidirectional(&mut tunnel, &mut upstream).await {
+            Ok((sent, received)) => debug!(%peer_addr, %target, sent, received, "HBONE tunnel closed"),
+            Err(error) => debug!(%peer_addr, %target, %error, "HBONE tunnel ended with an error"),
+        }
+    }
+}
+
+struct StreamContext {
+    peer: SpiffeId,
+    peer_addr: SocketAddr,
+    dialled: SocketAddr,
+    active: Arc<AtomicUsize>,
+}
+
+/// Counts a stream as active while it lives.
+struct Active(Arc<AtomicUsize>);
+
+impl Active {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Active(Arc::clone(count))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

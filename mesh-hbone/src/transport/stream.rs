@@ -1,0 +1,156 @@
+//! One HBONE tunnel as a byte stream: tokio `AsyncRead`/`AsyncWrite` over an HTTP/2 stream's halves.
+//!
+//! Reading hands out DATA frames and returns their bytes to the peer's flow-control window as they are taken.
+//! Writing sends at most the send capacity h2 has assigned, asking for more when there is none (so at most one
+//! write's worth is buffered). Shutdown sends END_STREAM: a half-close, the peer still sends. Dropping the
+//! stream before both ends closed resets it (RST_STREAM CANCEL).
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use h2::{Reason, RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Runs once when the stream is dropped (the pool uses it to free the stream's slot).
+pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl OnDrop {
+    pub(crate) fn new(f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        OnDrop(Some(Box::new(f)))
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// A bidirectional byte stream over one HTTP/2 CONNECT stream.
+pub struct HboneStream {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    /// Received bytes not yet read.
+    pending: Bytes,
+    read_closed: bool,
+    write_closed: bool,
+    _on_drop: Option<OnDrop>,
+}
+
+impl fmt::Debug for HboneStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HboneStream")
+            .field("pending", &self.pending.len())
+            .field("read_closed", &self.read_closed)
+            .field("write_closed", &self.write_closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HboneStream {
+    pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream, on_drop: Option<OnDrop>) -> Self {
+        HboneStream { send, recv, pending: Bytes::new(), read_closed: false, write_closed: false, _on_drop: on_drop }
+    }
+
+    /// The error for a send side that h2 closed: the peer's reset reason if there is one.
+    fn send_closed(&mut self, cx: &mut Context<'_>) -> io::Error {
+        match self.send.poll_reset(cx) {
+            Poll::Ready(Ok(Reason::NO_ERROR | Reason::CANCEL | Reason::STREAM_CLOSED)) | Poll::Pending => {
+                io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream closed by the peer")
+            }
+            Poll::Ready(Ok(reason)) => {
+                io::Error::new(io::ErrorKind::ConnectionReset, format!("HBONE stream reset: {reason}"))
+            }
+            Poll::Ready(Err(error)) => h2_to_io(error),
+        }
+    }
+}
+
+fn h2_to_io(error: h2::Error) -> io::Error {
+    if error.is_io() {
+        error.into_io().unwrap_or_else(|| io::Error::other("h2 I/O error"))
+    } else {
+        io::Error::other(error)
+    }
+}
+
+impl AsyncRead for HboneStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while this.pending.is_empty() {
+            if this.read_closed {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(this.recv.poll_data(cx)) {
+                None => this.read_closed = true,
+                Some(Ok(data)) => {
+                    // Reopen the peer's window as the bytes are taken; at most one frame waits here.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    this.pending = data;
+                }
+                Some(Err(error)) => match error.reason() {
+                    // The peer finished or cancelled: the end of what it sends.
+                    Some(Reason::NO_ERROR | Reason::CANCEL) => this.read_closed = true,
+                    _ => return Poll::Ready(Err(h2_to_io(error))),
+                },
+            }
+        }
+        let n = buf.remaining().min(this.pending.len());
+        buf.put_slice(&this.pending[..n]);
+        this.pending.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for HboneStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if this.write_closed {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream already shut down")));
+        }
+        loop {
+            let capacity = this.send.capacity();
+            if capacity > 0 {
+                let n = capacity.min(buf.len());
+                return Poll::Ready(match this.send.send_data(Bytes::copy_from_slice(&buf[..n]), false) {
+                    Ok(()) => Ok(n),
+                    Err(_) => Err(this.send_closed(cx)),
+                });
+            }
+            this.send.reserve_capacity(buf.len());
+            match ready!(this.send.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Poll::Ready(Err(this.send_closed(cx))),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // h2 writes DATA as the connection task gets to it; there is no buffer of ours to flush.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.write_closed {
+            return Poll::Ready(Ok(()));
+        }
+        this.write_closed = true;
+        match this.send.send_data(Bytes::new(), true) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(_) => match this.send.poll_reset(cx) {
+                // The peer already ended the stream cleanly: nothing left to close.
+                Poll::Ready(Ok(Reason::NO_ERROR)) => Poll::Ready(Ok(())),
+                _ => Poll::Ready(Err(this.send_closed(cx))),
+            },
+        }
+    }
+}
