@@ -11,13 +11,22 @@
 //! - [`tls`]: rustls server and client configurations for HBONE mutual TLS, verifying peers by SPIFFE ID.
 //! - [`ca`]: a local CA issuing workload SVIDs as istiod does, including Istio's plug-in CA files.
 //! - [`rotation`]: when to renew a certificate, as a pure schedule.
+//!
+//! Everything X.509 (`svid`, `bundle`, `verify`, `tls`, `ca`, `rotation`) is behind the default feature `x509`;
+//! without it the crate is SPIFFE IDs and JWT validation only.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "x509")]
 pub mod bundle;
+#[cfg(feature = "x509")]
 pub mod ca;
 pub mod jwt;
+#[cfg(feature = "x509")]
 pub mod rotation;
 pub mod spiffe;
+#[cfg(feature = "x509")]
 pub mod svid;
+#[cfg(feature = "x509")]
 pub mod tls;
+#[cfg(feature = "x509")]
 pub mod verify;
