@@ -1,0 +1,154 @@
+//! A small HBONE peer for interop testing against other HTTP/2 implementations
+//! (`mesh-hbone/tests/interop` drives it from Python's `h2` and `ssl`).
+//!
+//! ```text
+//! hbone_peer certs DIR                          write a root CA and two workload SVIDs into DIR
+//! hbone_peer server ADDR DIR [--deny-port PORT] serve HBONE on ADDR with DIR's server SVID
+//! hbone_peer client ADDR DIR TARGET             tunnel stdin to TARGET through the HBONE server at ADDR
+//! ```
+//!
+//! `certs` writes `root-cert.pem` and, for each of `server` and `client`, `DIR/<name>/cert-chain.pem` (leaf first)
+//! and `DIR/<name>/key.pem`. The identities are `spiffe://cluster.local/ns/interop/sa/<name>`.
+//!
+//! `server` prints the address it is bound to as the first line of stdout, then accepts clients of the
+//! `cluster.local` trust domain. Each CONNECT is answered by connecting to its target over TCP: 401 for the
+//! `--deny-port` port (standing in for an authorization policy), 503 when nothing listens there. It stops when
+//! stdin closes.
+//!
+//! `client` expects the server to present the `server` identity, sends all of stdin through the tunnel, half-closes
+//! and prints what comes back until the far end closes. A refused CONNECT prints `refused: <status>` on stderr
+//! and exits with status 2.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mesh_hbone::ConnectRequest;
+use mesh_hbone::Rejection;
+use mesh_hbone::transport::{Destination, HboneClient, HboneServer, InboundRequest};
+use mesh_identity::bundle::{TrustBundle, TrustBundleSet};
+use mesh_identity::ca::{CaOptions, LocalCa};
+use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
+use mesh_identity::tls::WorkloadCertificate;
+use rustls_pki_types::UnixTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+const TRUST_DOMAIN: &str = "cluster.local";
+const NAMESPACE: &str = "interop";
+const USAGE: &str = "usage: hbone_peer certs DIR | server ADDR DIR [--deny-port PORT] | client ADDR DIR TARGET";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["certs", dir] => certs(Path::new(dir)),
+        ["server", addr, dir] => runtime.block_on(server(addr, Path::new(dir), None)),
+        ["server", addr, dir, "--deny-port", port] => match port.parse() {
+            Ok(port) => runtime.block_on(server(addr, Path::new(dir), Some(port))),
+            Err(_) => Err(format!("bad port {port}").into()),
+        },
+        ["client", addr, dir, target] => runtime.block_on(client(addr, Path::new(dir), target)),
+        _ => Err(USAGE.into()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hbone_peer: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn spiffe_id(name: &str) -> SpiffeId {
+    SpiffeId::new(&format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{name}")).expect("a valid SPIFFE ID")
+}
+
+/// A root CA, valid from now, and an SVID for `server` and `client` (24 hours each).
+fn certs(dir: &Path) -> Result<ExitCode> {
+    let now = UnixTime::now();
+    let ca = LocalCa::new_root(TrustDomain::new(TRUST_DOMAIN)?, &CaOptions::default(), now)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("root-cert.pem"), ca.trust_bundle().to_pem())?;
+    for name in ["server", "client"] {
+        let identity = IstioIdentity::new(ca.trust_domain(), NAMESPACE, name)?;
+        let svid = ca.issue(&identity, Duration::from_secs(24 * 3600), now)?;
+        let sub = dir.join(name);
+        std::fs::create_dir_all(&sub)?;
+        std::fs::write(sub.join("cert-chain.pem"), svid.cert_chain_pem())?;
+        std::fs::write(sub.join("key.pem"), svid.private_key_pem().ok_or("the CA kept no key")?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The SVID of `name` and the trust bundle from `dir`.
+fn load(dir: &Path, name: &str) -> Result<(WorkloadCertificate, Arc<TrustBundleSet>)> {
+    let read = |path: PathBuf| std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()));
+    let own = WorkloadCertificate::from_pem(
+        &read(dir.join(name).join("cert-chain.pem"))?,
+        &read(dir.join(name).join("key.pem"))?,
+    )?;
+    let bundle = TrustBundle::from_pem(TrustDomain::new(TRUST_DOMAIN)?, &read(dir.join("root-cert.pem"))?)?;
+    Ok((own, Arc::new([bundle].into_iter().collect())))
+}
+
+async fn server(addr: &str, dir: &Path, deny_port: Option<u16>) -> Result<ExitCode> {
+    let (own, bundles) = load(dir, "server")?;
+    let server = HboneServer::new(&own, bundles, [TrustDomain::new(TRUST_DOMAIN)?])?;
+    let listener = TcpListener::bind(addr).await?;
+    println!("{}", listener.local_addr()?);
+    let handler = move |request: InboundRequest| async move {
+        if Some(request.target.port()) == deny_port {
+            return Err(Rejection::Denied { reason: format!("--deny-port {}", request.target.port()) });
+        }
+        TcpStream::connect(request.target)
+            .await
+            .map_err(|e| Rejection::UpstreamConnect { target: request.target, reason: e.to_string() })
+    };
+    // Serve until stdin closes, so that the server cannot outlive whoever started it.
+    let until_stdin_closes = async {
+        let mut sink = Vec::new();
+        let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    };
+    tokio::select! {
+        served = server.serve(listener, handler) => served?,
+        () = until_stdin_closes => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn client(addr: &str, dir: &Path, target: &str) -> Result<ExitCode> {
+    let (own, bundles) = load(dir, "client")?;
+    let client = HboneClient::new(own, bundles);
+    let destination = Destination { address: addr.parse()?, identities: vec![spiffe_id("server")] };
+    let target: SocketAddr = target.parse()?;
+    let tunnel = match client.connect(&destination, ConnectRequest::new(target)).await {
+        Ok(tunnel) => tunnel,
+        Err(error) => {
+            if let Some(refused) = error.refused() {
+                eprintln!("refused: {}", refused.status.as_u16());
+                return Ok(ExitCode::from(2));
+            }
+            return Err(error.into());
+        }
+    };
+    let (mut from_tunnel, mut to_tunnel) = tokio::io::split(tunnel.stream);
+    let send = async {
+        tokio::io::copy(&mut tokio::io::stdin(), &mut to_tunnel).await?;
+        to_tunnel.shutdown().await
+    };
+    let receive = async {
+        let mut stdout = tokio::io::stdout();
+        tokio::io::copy(&mut from_tunnel, &mut stdout).await?;
+        stdout.flush().await
+    };
+    tokio::try_join!(send, receive)?;
+    Ok(ExitCode::SUCCESS)
+}
