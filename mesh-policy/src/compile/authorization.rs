@@ -423,16 +423,10 @@ fn lower(
     let take = |entries: Vec<Vec<Field>>| -> Vec<Entry> {
         entries.into_iter().map(|e| Entry { constraints: e.into_iter().map(|f| f.constraint).collect() }).collect()
     };
-    if ctx.waypoint {
-        return CompiledRule {
-            from: take(from),
-            to: take(to),
-            when: when.into_iter().map(|f| f.constraint).collect(),
-            inert: None,
-            dropped: Vec::new(),
-        };
-    }
-    let http_fields: Vec<&'static str> = {
+    // What ztunnel cannot see; nothing to lower at a waypoint.
+    let http_fields: Vec<&'static str> = if ctx.waypoint {
+        Vec::new()
+    } else {
         let mut names: Vec<&'static str> =
             from.iter().chain(&to).flatten().chain(&when).filter(|f| f.http).map(|f| f.name).collect();
         names.sort_unstable();
