@@ -1,6 +1,5 @@
 //! HBONE over real loopback TCP: an HBONE server whose handler connects to a local TCP echo server, and a
-//! client that tunnels bytes through it. Certificates come from a `LocalCa`, valid now (rustls checks them
-//! against the system clock).
+//! client that tunnels bytes through it. Certificates come from a `LocalCa`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,62 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
+use mesh_hbone::pool::PoolConfig;
 use mesh_hbone::status::{InboundRules, RejectionKind};
-use mesh_hbone::transport::{ClientError, Destination, HboneClient, HboneServer, InboundRequest};
+use mesh_hbone::transport::{
+    ClientConfig, ClientError, Destination, HboneClient, HboneServer, InboundRequest, ServerLimits, connect_tcp,
+};
 use mesh_hbone::{Baggage, ConnectRequest, Forwarded, HboneAddress, Rejection, WorkloadKind};
-use mesh_identity::bundle::TrustBundleSet;
-use mesh_identity::ca::{CaOptions, LocalCa};
-use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
-use mesh_identity::tls::WorkloadCertificate;
-use rustls_pki_types::UnixTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const DAY: Duration = Duration::from_secs(86_400);
+mod common;
+
+use common::{Mesh, echo_server, pattern, round_trip, with_timeout};
+
 /// The handler's authorization policy denies tunnels to this port.
 const DENIED_PORT: u16 = 9999;
-
-struct Mesh {
-    ca: LocalCa,
-    bundles: Arc<TrustBundleSet>,
-}
-
-impl Mesh {
-    fn new() -> Self {
-        let now = UnixTime::now();
-        let td = TrustDomain::new("cluster.local").unwrap();
-        let ca = LocalCa::new_root(td, &CaOptions::default(), now).unwrap();
-        let bundles = Arc::new([ca.trust_bundle().clone()].into_iter().collect());
-        Mesh { ca, bundles }
-    }
-
-    fn workload(&self, sa: &str) -> WorkloadCertificate {
-        let id = IstioIdentity::new(self.ca.trust_domain(), "default", sa).unwrap();
-        let svid = self.ca.issue(&id, DAY, UnixTime::now()).unwrap();
-        WorkloadCertificate::from_pem(&svid.cert_chain_pem(), &svid.private_key_pem().unwrap()).unwrap()
-    }
-
-    fn id(sa: &str) -> SpiffeId {
-        SpiffeId::new(&format!("spiffe://cluster.local/ns/default/sa/{sa}")).unwrap()
-    }
-}
-
-/// A TCP echo server on loopback.
-async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let (mut r, mut w) = socket.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
 
 /// The handler: deny [`DENIED_PORT`], otherwise connect to the target.
 async fn handler(request: InboundRequest) -> Result<TcpStream, Rejection> {
@@ -118,26 +75,6 @@ fn request(target: SocketAddr) -> ConnectRequest {
     ConnectRequest::new(target).with_forwarded(Forwarded::for_source("127.0.0.1:40000".parse::<SocketAddr>().unwrap()))
 }
 
-/// Writes `data` while reading the echo, then half-closes and reads to the end.
-async fn round_trip(stream: mesh_hbone::transport::HboneStream, data: Vec<u8>) -> Vec<u8> {
-    let (mut r, mut w) = tokio::io::split(stream);
-    let writer = async move {
-        w.write_all(&data).await.unwrap();
-        w.shutdown().await.unwrap();
-    };
-    let reader = async move {
-        let mut back = Vec::new();
-        r.read_to_end(&mut back).await.unwrap();
-        back
-    };
-    let ((), back) = tokio::join!(writer, reader);
-    back
-}
-
-async fn with_timeout<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), f).await.expect("test timed out")
-}
-
 #[tokio::test]
 async fn tunnels_bytes_through_and_back() {
     with_timeout(async {
@@ -147,7 +84,7 @@ async fn tunnels_bytes_through_and_back() {
         let baggage = tunnel.peer_baggage.clone().unwrap();
         assert_eq!(baggage.workload, Some((WorkloadKind::Deployment, "echo".into())));
         // More than a stream window (4 MiB), so flow control has to turn over.
-        let data: Vec<u8> = (0..6 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let data = pattern(6 * 1024 * 1024);
         let back = round_trip(tunnel.stream, data.clone()).await;
         assert_eq!(back.len(), data.len());
         assert!(back == data);
@@ -256,6 +193,108 @@ async fn an_abandoned_dial_leaves_the_pool() {
         let attempt = tokio::time::timeout(Duration::from_millis(200), s.client.connect(&dest, request(s.echo))).await;
         assert!(attempt.is_err(), "the handshake cannot finish");
         assert_eq!(s.client.pooled_connections(), 0, "the cancelled dial must not stay pending");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_in_the_background() {
+    with_timeout(async {
+        let s = setup().await;
+        let config = ClientConfig {
+            pool: PoolConfig { idle_timeout: Duration::from_millis(100), ..PoolConfig::default() },
+            ..ClientConfig::default()
+        };
+        let client = HboneClient::with_config(s.mesh.workload("client"), Arc::clone(&s.mesh.bundles), config);
+        let dest = destination(s.hbone, "server");
+        let first = client.connect(&dest, request(s.echo)).await.unwrap();
+        assert_eq!(round_trip(first.stream, b"once".to_vec()).await, b"once");
+        assert_eq!(client.pooled_connections(), 1);
+        // Nothing calls into the client from here on: only its reaper can empty the pool.
+        let mut waited = Duration::ZERO;
+        while client.pooled_connections() > 0 {
+            assert!(waited < Duration::from_secs(10), "the idle connection was never closed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            waited += Duration::from_millis(20);
+        }
+        assert!(waited >= Duration::from_millis(60), "closed before the idle timeout: {waited:?}");
+        let second = client.connect(&dest, request(s.echo)).await.unwrap();
+        assert_ne!(second.connection, first.connection, "a new connection after the idle one closed");
+        assert_eq!(round_trip(second.stream, b"again".to_vec()).await, b"again");
+    })
+    .await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn original_source_binding_uses_the_forwarded_ip() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let echo = echo_server().await;
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let server =
+            HboneServer::new(&mesh.workload("server"), Arc::clone(&mesh.bundles), [mesh.ca.trust_domain().clone()])
+                .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hbone = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            server
+                .serve(listener, move |inbound: InboundRequest| {
+                    let seen_tx = seen_tx.clone();
+                    async move {
+                        let _ = seen_tx.send((inbound.peer_addr.ip(), inbound.original_source()));
+                        connect_tcp(inbound.target, None, Duration::from_secs(5))
+                            .await
+                            .map_err(|e| Rejection::UpstreamConnect { target: inbound.target, reason: e.to_string() })
+                    }
+                })
+                .await
+        });
+        let config = ClientConfig { original_source: true, ..ClientConfig::default() };
+        let client = HboneClient::with_config(mesh.workload("client"), Arc::clone(&mesh.bundles), config);
+        // All of 127.0.0.0/8 is this host's on Linux, so no CAP_NET_ADMIN is needed to bind 127.0.0.7.
+        let source: SocketAddr = "127.0.0.7:40000".parse().unwrap();
+        let tunnel = client
+            .connect(
+                &destination(hbone, "server"),
+                ConnectRequest::new(echo).with_forwarded(Forwarded::for_source(source)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(round_trip(tunnel.stream, b"from .7".to_vec()).await, b"from .7");
+        let (peer_ip, original) = seen_rx.recv().await.unwrap();
+        assert_eq!(peer_ip, source.ip(), "the HBONE connection comes from the original source");
+        assert_eq!(original, source.ip());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_connection_limit_holds_back_accepts() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let echo = echo_server().await;
+        let limits = ServerLimits { max_connections: 1, ..ServerLimits::default() };
+        let server =
+            HboneServer::new(&mesh.workload("server"), Arc::clone(&mesh.bundles), [mesh.ca.trust_domain().clone()])
+                .unwrap()
+                .with_limits(limits);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hbone = listener.local_addr().unwrap();
+        tokio::spawn(async move { server.serve(listener, handler).await });
+        let dest = destination(hbone, "server");
+
+        let first = HboneClient::new(mesh.workload("client"), Arc::clone(&mesh.bundles));
+        let held = first.connect(&dest, request(echo)).await.unwrap();
+        // A second client needs a second connection: it waits in the listen backlog, unanswered.
+        let second = HboneClient::new(mesh.workload("client"), Arc::clone(&mesh.bundles));
+        let waiting = tokio::time::timeout(Duration::from_millis(300), second.connect(&dest, request(echo))).await;
+        assert!(waiting.is_err(), "a second connection was served beyond the limit");
+        // The first connection closes with its client and last tunnel; the second client gets in.
+        drop(held);
+        drop(first);
+        let tunnel = second.connect(&dest, request(echo)).await.unwrap();
+        assert_eq!(round_trip(tunnel.stream, b"admitted".to_vec()).await, b"admitted");
     })
     .await;
 }

@@ -7,27 +7,57 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
 use mesh_identity::bundle::TrustBundleSet;
 use mesh_identity::spiffe::SpiffeId;
 use mesh_identity::tls::{HBONE_ALPN, WorkloadCertificate, client_config, peer_spiffe_id};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
-use tracing::{debug, trace, warn};
+use tracing::{Instrument, Span, debug, debug_span, trace, warn};
 
 use super::error::ClientError;
 use super::keepalive;
+use super::socket::{ConnectTcpError, connect_tcp};
 use super::stream::{HboneStream, OnDrop};
 use super::trace::random_traceparent;
 use crate::baggage::Baggage;
 use crate::connect::ConnectRequest;
+use crate::double::DoubleHbonePlan;
 use crate::pool::{Checkout, ConnId, Pool, PoolConfig, PoolKey};
 use crate::settings::H2Settings;
 use crate::status::read_response;
 
 /// How long a TCP connect or TLS handshake may take (ztunnel's connection timeout).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a client connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// HTTP/2 settings (ztunnel's by default).
+    pub settings: H2Settings,
+    /// Pool limits: 100 streams per connection, 5 minutes idle.
+    pub pool: PoolConfig,
+    /// How long the TCP connect, and each TLS handshake, may take: 10 s.
+    pub connect_timeout: Duration,
+    /// Bind each connection to the original source: the IP of the CONNECT's `forwarded` `for=`, which is also
+    /// part of the pool key. Off by default; a source IP that is not the node's own needs `CAP_NET_ADMIN` (see
+    /// [`connect_tcp`](super::connect_tcp)).
+    pub original_source: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            settings: H2Settings::default(),
+            pool: PoolConfig::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            original_source: false,
+        }
+    }
+}
 
 /// Where a tunnel goes: the peer proxy's HBONE address and whom it must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,12 +73,15 @@ pub struct Destination {
 pub struct Tunnel {
     /// The bytes.
     pub stream: HboneStream,
-    /// The identity the peer proxy presented (verified during the handshake).
+    /// The identity the peer proxy presented (verified during the handshake); through a gateway, the
+    /// destination's.
     pub peer: SpiffeId,
     /// The destination's `baggage` from the 200 response, if it sent any.
     pub peer_baggage: Option<Baggage>,
-    /// The pooled connection carrying it.
+    /// The pooled connection carrying it (through a gateway, the pooled connection to the gateway).
     pub connection: ConnId,
+    /// Through a gateway (double HBONE): the identity the gateway presented.
+    pub gateway: Option<SpiffeId>,
 }
 
 #[derive(Clone)]
@@ -67,13 +100,14 @@ enum Slot {
 struct State {
     pool: Pool,
     slots: HashMap<ConnId, Slot>,
+    /// Whether a task is closing idle connections.
+    reaper: bool,
 }
 
 struct Inner {
     own: WorkloadCertificate,
     bundles: Arc<TrustBundleSet>,
-    settings: H2Settings,
-    connect_timeout: Duration,
+    config: ClientConfig,
     state: Mutex<State>,
 }
 
@@ -83,11 +117,12 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn release(&self, id: ConnId) {
+    fn release(self: &Arc<Self>, id: ConnId) {
         let mut state = self.state();
         if let Err(error) = state.pool.release(id, Instant::now()) {
             trace!(%error, "stream released after its connection left the pool");
         }
+        self.ensure_reaper(&mut state);
     }
 
     fn forget(&self, id: ConnId, why: &str) {
@@ -96,6 +131,45 @@ impl Inner {
             debug!(connection = %id, why, "HBONE connection left the pool");
         }
         state.slots.remove(&id);
+    }
+
+    /// Closes the connections idle for the pool's idle timeout; says when next to look.
+    fn expire(state: &mut State) -> Option<Instant> {
+        let expired = state.pool.expire(Instant::now());
+        for id in &expired.close {
+            // The slot held the last request handle: dropping it lets h2 send GOAWAY and close.
+            debug!(connection = %id, "closing idle HBONE connection");
+            state.slots.remove(id);
+        }
+        expired.next_deadline
+    }
+
+    /// Starts the task that closes idle connections, unless it runs or there is nothing idle to close. Both
+    /// this and the task's exit happen under the state lock, so an idle connection always has a reaper.
+    fn ensure_reaper(self: &Arc<Self>, state: &mut State) {
+        if state.reaper || state.pool.next_deadline().is_none() {
+            return;
+        }
+        // Streams can be dropped outside a runtime (after it shut down); there is nothing to reap then.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        state.reaper = true;
+        let weak = Arc::downgrade(self);
+        runtime.spawn(async move {
+            loop {
+                let deadline = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let mut state = inner.state();
+                    match Self::expire(&mut state) {
+                        Some(deadline) => deadline,
+                        None => {
+                            state.reaper = false;
+                            return;
+                        }
+                    }
+                };
+                tokio::time::sleep_until(deadline.into()).await;
+            }
+        });
     }
 }
 
@@ -121,6 +195,9 @@ impl Drop for Abandon {
 }
 
 /// Opens HBONE tunnels, pooling connections as ztunnel does. Cheap to clone.
+///
+/// Connections idle for the pool's idle timeout are closed by a background task on the tokio runtime of the
+/// tunnel that last left them idle; it runs only while there is an idle connection.
 #[derive(Clone)]
 pub struct HboneClient {
     inner: Arc<Inner>,
@@ -128,38 +205,29 @@ pub struct HboneClient {
 
 impl std::fmt::Debug for HboneClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HboneClient").field("identity", self.inner.own.spiffe_id()).finish_non_exhaustive()
+        f.debug_struct("HboneClient")
+            .field("identity", self.inner.own.spiffe_id())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl HboneClient {
     /// A client presenting `own` and verifying peers against `bundles`, with ztunnel's settings.
     pub fn new(own: WorkloadCertificate, bundles: Arc<TrustBundleSet>) -> Self {
-        Self::with_config(own, bundles, H2Settings::default(), PoolConfig::default(), DEFAULT_CONNECT_TIMEOUT)
+        Self::with_config(own, bundles, ClientConfig::default())
     }
 
-    /// A client with explicit HTTP/2 settings, pool limits and connect timeout.
-    pub fn with_config(
-        own: WorkloadCertificate,
-        bundles: Arc<TrustBundleSet>,
-        settings: H2Settings,
-        pool: PoolConfig,
-        connect_timeout: Duration,
-    ) -> Self {
-        let state = Mutex::new(State { pool: Pool::new(pool), slots: HashMap::new() });
-        HboneClient { inner: Arc::new(Inner { own, bundles, settings, connect_timeout, state }) }
+    /// A client with explicit HTTP/2 settings, pool limits, timeouts and source binding.
+    pub fn with_config(own: WorkloadCertificate, bundles: Arc<TrustBundleSet>, config: ClientConfig) -> Self {
+        let state = Mutex::new(State { pool: Pool::new(config.pool), slots: HashMap::new(), reaper: false });
+        HboneClient { inner: Arc::new(Inner { own, bundles, config, state }) }
     }
 
-    /// Closes pooled connections idle for the pool's idle timeout; returns when to call again. [`Self::connect`]
-    /// does this too.
+    /// Closes pooled connections idle for the pool's idle timeout now; returns when one next expires. The
+    /// background task does this on its own; this is for callers that want it at a time of their choosing.
     pub fn expire_idle(&self) -> Option<Instant> {
-        let mut state = self.inner.state();
-        let expired = state.pool.expire(Instant::now());
-        for id in &expired.close {
-            debug!(connection = %id, "closing idle HBONE connection");
-            state.slots.remove(id);
-        }
-        expired.next_deadline
+        Inner::expire(&mut self.inner.state())
     }
 
     /// Connections in the pool (established or being established).
@@ -169,7 +237,7 @@ impl HboneClient {
 
     /// Opens a tunnel to `destination` with `request` (a `traceparent` is added when it has none).
     pub async fn connect(&self, destination: &Destination, mut request: ConnectRequest) -> Result<Tunnel, ClientError> {
-        self.inner.settings.validate()?;
+        self.inner.config.settings.validate()?;
         if request.traceparent.is_none() {
             request.traceparent = Some(random_traceparent());
         }
@@ -198,11 +266,51 @@ impl HboneClient {
         }
     }
 
+    /// Opens a tunnel through a network gateway (double HBONE): an outer tunnel to the gateway, pooled as any
+    /// other, and inside it a second mTLS handshake with the destination and the inner CONNECT. The inner
+    /// connection carries this one tunnel and closes with it.
+    ///
+    /// Errors of the inner hop come wrapped in [`ClientError::Inner`].
+    pub async fn connect_double(&self, plan: &DoubleHbonePlan) -> Result<Tunnel, ClientError> {
+        let gateway = Destination { address: plan.gateway, identities: plan.outer.expected_identities.clone() };
+        let mut inner_request = plan.inner.request.clone();
+        if inner_request.traceparent.is_none() {
+            inner_request.traceparent = Some(random_traceparent());
+        }
+        let mut outer_request = plan.outer.request.clone();
+        outer_request.traceparent = outer_request.traceparent.or(inner_request.traceparent);
+        let outer = self.connect(&gateway, outer_request).await?;
+        let wrap = |source: ClientError| ClientError::Inner {
+            gateway: plan.gateway,
+            destination: plan.inner.request.authority.to_string(),
+            source: Box::new(source),
+        };
+        let http_request = inner_request.to_request().map_err(|e| wrap(e.into()))?;
+        let (tls, peer) = self
+            .handshake(plan.gateway, outer.stream, plan.inner.expected_identities.iter().cloned())
+            .await
+            .map_err(wrap)?;
+        // One stream: the destination's limits do not matter, and there is no pool to tell.
+        let (sender, connection, _) = self.h2_handshake(tls, 1, plan.gateway).await.map_err(wrap)?;
+        let destination = plan.inner.request.authority.to_string();
+        let span = debug_span!("hbone_inner", gateway = %plan.gateway, %destination);
+        self.drive(connection, span, |why| debug!(why, "inner HBONE connection ended"));
+        let (send, recv, peer_baggage) = send_connect(sender, http_request, plan.gateway).await.map_err(wrap)?;
+        trace!(gateway = %outer.peer, %peer, "double HBONE tunnel open");
+        Ok(Tunnel {
+            stream: HboneStream::new(send, recv, None),
+            peer,
+            peer_baggage,
+            connection: outer.connection,
+            gateway: Some(outer.peer),
+        })
+    }
+
     /// A connection with a stream slot reserved on it.
     async fn checkout(&self, key: &PoolKey, destination: &Destination) -> Result<(ConnId, Ready), ClientError> {
-        self.expire_idle();
         let (checkout, slot) = {
             let mut state = self.inner.state();
+            Inner::expire(&mut state);
             let checkout = state.pool.checkout(key, Instant::now());
             let slot = match checkout {
                 Checkout::Connect(id) => {
@@ -246,7 +354,8 @@ impl HboneClient {
             Err(tx) => {
                 // If this future is dropped mid-dial, the connection must not stay "being established" forever.
                 let mut abandon = Abandon { inner: Arc::downgrade(&self.inner), id, armed: true };
-                let dialled = self.dial(id, destination).await;
+                let source_ip = Some(key.source_ip).filter(|_| self.inner.config.original_source);
+                let dialled = self.dial(id, destination, source_ip).await;
                 abandon.armed = false;
                 self.finish_dial(id, dialled, tx)
             }
@@ -283,19 +392,47 @@ impl HboneClient {
     }
 
     /// TCP, mTLS and the HTTP/2 handshake; spawns the connection's driver.
-    async fn dial(&self, id: ConnId, destination: &Destination) -> Result<(Ready, u32), ClientError> {
+    async fn dial(
+        &self,
+        id: ConnId,
+        destination: &Destination,
+        source_ip: Option<IpAddr>,
+    ) -> Result<(Ready, u32), ClientError> {
         let address = destination.address;
-        let limit = self.inner.connect_timeout;
-        debug!(connection = %id, %address, "opening HBONE connection");
-        let config =
-            client_config(&self.inner.own, Arc::clone(&self.inner.bundles), destination.identities.iter().cloned())?;
-        let tcp = tokio::time::timeout(limit, TcpStream::connect(address))
-            .await
-            .map_err(|_| ClientError::Timeout { step: "TCP connect", address, after: limit })?
-            .map_err(|source| ClientError::Connect { address, source })?;
-        let _ = tcp.set_nodelay(true);
+        debug!(connection = %id, %address, ?source_ip, "opening HBONE connection");
+        let tcp = connect_tcp(address, source_ip, self.inner.config.connect_timeout).await.map_err(|e| match e {
+            ConnectTcpError::Timeout { after, .. } => ClientError::Timeout { step: "TCP connect", address, after },
+            ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
+            bind => ClientError::Bind(bind),
+        })?;
+        let (tls, peer) = self.handshake(address, tcp, destination.identities.iter().cloned()).await?;
+        let pool_max = self.inner.config.pool.max_streams_per_connection;
+        let (sender, connection, peer_max_streams) = self.h2_handshake(tls, pool_max, address).await?;
+        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        self.drive(connection, debug_span!("hbone_connection", connection = %id, %address), move |why| {
+            if let Some(inner) = inner.upgrade() {
+                inner.forget(id, &why);
+            }
+        });
+        debug!(connection = %id, %address, %peer, peer_max_streams, "HBONE connection established");
+        Ok((Ready { sender, peer }, peer_max_streams))
+    }
+
+    /// The mTLS handshake over `io`, expecting one of `identities`; returns the stream and the peer's identity.
+    async fn handshake<IO>(
+        &self,
+        address: SocketAddr,
+        io: IO,
+        identities: impl IntoIterator<Item = SpiffeId>,
+    ) -> Result<(TlsStream<IO>, SpiffeId), ClientError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let config = client_config(&self.inner.own, Arc::clone(&self.inner.bundles), identities)?;
         let connector = TlsConnector::from(Arc::new(config));
-        let tls = tokio::time::timeout(limit, connector.connect(ServerName::IpAddress(address.ip().into()), tcp))
+        let limit = self.inner.config.connect_timeout;
+        // HBONE sends no SNI; rustls sends none for an IP address.
+        let tls = tokio::time::timeout(limit, connector.connect(ServerName::IpAddress(address.ip().into()), io))
             .await
             .map_err(|_| ClientError::Timeout { step: "TLS handshake", address, after: limit })?
             .map_err(|source| ClientError::Handshake { address, source })?;
@@ -304,47 +441,68 @@ impl HboneClient {
             return Err(ClientError::NoH2 { address });
         }
         let peer = peer_spiffe_id(session)?;
+        Ok((tls, peer))
+    }
 
-        let s = &self.inner.settings;
-        let pool_max = self.inner.state().pool.config().max_streams_per_connection;
-        let (sender, mut connection) = h2::client::Builder::new()
+    /// The HTTP/2 handshake with the configured settings, sending at most `max_streams` at once.
+    async fn h2_handshake<IO>(
+        &self,
+        io: IO,
+        max_streams: u32,
+        address: SocketAddr,
+    ) -> Result<(SendRequest<Bytes>, h2::client::Connection<IO, Bytes>, u32), ClientError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let s = &self.inner.config.settings;
+        let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(s.stream_window)
             .initial_connection_window_size(s.connection_window)
             .max_frame_size(s.max_frame_size)
-            .initial_max_send_streams(pool_max as usize)
+            .initial_max_send_streams(max_streams as usize)
             .max_header_list_size(s.client_max_header_list)
             .max_send_buffer_size(s.client_max_send_buffer as usize)
             .enable_push(false)
-            .handshake::<_, Bytes>(tls)
+            .handshake::<_, Bytes>(io)
             .await
             .map_err(|source| ClientError::H2 { address, source })?;
         let peer_max_streams = u32::try_from(connection.max_concurrent_send_streams()).unwrap_or(u32::MAX);
+        Ok((sender, connection, peer_max_streams))
+    }
 
+    /// Drives an HTTP/2 connection, with PING keepalive, until it ends; then tells `ended` why.
+    fn drive<IO>(
+        &self,
+        mut connection: h2::client::Connection<IO, Bytes>,
+        span: Span,
+        ended: impl FnOnce(String) + Send + 'static,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let s = &self.inner.config.settings;
         let (dead_tx, dead_rx) = oneshot::channel();
         if let Some(ping_pong) = connection.ping_pong() {
             tokio::spawn(keepalive::run(ping_pong, s.keepalive_interval, s.keepalive_timeout, dead_tx));
         }
-        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let why = tokio::select! {
-                result = connection => match result {
-                    Ok(()) => "closed".to_owned(),
-                    Err(error) => {
-                        warn!(connection = %id, %error, "HBONE connection failed");
-                        format!("failed: {error}")
+        tokio::spawn(
+            async move {
+                let why = tokio::select! {
+                    result = connection => match result {
+                        Ok(()) => "closed".to_owned(),
+                        Err(error) => {
+                            warn!(%error, "HBONE connection failed");
+                            format!("failed: {error}")
+                        }
+                    },
+                    Ok(reason) = dead_rx => {
+                        warn!(%reason, "HBONE keepalive failed; closing the connection");
+                        reason
                     }
-                },
-                Ok(reason) = dead_rx => {
-                    warn!(connection = %id, %reason, "HBONE keepalive failed; closing the connection");
-                    reason
-                }
-            };
-            if let Some(inner) = inner.upgrade() {
-                inner.forget(id, &why);
+                };
+                ended(why);
             }
-        });
-        debug!(connection = %id, %address, %peer, peer_max_streams, "HBONE connection established");
-        Ok((Ready { sender, peer }, peer_max_streams))
+            .instrument(span),
+        );
     }
 
     /// Sends the CONNECT on a reserved slot and waits for the response.
@@ -363,13 +521,28 @@ impl HboneClient {
             }
         });
         let Ready { sender, peer } = ready;
-        let h2_error = |source| ClientError::H2 { address, source };
-        let mut sender = sender.ready().await.map_err(h2_error)?;
-        let (response, send) = sender.send_request(request, false).map_err(h2_error)?;
-        let response = response.await.map_err(h2_error)?;
-        let peer_baggage = read_response(&response)?;
-        let recv = response.into_body();
+        let (send, recv, peer_baggage) = send_connect(sender, request, address).await?;
         trace!(connection = %id, %peer, "HBONE tunnel open");
-        Ok(Tunnel { stream: HboneStream::new(send, recv, Some(guard)), peer, peer_baggage, connection: id })
+        Ok(Tunnel {
+            stream: HboneStream::new(send, recv, Some(guard)),
+            peer,
+            peer_baggage,
+            connection: id,
+            gateway: None,
+        })
     }
+}
+
+/// Sends a CONNECT and reads the answer: the stream's halves and the destination's baggage, or the refusal.
+async fn send_connect(
+    sender: SendRequest<Bytes>,
+    request: http::Request<()>,
+    address: SocketAddr,
+) -> Result<(SendStream<Bytes>, RecvStream, Option<Baggage>), ClientError> {
+    let h2_error = |source| ClientError::H2 { address, source };
+    let mut sender = sender.ready().await.map_err(h2_error)?;
+    let (response, send) = sender.send_request(request, false).map_err(h2_error)?;
+    let response = response.await.map_err(h2_error)?;
+    let peer_baggage = read_response(&response)?;
+    Ok((send, response.into_body(), peer_baggage))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mesh_identity::tls::{PeerIdentityError, TlsError};
 
+use super::socket::ConnectTcpError;
 use crate::connect::ConnectError;
 use crate::settings::SettingsError;
 use crate::status::Refused;
@@ -22,6 +23,9 @@ pub enum ClientError {
     /// The settings are unusable.
     #[error("invalid HTTP/2 settings: {0}")]
     Settings(#[from] SettingsError),
+    /// The original source IP could not be bound.
+    #[error(transparent)]
+    Bind(ConnectTcpError),
     /// The TCP connect failed.
     #[error("TCP connect to {address} failed: {source} (is a NetworkPolicy blocking HBONE port 15008?)")]
     Connect {
@@ -76,13 +80,24 @@ pub enum ClientError {
     /// The peer answered the CONNECT with an error status.
     #[error(transparent)]
     Refused(#[from] Refused),
+    /// Double HBONE: the outer tunnel to the gateway opened, the inner hop to the destination failed.
+    #[error("double HBONE to {destination} through gateway {gateway}: {source}")]
+    Inner {
+        /// The gateway's HBONE address.
+        gateway: SocketAddr,
+        /// The inner CONNECT's authority.
+        destination: String,
+        /// What failed on the inner hop.
+        source: Box<ClientError>,
+    },
 }
 
 impl ClientError {
-    /// The refusal, when the peer answered with an error status.
+    /// The refusal, when the peer answered with an error status (through a gateway, either hop's).
     pub fn refused(&self) -> Option<&Refused> {
         match self {
             ClientError::Refused(refused) => Some(refused),
+            ClientError::Inner { source, .. } => source.refused(),
             _ => None,
         }
     }

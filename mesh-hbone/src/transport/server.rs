@@ -2,7 +2,8 @@
 //! and handed to a caller-supplied handler for its upstream.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use mesh_identity::spiffe::{SpiffeId, TrustDomain};
 use mesh_identity::tls::{WorkloadCertificate, peer_spiffe_id, server_config};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -34,11 +35,18 @@ pub struct ServerLimits {
     pub handshake_timeout: Duration,
     /// How long a connection may carry no stream before it is closed (GOAWAY): 5 minutes.
     pub idle_timeout: Duration,
+    /// Most connections served at once, handshakes included: 16,384. At the limit [`HboneServer::serve`] stops
+    /// accepting (new clients wait in the listen backlog) until a connection closes.
+    pub max_connections: usize,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits { handshake_timeout: Duration::from_secs(10), idle_timeout: Duration::from_secs(300) }
+        ServerLimits {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 16_384,
+        }
     }
 }
 
@@ -57,6 +65,15 @@ pub struct InboundRequest {
     pub request: ConnectRequest,
     /// All request headers, as received.
     pub headers: HeaderMap,
+}
+
+impl InboundRequest {
+    /// The original source IP: the `forwarded` `for=` of the CONNECT when it names one (a waypoint or gateway
+    /// forwarding a workload's connection), the client proxy's address otherwise. A handler that keeps the
+    /// original source binds its upstream connection to it with [`connect_tcp`](super::connect_tcp).
+    pub fn original_source(&self) -> IpAddr {
+        self.request.forwarded.as_ref().and_then(|f| f.for_node).map_or(self.peer_addr.ip(), |node| node.ip())
+    }
 }
 
 /// Serves HBONE. Cheap to clone.
@@ -121,7 +138,11 @@ impl HboneServer {
         self
     }
 
-    /// Accepts connections until the listener fails, serving each on its own task.
+    /// Accepts connections, at most [`ServerLimits::max_connections`] at once, serving each on its own task.
+    ///
+    /// An accept error that concerns one connection (aborted, reset) is skipped; running out of file
+    /// descriptors or memory pauses accepting for a second, as the connections already open may free some.
+    /// Returns only when the listener itself fails.
     pub async fn serve<H, Fut, U>(&self, listener: TcpListener, handler: H) -> Result<(), ServerError>
     where
         H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
@@ -129,14 +150,42 @@ impl HboneServer {
         U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let handler = Arc::new(handler);
+        let max = self.limits.max_connections;
+        let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
         loop {
-            let (tcp, peer) = listener.accept().await?;
+            let slot = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    warn!(max_connections = max, "HBONE connection limit reached; not accepting until one closes");
+                    match Arc::clone(&slots).acquire_owned().await {
+                        Ok(slot) => slot,
+                        // Not reachable: the semaphore is never closed.
+                        Err(_) => return Ok(()),
+                    }
+                }
+            };
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => match accept_error(&error) {
+                    AcceptError::Skip => {
+                        debug!(%error, "accept failed for one connection");
+                        continue;
+                    }
+                    AcceptError::Pause => {
+                        warn!(%error, "cannot accept HBONE connections for now; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    AcceptError::Fatal => return Err(error.into()),
+                },
+            };
             let server = self.clone();
             let handler = Arc::clone(&handler);
             tokio::spawn(async move {
                 if let Err(error) = server.serve_connection(tcp, handler).await {
                     warn!(%peer, %error, "HBONE connection ended with an error");
                 }
+                drop(slot);
             });
         }
     }
@@ -270,6 +319,30 @@ impl HboneServer {
             Ok((sent, received)) => debug!(%peer_addr, %target, sent, received, "HBONE tunnel closed"),
             Err(error) => debug!(%peer_addr, %target, %error, "HBONE tunnel ended with an error"),
         }
+    }
+}
+
+enum AcceptError {
+    /// The error concerns one connection only.
+    Skip,
+    /// The process is out of a resource that closing connections frees.
+    Pause,
+    /// The listener is broken.
+    Fatal,
+}
+
+fn accept_error(error: &io::Error) -> AcceptError {
+    // EMFILE, ENFILE and ENOMEM have these numbers on Linux and the BSDs.
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOMEM: i32 = 12;
+    match error.kind() {
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted => {
+            AcceptError::Skip
+        }
+        io::ErrorKind::OutOfMemory => AcceptError::Pause,
+        _ if matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOMEM)) => AcceptError::Pause,
+        _ => AcceptError::Fatal,
     }
 }
 
