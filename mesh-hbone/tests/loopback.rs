@@ -11,9 +11,10 @@ use http::StatusCode;
 use mesh_hbone::pool::PoolConfig;
 use mesh_hbone::status::{InboundRules, RejectionKind};
 use mesh_hbone::transport::{
-    ClientConfig, ClientError, Destination, HboneClient, HboneServer, InboundRequest, ServerLimits, connect_tcp,
+    ClientConfig, ClientError, Destination, HboneClient, HboneServer, InboundRequest, ServerLimits, connect_tcp, relay,
 };
 use mesh_hbone::{Baggage, ConnectRequest, Forwarded, HboneAddress, Rejection, WorkloadKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod common;
@@ -295,6 +296,31 @@ async fn the_connection_limit_holds_back_accepts() {
         drop(first);
         let tunnel = second.connect(&dest, request(echo)).await.unwrap();
         assert_eq!(round_trip(tunnel.stream, b"admitted".to_vec()).await, b"admitted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_proxy_relays_a_workload_connection() {
+    with_timeout(async {
+        let s = setup().await;
+        let mut tunnel = s.client.connect(&destination(s.hbone, "server"), request(s.echo)).await.unwrap().stream;
+        // The workload's connection, as the client proxy holds it; small buffers so both directions block.
+        let (mut proxy_side, workload) = tokio::io::duplex(8 * 1024);
+        let relaying = tokio::spawn(async move { relay(&mut tunnel, &mut proxy_side).await });
+        let data = pattern(3 * 1024 * 1024 + 17);
+        let (mut r, mut w) = tokio::io::split(workload);
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            w.write_all(&sent).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).await.unwrap();
+        writer.await.unwrap();
+        assert!(back == data, "{} bytes came back for {}", back.len(), data.len());
+        let (to_workload, from_workload) = relaying.await.unwrap().unwrap();
+        assert_eq!((to_workload, from_workload), (data.len() as u64, data.len() as u64));
     })
     .await;
 }

@@ -1,18 +1,157 @@
-//! Copying a tunnel's bytes both ways, with bounded buffers and half-close.
+//! Relaying a tunnel to another stream (the upstream connection at a server, the workload's connection at a
+//! client), both ways in one task, with half-close.
+//!
+//! No buffer of ours sits between the two: a DATA frame received is written to the other stream as it is, and
+//! bytes read from the other stream become a DATA frame without being copied again. Reads from the other
+//! stream wait for send capacity and never take more than h2 has assigned, so what is buffered stays within
+//! the peer's flow-control window. Read sizes adapt: they start at 16 KiB, double while reads fill them, up
+//! to 256 KiB, and halve when reads come back small.
 
+use std::future::poll_fn;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
+use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::poll_read_buf;
 
-/// Bytes buffered per direction.
-pub(crate) const COPY_BUFFER: usize = 64 * 1024;
+use super::stream::HboneStream;
 
-/// Copies until both directions are done; an EOF on one side becomes a write shutdown (HTTP/2 END_STREAM or
-/// TCP FIN) on the other. Returns the bytes moved each way.
-pub(crate) async fn bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+/// The first read size.
+pub(crate) const MIN_READ: usize = 16 * 1024;
+/// The largest read size.
+pub(crate) const MAX_READ: usize = 256 * 1024;
+
+/// Relays `tunnel` and `other` until both directions are done: an end of stream on one side becomes a write
+/// shutdown (HTTP/2 END_STREAM or TCP FIN) on the other, and the other direction carries on. Returns the bytes
+/// moved from the tunnel to `other`, and from `other` to the tunnel.
+///
+/// An error in either direction ends the relay; dropping the tunnel then resets its stream.
+pub async fn relay<S>(tunnel: &mut HboneStream, other: &mut S) -> io::Result<(u64, u64)>
 where
-    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
-    tokio::io::copy_bidirectional_with_sizes(a, b, COPY_BUFFER, COPY_BUFFER).await
+    let mut outward = Outward { bytes: 0, done: false };
+    let mut inward = Inward { buf: BytesMut::new(), size: MIN_READ, bytes: 0, eof: false, done: false };
+    poll_fn(|cx| {
+        let out = outward.poll(cx, tunnel, other)?;
+        let inw = inward.poll(cx, tunnel, other)?;
+        match (out, inw) {
+            (Poll::Ready(out), Poll::Ready(inw)) => Poll::Ready(Ok((out, inw))),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Tunnel to `other`.
+struct Outward {
+    bytes: u64,
+    done: bool,
+}
+
+impl Outward {
+    fn poll<S>(&mut self, cx: &mut Context<'_>, tunnel: &mut HboneStream, other: &mut S) -> Poll<io::Result<u64>>
+    where
+        S: AsyncWrite + Unpin + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(Ok(self.bytes));
+        }
+        loop {
+            if !tunnel.pending.is_empty() {
+                let n = ready!(Pin::new(&mut *other).poll_write(cx, &tunnel.pending))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                tunnel.pending.advance(n);
+                self.bytes += n as u64;
+                continue;
+            }
+            match tunnel.poll_fill(cx) {
+                Poll::Pending => {
+                    // Nothing more for now: push out what `other` may hold before waiting.
+                    ready!(Pin::new(&mut *other).poll_flush(cx))?;
+                    return Poll::Pending;
+                }
+                Poll::Ready(result) => result?,
+            }
+            if tunnel.pending.is_empty() {
+                ready!(Pin::new(&mut *other).poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(self.bytes));
+            }
+        }
+    }
+}
+
+/// `other` to the tunnel.
+struct Inward {
+    /// Read into; each read is split off and sent as it is.
+    buf: BytesMut,
+    /// The next read's size.
+    size: usize,
+    bytes: u64,
+    /// `other` reached its end.
+    eof: bool,
+    done: bool,
+}
+
+impl Inward {
+    fn poll<S>(&mut self, cx: &mut Context<'_>, tunnel: &mut HboneStream, other: &mut S) -> Poll<io::Result<u64>>
+    where
+        S: AsyncRead + Unpin + ?Sized,
+    {
+        if self.done {
+            return Poll::Ready(Ok(self.bytes));
+        }
+        loop {
+            if self.eof {
+                ready!(Pin::new(&mut *tunnel).poll_shutdown(cx))?;
+                self.done = true;
+                return Poll::Ready(Ok(self.bytes));
+            }
+            let capacity = ready!(tunnel.poll_send_capacity(cx, self.size))?;
+            let limit = capacity.min(self.size);
+            if self.buf.capacity() < limit {
+                self.buf.reserve(limit);
+            }
+            let n = ready!(poll_read_buf(Pin::new(&mut *other), cx, &mut (&mut self.buf).limit(limit)))?;
+            if n == 0 {
+                self.eof = true;
+                continue;
+            }
+            tunnel.send(cx, self.buf.split().freeze())?;
+            self.bytes += n as u64;
+            self.size = next_size(self.size, n, limit);
+        }
+    }
+}
+
+/// The next read size after reading `n` bytes of at most `limit` with size `size`.
+fn next_size(size: usize, n: usize, limit: usize) -> usize {
+    if n == limit {
+        // A full read: grow, unless capacity rather than the size cut it short.
+        if limit == size { (size * 2).min(MAX_READ) } else { size }
+    } else if n < size / 4 {
+        (size / 2).max(MIN_READ)
+    } else {
+        size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_sizes_adapt_within_bounds() {
+        assert_eq!(next_size(MIN_READ, MIN_READ, MIN_READ), 2 * MIN_READ, "a full read doubles");
+        assert_eq!(next_size(MAX_READ, MAX_READ, MAX_READ), MAX_READ, "never above the largest");
+        assert_eq!(next_size(4 * MIN_READ, 100, 4 * MIN_READ), 2 * MIN_READ, "a small read halves");
+        assert_eq!(next_size(MIN_READ, 1, MIN_READ), MIN_READ, "never below the smallest");
+        assert_eq!(next_size(4 * MIN_READ, 1024, 1024), 4 * MIN_READ, "a read cut short by capacity does not grow");
+        assert_eq!(next_size(4 * MIN_READ, 3 * MIN_READ, 4 * MIN_READ), 4 * MIN_READ);
+    }
 }

@@ -315,7 +315,7 @@ impl HboneServer {
         };
         debug!(%peer_addr, %peer, %target, "HBONE tunnel open");
         let mut tunnel = HboneStream::new(send, recv, None);
-        match copy::bidirectional(&mut tunnel, &mut upstream).await {
+        match copy::relay(&mut tunnel, &mut upstream).await {
             Ok((sent, received)) => debug!(%peer_addr, %target, sent, received, "HBONE tunnel closed"),
             Err(error) => debug!(%peer_addr, %target, %error, "HBONE tunnel ended with an error"),
         }

@@ -33,10 +33,10 @@ impl Drop for OnDrop {
 
 /// A bidirectional byte stream over one HTTP/2 CONNECT stream.
 pub struct HboneStream {
-    send: SendStream<Bytes>,
+    pub(crate) send: SendStream<Bytes>,
     recv: RecvStream,
     /// Received bytes not yet read.
-    pending: Bytes,
+    pub(crate) pending: Bytes,
     read_closed: bool,
     write_closed: bool,
     _on_drop: Option<OnDrop>,
@@ -55,6 +55,50 @@ impl fmt::Debug for HboneStream {
 impl HboneStream {
     pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream, on_drop: Option<OnDrop>) -> Self {
         HboneStream { send, recv, pending: Bytes::new(), read_closed: false, write_closed: false, _on_drop: on_drop }
+    }
+
+    /// Makes `pending` hold received bytes, unless the peer has finished sending (then it stays empty).
+    /// Each DATA frame's bytes go back to the peer's flow-control window as the frame is taken: at most one
+    /// frame waits here beyond what h2 holds within the window.
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.pending.is_empty() && !self.read_closed {
+            match ready!(self.recv.poll_data(cx)) {
+                None => self.read_closed = true,
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(error)) => match error.reason() {
+                    // The peer finished or cancelled: the end of what it sends.
+                    Some(Reason::NO_ERROR | Reason::CANCEL) => self.read_closed = true,
+                    _ => return Poll::Ready(Err(h2_to_io(error))),
+                },
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Send capacity for up to `wanted` more bytes: `Ready(n)` with `n > 0` once h2 has assigned some.
+    pub(crate) fn poll_send_capacity(&mut self, cx: &mut Context<'_>, wanted: usize) -> Poll<io::Result<usize>> {
+        if self.write_closed {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream already shut down")));
+        }
+        loop {
+            let capacity = self.send.capacity();
+            if capacity > 0 {
+                return Poll::Ready(Ok(capacity));
+            }
+            self.send.reserve_capacity(wanted);
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Poll::Ready(Err(self.send_closed(cx))),
+            }
+        }
+    }
+
+    /// Sends `data`, which must fit the capacity [`Self::poll_send_capacity`] gave.
+    pub(crate) fn send(&mut self, cx: &mut Context<'_>, data: Bytes) -> io::Result<()> {
+        self.send.send_data(data, false).map_err(|_| self.send_closed(cx))
     }
 
     /// The error for a send side that h2 closed: the peer's reset reason if there is one.
@@ -82,24 +126,7 @@ fn h2_to_io(error: h2::Error) -> io::Error {
 impl AsyncRead for HboneStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        while this.pending.is_empty() {
-            if this.read_closed {
-                return Poll::Ready(Ok(()));
-            }
-            match ready!(this.recv.poll_data(cx)) {
-                None => this.read_closed = true,
-                Some(Ok(data)) => {
-                    // Reopen the peer's window as the bytes are taken; at most one frame waits here.
-                    let _ = this.recv.flow_control().release_capacity(data.len());
-                    this.pending = data;
-                }
-                Some(Err(error)) => match error.reason() {
-                    // The peer finished or cancelled: the end of what it sends.
-                    Some(Reason::NO_ERROR | Reason::CANCEL) => this.read_closed = true,
-                    _ => return Poll::Ready(Err(h2_to_io(error))),
-                },
-            }
-        }
+        ready!(this.poll_fill(cx))?;
         let n = buf.remaining().min(this.pending.len());
         buf.put_slice(&this.pending[..n]);
         this.pending.advance(n);
@@ -113,24 +140,8 @@ impl AsyncWrite for HboneStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if this.write_closed {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream already shut down")));
-        }
-        loop {
-            let capacity = this.send.capacity();
-            if capacity > 0 {
-                let n = capacity.min(buf.len());
-                return Poll::Ready(match this.send.send_data(Bytes::copy_from_slice(&buf[..n]), false) {
-                    Ok(()) => Ok(n),
-                    Err(_) => Err(this.send_closed(cx)),
-                });
-            }
-            this.send.reserve_capacity(buf.len());
-            match ready!(this.send.poll_capacity(cx)) {
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Poll::Ready(Err(this.send_closed(cx))),
-            }
-        }
+        let n = ready!(this.poll_send_capacity(cx, buf.len()))?.min(buf.len());
+        Poll::Ready(this.send(cx, Bytes::copy_from_slice(&buf[..n])).map(|()| n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
