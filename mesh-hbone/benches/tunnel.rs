@@ -41,6 +41,28 @@ fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// Whether criterion's name filter (the positional arguments) selects benchmarks of `group`.
+fn selected(group: &str) -> bool {
+    const SWITCHES: [&str; 9] =
+        ["--bench", "--test", "--noplot", "--list", "--exact", "--verbose", "--quiet", "--quick", "--discard-baseline"];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut filters = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        if arg.starts_with("--") {
+            // An option other than a switch takes the next argument as its value (unless written with `=`).
+            if !SWITCHES.contains(&arg.as_str()) && !arg.contains('=') {
+                i += 1;
+            }
+        } else if !arg.starts_with('-') {
+            filters.push(arg.clone());
+        }
+        i += 1;
+    }
+    filters.is_empty() || filters.iter().any(|f| group.contains(f.as_str()) || f.starts_with(group))
+}
+
 fn transfer_bytes() -> usize {
     let default = if bench_mode() { 256 } else { 4 };
     let mib = std::env::var("HBONE_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
@@ -244,7 +266,7 @@ fn latency(c: &mut Criterion, f: &Fixture) {
         });
     });
     group.finish();
-    if bench_mode() {
+    if bench_mode() && selected("latency_1k") {
         // Criterion reports the distribution of per-sample means; these are single round trips.
         let tcp_p = f.rt.block_on(percentiles(&mut tcp_stream, &request, &mut response));
         let hbone_p = f.rt.block_on(percentiles(&mut hbone_stream, &request, &mut response));

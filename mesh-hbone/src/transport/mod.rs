@@ -15,6 +15,73 @@
 //! (SETTINGS), header list size, TLS handshake time, PING keepalive, idle connections, and what a relay
 //! holds (within the flow-control window).
 
+//!
+//! A server proxy and a client proxy on loopback, with certificates from a local CA:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use mesh_hbone::transport::{Destination, HboneClient, HboneServer, InboundRequest, connect_tcp};
+//! use mesh_hbone::{ConnectRequest, Rejection};
+//! use mesh_identity::ca::{CaOptions, LocalCa};
+//! use mesh_identity::spiffe::{IstioIdentity, TrustDomain};
+//! use mesh_identity::tls::WorkloadCertificate;
+//! use rustls_pki_types::UnixTime;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use tokio::net::TcpListener;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let td = TrustDomain::new("cluster.local")?;
+//! let ca = LocalCa::new_root(td.clone(), &CaOptions::default(), UnixTime::now())?;
+//! let bundles = Arc::new([ca.trust_bundle().clone()].into_iter().collect());
+//! let svid = |sa: &str| -> Result<WorkloadCertificate, Box<dyn std::error::Error>> {
+//!     let id = IstioIdentity::new(&td, "default", sa)?;
+//!     let issued = ca.issue(&id, Duration::from_secs(3600), UnixTime::now())?;
+//!     let key = issued.private_key_pem().ok_or("the CA generated the key, so it has it")?;
+//!     Ok(WorkloadCertificate::from_pem(&issued.cert_chain_pem(), &key)?)
+//! };
+//!
+//! // The application: an echo server.
+//! let app = TcpListener::bind("127.0.0.1:0").await?;
+//! let app_addr = app.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((mut socket, _)) = app.accept().await {
+//!         tokio::spawn(async move {
+//!             let (mut r, mut w) = socket.split();
+//!             let _ = tokio::io::copy(&mut r, &mut w).await;
+//!         });
+//!     }
+//! });
+//!
+//! // The destination's proxy: authorization would go in the handler.
+//! let server = HboneServer::new(&svid("echo")?, Arc::clone(&bundles), [td.clone()])?;
+//! let listener = TcpListener::bind("127.0.0.1:0").await?;
+//! let hbone = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     server
+//!         .serve(listener, |request: InboundRequest| async move {
+//!             connect_tcp(request.target, None, Duration::from_secs(5))
+//!                 .await
+//!                 .map_err(|e| Rejection::UpstreamConnect { target: request.target, reason: e.to_string() })
+//!         })
+//!         .await
+//! });
+//!
+//! // The source's proxy opens a tunnel to the application, expecting the destination's identity.
+//! let client = HboneClient::new(svid("sleep")?, bundles);
+//! let destination = Destination { address: hbone, identities: vec![IstioIdentity::new(&td, "default", "echo")?.spiffe_id().clone()] };
+//! let mut tunnel = client.connect(&destination, ConnectRequest::new(app_addr)).await?;
+//! assert_eq!(tunnel.peer.as_str(), "spiffe://cluster.local/ns/default/sa/echo");
+//! tunnel.stream.write_all(b"ping").await?;
+//! let mut echoed = [0; 4];
+//! tunnel.stream.read_exact(&mut echoed).await?;
+//! assert_eq!(&echoed, b"ping");
+//! # Ok(())
+//! # }
+//! ```
+
 mod client;
 mod copy;
 mod error;
