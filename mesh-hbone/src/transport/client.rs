@@ -277,6 +277,7 @@ impl HboneClient {
         if inner_request.traceparent.is_none() {
             inner_request.traceparent = Some(random_traceparent());
         }
+        let http_request = inner_request.to_request()?;
         let mut outer_request = plan.outer.request.clone();
         outer_request.traceparent = outer_request.traceparent.or(inner_request.traceparent);
         let outer = self.connect(&gateway, outer_request).await?;
@@ -285,7 +286,6 @@ impl HboneClient {
             destination: plan.inner.request.authority.to_string(),
             source: Box::new(source),
         };
-        let http_request = inner_request.to_request().map_err(|e| wrap(e.into()))?;
         let (tls, peer) = self
             .handshake(plan.gateway, outer.stream, plan.inner.expected_identities.iter().cloned())
             .await
