@@ -2,9 +2,14 @@
 //! (`mesh-hbone/tests/interop` drives it from Python's `h2` and `ssl`).
 //!
 //! ```text
-//! hbone_peer certs DIR                          write a root CA and two workload SVIDs into DIR
-//! hbone_peer server ADDR DIR [--deny-port PORT] serve HBONE on ADDR with DIR's server SVID
-//! hbone_peer client ADDR DIR TARGET             tunnel stdin to TARGET through the HBONE server at ADDR
+//! hbone_peer certs DIR                       write a root CA and two workload SVIDs into DIR
+//! hbone_peer server ADDR DIR [OPTION...]     serve HBONE on ADDR with DIR's server SVID
+//!     --deny-port PORT                       answer 401 to CONNECTs for PORT
+//!     --service HOST:PORT=TARGET_PORT        serve HOST:PORT (double HBONE's inner hop) from TARGET_PORT
+//!     --deny-network NETWORK                 answer 401 to CONNECTs from NETWORK (x-forwarded-network)
+//! hbone_peer client ADDR DIR TARGET          tunnel stdin to TARGET through the HBONE server at ADDR
+//! hbone_peer double GATEWAY DIR HOST:PORT NETWORK
+//!                                            tunnel stdin to HOST:PORT through the gateway at GATEWAY
 //! ```
 //!
 //! `certs` writes `root-cert.pem` and, for each of `server` and `client`, `DIR/<name>/cert-chain.pem` (leaf first)
@@ -12,12 +17,14 @@
 //!
 //! `server` prints the address it is bound to as the first line of stdout, then accepts clients of the
 //! `cluster.local` trust domain. Each CONNECT is answered by connecting to its target over TCP: 401 for the
-//! `--deny-port` port (standing in for an authorization policy), 503 when nothing listens there. It stops when
-//! stdin closes.
+//! `--deny-port` port or the `--deny-network` network (standing in for an authorization policy), 503 when nothing
+//! listens there. It stops when stdin closes.
 //!
 //! `client` expects the server to present the `server` identity, sends all of stdin through the tunnel, half-closes
 //! and prints what comes back until the far end closes. A refused CONNECT prints `refused: <status>` on stderr
-//! and exits with status 2.
+//! and exits with status 2. `double` does the same through a gateway (double HBONE), expecting the `server`
+//! identity from both the gateway and the destination, and naming NETWORK as the source network; a refusal by
+//! the destination prints `refused by destination: <status>`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,9 +35,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_hbone::ConnectRequest;
-use mesh_hbone::Rejection;
-use mesh_hbone::transport::{Destination, HboneClient, HboneServer, InboundRequest};
+use mesh_hbone::double::{DoubleHbonePlan, DoubleHboneTarget};
+use mesh_hbone::status::InboundRules;
+use mesh_hbone::transport::{ClientError, Destination, HboneClient, HboneServer, HboneStream, InboundRequest};
+use mesh_hbone::{ConnectRequest, Rejection};
 use mesh_identity::bundle::{TrustBundle, TrustBundleSet};
 use mesh_identity::ca::{CaOptions, LocalCa};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
@@ -43,19 +51,22 @@ type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 const TRUST_DOMAIN: &str = "cluster.local";
 const NAMESPACE: &str = "interop";
-const USAGE: &str = "usage: hbone_peer certs DIR | server ADDR DIR [--deny-port PORT] | client ADDR DIR TARGET";
+const USAGE: &str = "usage: hbone_peer certs DIR | server ADDR DIR [--deny-port PORT] [--service HOST:PORT=TARGET_PORT] \
+                     [--deny-network NETWORK] | client ADDR DIR TARGET | double GATEWAY DIR HOST:PORT NETWORK";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["certs", dir] => certs(Path::new(dir)),
-        ["server", addr, dir] => runtime.block_on(server(addr, Path::new(dir), None)),
-        ["server", addr, dir, "--deny-port", port] => match port.parse() {
-            Ok(port) => runtime.block_on(server(addr, Path::new(dir), Some(port))),
-            Err(_) => Err(format!("bad port {port}").into()),
+        ["server", addr, dir, options @ ..] => match ServerOptions::parse(options) {
+            Ok(options) => runtime.block_on(server(addr, Path::new(dir), options)),
+            Err(error) => Err(error),
         },
         ["client", addr, dir, target] => runtime.block_on(client(addr, Path::new(dir), target)),
+        ["double", gateway, dir, destination, network] => {
+            runtime.block_on(double(gateway, Path::new(dir), destination, network))
+        }
         _ => Err(USAGE.into()),
     };
     match result {
@@ -99,18 +110,57 @@ fn load(dir: &Path, name: &str) -> Result<(WorkloadCertificate, Arc<TrustBundleS
     Ok((own, Arc::new([bundle].into_iter().collect())))
 }
 
-async fn server(addr: &str, dir: &Path, deny_port: Option<u16>) -> Result<ExitCode> {
+/// What `server` is told on its command line.
+#[derive(Default)]
+struct ServerOptions {
+    deny_port: Option<u16>,
+    deny_network: Option<String>,
+    rules: InboundRules,
+}
+
+impl ServerOptions {
+    fn parse(args: &[&str]) -> Result<Self> {
+        let mut options = ServerOptions::default();
+        let mut args = args.iter();
+        while let Some(option) = args.next() {
+            let value = args.next().ok_or_else(|| format!("{option} needs a value; {USAGE}"))?;
+            match *option {
+                "--deny-port" => options.deny_port = Some(value.parse().map_err(|_| format!("bad port {value}"))?),
+                "--deny-network" => options.deny_network = Some((*value).to_owned()),
+                "--service" => {
+                    let bad = || format!("bad service {value}: expected HOST:PORT=TARGET_PORT");
+                    let (service, target) = value.split_once('=').ok_or_else(bad)?;
+                    let (host, port) = service.rsplit_once(':').ok_or_else(bad)?;
+                    let (port, target) = (port.parse().map_err(|_| bad())?, target.parse().map_err(|_| bad())?);
+                    options.rules = std::mem::take(&mut options.rules).with_service(host, port, target);
+                }
+                _ => return Err(format!("unknown option {option}; {USAGE}").into()),
+            }
+        }
+        Ok(options)
+    }
+}
+
+async fn server(addr: &str, dir: &Path, options: ServerOptions) -> Result<ExitCode> {
     let (own, bundles) = load(dir, "server")?;
-    let server = HboneServer::new(&own, bundles, [TrustDomain::new(TRUST_DOMAIN)?])?;
+    let ServerOptions { deny_port, deny_network, rules } = options;
+    let server = HboneServer::new(&own, bundles, [TrustDomain::new(TRUST_DOMAIN)?])?.with_rules(rules);
     let listener = TcpListener::bind(addr).await?;
     println!("{}", listener.local_addr()?);
-    let handler = move |request: InboundRequest| async move {
-        if Some(request.target.port()) == deny_port {
-            return Err(Rejection::Denied { reason: format!("--deny-port {}", request.target.port()) });
+    let deny_network = Arc::new(deny_network);
+    let handler = move |request: InboundRequest| {
+        let deny_network = Arc::clone(&deny_network);
+        async move {
+            if Some(request.target.port()) == deny_port {
+                return Err(Rejection::Denied { reason: format!("--deny-port {}", request.target.port()) });
+            }
+            if deny_network.is_some() && request.request.origin_network == *deny_network {
+                return Err(Rejection::Denied { reason: format!("--deny-network {deny_network:?}") });
+            }
+            TcpStream::connect(request.target)
+                .await
+                .map_err(|e| Rejection::UpstreamConnect { target: request.target, reason: e.to_string() })
         }
-        TcpStream::connect(request.target)
-            .await
-            .map_err(|e| Rejection::UpstreamConnect { target: request.target, reason: e.to_string() })
     };
     // Serve until stdin closes, so that the server cannot outlive whoever started it.
     let until_stdin_closes = async {
@@ -129,17 +179,42 @@ async fn client(addr: &str, dir: &Path, target: &str) -> Result<ExitCode> {
     let client = HboneClient::new(own, bundles);
     let destination = Destination { address: addr.parse()?, identities: vec![spiffe_id("server")] };
     let target: SocketAddr = target.parse()?;
-    let tunnel = match client.connect(&destination, ConnectRequest::new(target)).await {
-        Ok(tunnel) => tunnel,
-        Err(error) => {
-            if let Some(refused) = error.refused() {
-                eprintln!("refused: {}", refused.status.as_u16());
-                return Ok(ExitCode::from(2));
-            }
-            return Err(error.into());
-        }
+    match client.connect(&destination, ConnectRequest::new(target)).await {
+        Ok(tunnel) => pipe(tunnel.stream).await,
+        Err(error) => refused(error),
+    }
+}
+
+async fn double(gateway: &str, dir: &Path, destination: &str, network: &str) -> Result<ExitCode> {
+    let (own, bundles) = load(dir, "client")?;
+    let client = HboneClient::new(own, bundles);
+    let (host, port) = destination.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    let target = DoubleHboneTarget {
+        gateway: gateway.parse()?,
+        gateway_identities: vec![spiffe_id("server")],
+        host: host.to_owned(),
+        port: port.parse()?,
+        destination_identities: vec![spiffe_id("server")],
+        source_network: network.to_owned(),
     };
-    let (mut from_tunnel, mut to_tunnel) = tokio::io::split(tunnel.stream);
+    let plan = DoubleHbonePlan::new(target, None, None, None)?;
+    match client.connect_double(&plan).await {
+        Ok(tunnel) => pipe(tunnel.stream).await,
+        Err(error) => refused(error),
+    }
+}
+
+/// A refusal is reported on stderr with exit status 2; other errors fail.
+fn refused(error: ClientError) -> Result<ExitCode> {
+    let Some(refused) = error.refused() else { return Err(error.into()) };
+    let by = if matches!(error, ClientError::Inner { .. }) { " by destination" } else { "" };
+    eprintln!("refused{by}: {}", refused.status.as_u16());
+    Ok(ExitCode::from(2))
+}
+
+/// Sends stdin through the tunnel, half-closes, and prints what comes back until the far end closes.
+async fn pipe(stream: HboneStream) -> Result<ExitCode> {
+    let (mut from_tunnel, mut to_tunnel) = tokio::io::split(stream);
     let send = async {
         tokio::io::copy(&mut tokio::io::stdin(), &mut to_tunnel).await?;
         to_tunnel.shutdown().await

@@ -6,11 +6,15 @@ build it with `cargo build -p mesh-hbone --features tokio --example hbone_peer`)
 - Python as the HBONE client of the Rust server: TLS 1.3, ALPN h2, a client SVID, the chain verified against
   the mesh root without host name checks (HBONE has no SNI), then CONNECT streams on one HTTP/2 connection.
 - The Rust client tunnelling through a Python HBONE server that answers CONNECT with 200 and echoes DATA.
+- Double HBONE: the Rust client through a Python gateway, which terminates the outer tunnel and forwards its
+  bytes to the Rust server, with which the client runs the inner mTLS handshake and CONNECT end to end.
 
 Every socket is on 127.0.0.1.
 """
 
+import contextlib
 import os
+import select
 import socket
 import ssl
 import subprocess
@@ -90,9 +94,16 @@ def echo():
 
 @pytest.fixture
 def rust_server(peer, certs):
-    """The Rust HBONE server, denying DENIED_PORT; yields its (host, port). It stops when its stdin closes."""
+    """The Rust HBONE server, denying DENIED_PORT; yields its (host, port)."""
+    with rust_server_process(peer, certs, "--deny-port", str(DENIED_PORT)) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def rust_server_process(peer, certs, *options):
+    """Runs `hbone_peer server` with `options`; yields its (host, port). It stops when its stdin closes."""
     process = subprocess.Popen(
-        [peer, "server", f"{LOOPBACK}:0", str(certs), "--deny-port", str(DENIED_PORT)],
+        [peer, "server", f"{LOOPBACK}:0", str(certs), *options],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -385,3 +396,139 @@ def test_rust_client_reports_a_refusal_from_python_server(peer, certs, python_se
     assert result.returncode == 2, result.stderr.decode()
     assert b"refused: 401" in result.stderr
 
+
+
+# --- double HBONE: Rust client, Python gateway, Rust destination ------------------------------------------------
+
+SERVICE = "reviews.interop.svc.cluster.local"
+SERVICE_PORT = 9080
+DENIED_NETWORK = "network-denied"
+
+
+class PythonHboneGateway:
+    """A network gateway in a thread: terminates the outer HBONE tunnel (client SVID required), and for a
+    CONNECT to SERVICE:SERVICE_PORT opens TCP to the destination's HBONE address and forwards the stream's
+    bytes both ways without looking into them (the inner TLS is the client's and the destination's). Any
+    other authority gets 503."""
+
+    def __init__(self, certs, destination):
+        self.context = tls13_context("server", certs, own="server")
+        self.destination = destination
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind((LOOPBACK, 0))
+        self.listener.listen()
+        self.address = self.listener.getsockname()
+        self.clients = []
+        self.requests = []
+        self.errors = []
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                self.serve(sock)
+            except Exception as error:  # reported by the test, not lost in the thread
+                self.errors.append(error)
+
+    def serve(self, sock):
+        sock.settimeout(TIMEOUT)
+        with self.context.wrap_socket(sock, server_side=True) as tls:
+            self.clients.append(spiffe_ids(tls))
+            peer = H2Peer(tls, client_side=False)
+            answered = set()
+            upstreams = {}  # stream id -> socket to the destination
+            forwarded = {}  # stream id -> bytes of the stream forwarded so far
+            while not peer.closed:
+                # ssl may hold decrypted bytes select() cannot see.
+                ready = [tls] if tls.pending() else select.select([tls, *upstreams.values()], [], [], TIMEOUT)[0]
+                if not ready:
+                    raise TimeoutError("the gateway saw nothing for a while")
+                for readable in ready:
+                    if readable is tls:
+                        try:
+                            peer.pump()
+                        except (ssl.SSLError, ConnectionError):
+                            return
+                        continue
+                    stream_id = next(i for i, upstream in upstreams.items() if upstream is readable)
+                    data = readable.recv(65536)
+                    if data:
+                        peer.send(stream_id, data)
+                    else:  # the destination is done sending: end the stream's side
+                        peer.conn.end_stream(stream_id)
+                        del upstreams[stream_id]
+                        readable.close()
+                for stream_id, headers in list(peer.requests.items()):
+                    if stream_id in answered:
+                        continue
+                    answered.add(stream_id)
+                    self.requests.append(headers)
+                    if headers.get(":authority") != f"{SERVICE}:{SERVICE_PORT}":
+                        peer.conn.send_headers(stream_id, [(":status", "503")], end_stream=True)
+                        continue
+                    upstreams[stream_id] = socket.create_connection(self.destination, timeout=TIMEOUT)
+                    forwarded[stream_id] = 0
+                    peer.conn.send_headers(stream_id, [(":status", "200")])
+                for stream_id, done in list(forwarded.items()):
+                    data = peer.received.get(stream_id, b"")
+                    upstream = upstreams.get(stream_id)
+                    if len(data) > done and upstream:
+                        upstream.sendall(bytes(data[done:]))
+                        forwarded[stream_id] = len(data)
+                    if stream_id in peer.ended and forwarded[stream_id] == len(data):
+                        if upstream:
+                            upstream.shutdown(socket.SHUT_WR)
+                        del forwarded[stream_id]
+                peer.flush()
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def double_hbone(peer, certs, echo):
+    """The Rust destination (serving SERVICE:SERVICE_PORT from the echo server, denying DENIED_NETWORK) behind
+    a Python gateway; yields the gateway."""
+    service = f"{SERVICE}:{SERVICE_PORT}={echo}"
+    with rust_server_process(peer, certs, "--service", service, "--deny-network", DENIED_NETWORK) as destination:
+        gateway = PythonHboneGateway(certs, destination)
+        yield gateway
+        gateway.close()
+        assert not gateway.errors, gateway.errors
+
+
+def run_rust_double(peer, certs, gateway, network, data):
+    address = f"{gateway.address[0]}:{gateway.address[1]}"
+    destination = f"{SERVICE}:{SERVICE_PORT}"
+    return subprocess.run(
+        [peer, "double", address, str(certs), destination, network],
+        input=data,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+
+
+def test_rust_client_tunnels_through_a_python_gateway(peer, certs, double_hbone):
+    # Larger than the gateway's 64 KiB windows, so the outer tunnel's flow control turns over.
+    payload = os.urandom(400 * 1024)
+    result = run_rust_double(peer, certs, double_hbone, "network-a", payload)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == payload
+    assert double_hbone.clients == [[CLIENT_ID]]
+    (outer,) = double_hbone.requests
+    assert outer[":method"] == "CONNECT"
+    # The outer CONNECT names the service, as the inner one does; only the inner one names the network.
+    assert outer[":authority"] == f"{SERVICE}:{SERVICE_PORT}"
+    assert "x-forwarded-network" not in outer
+    assert outer["traceparent"].startswith("00-")
+
+
+def test_the_destination_decides_on_the_inner_connect(peer, certs, double_hbone):
+    # The destination's policy sees x-forwarded-network, which only the inner CONNECT carries.
+    result = run_rust_double(peer, certs, double_hbone, DENIED_NETWORK, b"")
+    assert result.returncode == 2, result.stderr.decode()
+    assert b"refused by destination: 401" in result.stderr
