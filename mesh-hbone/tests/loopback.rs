@@ -11,7 +11,8 @@ use http::StatusCode;
 use mesh_hbone::pool::PoolConfig;
 use mesh_hbone::status::{InboundRules, RejectionKind};
 use mesh_hbone::transport::{
-    ClientConfig, ClientError, Destination, HboneClient, HboneServer, InboundRequest, ServerLimits, connect_tcp, relay,
+    ClientConfig, ClientError, Destination, Drained, HboneClient, HboneServer, InboundRequest, ServerLimits,
+    connect_tcp, relay,
 };
 use mesh_hbone::{Baggage, ConnectRequest, Forwarded, HboneAddress, Rejection, WorkloadKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -321,6 +322,81 @@ async fn a_client_proxy_relays_a_workload_connection() {
         assert!(back == data, "{} bytes came back for {}", back.len(), data.len());
         let (to_workload, from_workload) = relaying.await.unwrap().unwrap();
         assert_eq!((to_workload, from_workload), (data.len() as u64, data.len() as u64));
+    })
+    .await;
+}
+
+/// A server on loopback that stops when `stop` fires, draining for `drain`.
+async fn stoppable_server(
+    mesh: &Mesh,
+    drain: Duration,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Drained>) {
+    let server =
+        HboneServer::new(&mesh.workload("server"), Arc::clone(&mesh.bundles), [mesh.ca.trust_domain().clone()])
+            .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        server.serve_until(listener, handler, shutdown, drain).await.unwrap()
+    });
+    (addr, stop, serving)
+}
+
+#[tokio::test]
+async fn shutdown_lets_tunnels_in_flight_finish() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let echo = echo_server().await;
+        let (hbone, stop, serving) = stoppable_server(&mesh, Duration::from_secs(20)).await;
+        let client = HboneClient::new(mesh.workload("client"), Arc::clone(&mesh.bundles));
+        let dest = destination(hbone, "server");
+        let tunnel = client.connect(&dest, request(echo)).await.unwrap();
+        let (mut r, mut w) = tokio::io::split(tunnel.stream);
+        let mut buf = [0; 6];
+        w.write_all(b"before").await.unwrap();
+        r.read_exact(&mut buf).await.unwrap();
+
+        stop.send(()).unwrap();
+        // The listener closes and the connection gets GOAWAY: a new tunnel finds nowhere to go.
+        let mut attempts = 0;
+        while client.connect(&dest, request(echo)).await.is_ok() {
+            attempts += 1;
+            assert!(attempts < 50, "new tunnels are still accepted while draining");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!serving.is_finished(), "the server must wait for the tunnel in flight");
+        // The tunnel in flight still works, both ways, to its end.
+        w.write_all(b"during").await.unwrap();
+        r.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"during");
+        w.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        drop((r, w));
+        assert_eq!(serving.await.unwrap(), Drained { cut_off: 0 });
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_drain_deadline_cuts_off_what_is_left() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let echo = echo_server().await;
+        let (hbone, stop, serving) = stoppable_server(&mesh, Duration::from_millis(200)).await;
+        let client = HboneClient::new(mesh.workload("client"), Arc::clone(&mesh.bundles));
+        let tunnel = client.connect(&destination(hbone, "server"), request(echo)).await.unwrap();
+        let (mut r, _w) = tokio::io::split(tunnel.stream);
+        stop.send(()).unwrap();
+        assert_eq!(serving.await.unwrap(), Drained { cut_off: 1 });
+        // The tunnel that outlived the deadline is gone.
+        let mut rest = Vec::new();
+        assert!(r.read_to_end(&mut rest).await.is_err() || rest.is_empty());
     })
     .await;
 }

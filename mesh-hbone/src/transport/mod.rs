@@ -94,7 +94,7 @@ mod trace;
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, Destination, HboneClient, Tunnel};
 pub use copy::relay;
 pub use error::{ClientError, ServerError};
-pub use server::{HboneServer, InboundRequest, ServerLimits};
+pub use server::{Drained, HboneServer, InboundRequest, ServerLimits};
 pub use socket::{ConnectTcpError, connect_tcp};
 pub use stream::HboneStream;
 pub use trace::random_traceparent;

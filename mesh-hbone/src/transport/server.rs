@@ -15,7 +15,7 @@ use mesh_identity::spiffe::{SpiffeId, TrustDomain};
 use mesh_identity::tls::{WorkloadCertificate, peer_spiffe_id, server_config};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -142,22 +142,78 @@ impl HboneServer {
     ///
     /// An accept error that concerns one connection (aborted, reset) is skipped; running out of file
     /// descriptors or memory pauses accepting for a second, as the connections already open may free some.
-    /// Returns only when the listener itself fails.
+    /// Returns only when the listener itself fails. [`Self::serve_until`] also stops on a signal, draining.
     pub async fn serve<H, Fut, U>(&self, listener: TcpListener, handler: H) -> Result<(), ServerError>
     where
         H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
         U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let handler = Arc::new(handler);
+        self.serve_until(listener, handler, std::future::pending(), Duration::ZERO).await.map(|_| ())
+    }
+
+    /// Serves as [`Self::serve`] until `shutdown` completes, then drains: the listener is closed, every
+    /// connection is sent GOAWAY (tunnels in flight go on, new CONNECTs go elsewhere), and connections still
+    /// open after `drain` are closed, resetting their tunnels. Returns once every connection has closed.
+    pub async fn serve_until<H, Fut, U>(
+        &self,
+        listener: TcpListener,
+        handler: H,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> Result<Drained, ServerError>
+    where
+        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let total = self.limits.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let slots = Arc::new(Semaphore::new(total));
+        let (phase_tx, phase) = watch::channel(Phase::Serving);
+        {
+            // Dropped at the end of this block, closing the listener: new clients are refused from then on.
+            let accepting = self.accept(listener, Arc::new(handler), &slots, phase);
+            tokio::select! {
+                failed = accepting => return failed.map(|()| Drained::default()),
+                () = shutdown => {}
+            }
+        }
+        let open = total - slots.available_permits();
+        info!(open, ?drain, "HBONE server shutting down; draining connections");
+        phase_tx.send_replace(Phase::Draining);
+        // `total` fits in u32: it was clamped above.
+        let all = u32::try_from(total).unwrap_or(u32::MAX);
+        if tokio::time::timeout(drain, slots.acquire_many(all)).await.is_ok() {
+            info!("HBONE server drained");
+            return Ok(Drained { cut_off: 0 });
+        }
+        let cut_off = total - slots.available_permits();
+        warn!(cut_off, ?drain, "HBONE drain deadline passed; closing the remaining connections");
+        phase_tx.send_replace(Phase::Stopped);
+        let _ = slots.acquire_many(all).await;
+        Ok(Drained { cut_off })
+    }
+
+    /// The accept loop: runs until the listener fails.
+    async fn accept<H, Fut, U>(
+        &self,
+        listener: TcpListener,
+        handler: Arc<H>,
+        slots: &Arc<Semaphore>,
+        phase: watch::Receiver<Phase>,
+    ) -> Result<(), ServerError>
+    where
+        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let max = self.limits.max_connections;
-        let slots = Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS)));
         loop {
-            let slot = match Arc::clone(&slots).try_acquire_owned() {
+            let slot = match Arc::clone(slots).try_acquire_owned() {
                 Ok(slot) => slot,
                 Err(_) => {
                     warn!(max_connections = max, "HBONE connection limit reached; not accepting until one closes");
-                    match Arc::clone(&slots).acquire_owned().await {
+                    match Arc::clone(slots).acquire_owned().await {
                         Ok(slot) => slot,
                         // Not reachable: the semaphore is never closed.
                         Err(_) => return Ok(()),
@@ -181,8 +237,9 @@ impl HboneServer {
             };
             let server = self.clone();
             let handler = Arc::clone(&handler);
+            let phase = phase.clone();
             tokio::spawn(async move {
-                if let Err(error) = server.serve_connection(tcp, handler).await {
+                if let Err(error) = server.serve_connection_in(tcp, handler, phase).await {
                     warn!(%peer, %error, "HBONE connection ended with an error");
                 }
                 drop(slot);
@@ -193,6 +250,42 @@ impl HboneServer {
     /// Serves one accepted TCP connection: mTLS, then HTTP/2 until the peer closes, goes idle or stops
     /// answering PINGs.
     pub async fn serve_connection<H, Fut, U>(&self, tcp: TcpStream, handler: Arc<H>) -> Result<(), ServerError>
+    where
+        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // No sender: the connection is never asked to drain.
+        let (_, phase) = watch::channel(Phase::Serving);
+        self.serve_connection_in(tcp, handler, phase).await
+    }
+
+    /// Serves a connection until it ends, or the server's phase reaches [`Phase::Stopped`].
+    async fn serve_connection_in<H, Fut, U>(
+        &self,
+        tcp: TcpStream,
+        handler: Arc<H>,
+        phase: watch::Receiver<Phase>,
+    ) -> Result<(), ServerError>
+    where
+        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut stopped = phase.clone();
+        tokio::select! {
+            served = self.run_connection(tcp, handler, phase) => served,
+            // Dropping the connection closes it; its streams end with an error, resetting their tunnels.
+            () = reached(&mut stopped, Phase::Stopped) => Ok(()),
+        }
+    }
+
+    async fn run_connection<H, Fut, U>(
+        &self,
+        tcp: TcpStream,
+        handler: Arc<H>,
+        mut phase: watch::Receiver<Phase>,
+    ) -> Result<(), ServerError>
     where
         H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
@@ -229,6 +322,9 @@ impl HboneServer {
         let active = Arc::new(AtomicUsize::new(0));
         let idle_timeout = self.limits.idle_timeout;
         let mut idle = Box::pin(tokio::time::sleep(idle_timeout));
+        // Once GOAWAY is sent, streams the client opened before it saw the GOAWAY are still served: accepting
+        // goes on until h2 reports the connection done.
+        let mut closing = false;
         loop {
             tokio::select! {
                 next = connection.accept() => {
@@ -243,17 +339,23 @@ impl HboneServer {
                     connection.abrupt_shutdown(h2::Reason::NO_ERROR);
                     break;
                 }
-                () = idle.as_mut() => {
+                () = reached(&mut phase, Phase::Draining), if !closing => {
+                    debug!(%peer_addr, %peer, "draining HBONE connection");
+                    connection.graceful_shutdown();
+                    closing = true;
+                }
+                () = idle.as_mut(), if !closing => {
                     if active.load(Ordering::Acquire) == 0 {
                         info!(%peer_addr, %peer, ?idle_timeout, "closing idle HBONE connection");
                         connection.graceful_shutdown();
-                        break;
+                        closing = true;
+                    } else {
+                        idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     }
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                 }
             }
         }
-        // Let open streams finish and the GOAWAY go out.
+        // Let the GOAWAY go out.
         std::future::poll_fn(|cx| connection.poll_closed(cx)).await.map_err(h2_error)
     }
 
@@ -319,6 +421,30 @@ impl HboneServer {
             Ok((sent, received)) => debug!(%peer_addr, %target, sent, received, "HBONE tunnel closed"),
             Err(error) => debug!(%peer_addr, %target, %error, "HBONE tunnel ended with an error"),
         }
+    }
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Drained {
+    /// Connections still open at the drain deadline, and closed then.
+    pub cut_off: usize,
+}
+
+/// Where a server is in its life; connections watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// GOAWAY sent: streams in flight finish, new ones are refused.
+    Draining,
+    /// Past the drain deadline: connections close now.
+    Stopped,
+}
+
+/// Completes once the phase is `at_least`; never, if the server is gone without getting there.
+async fn reached(phase: &mut watch::Receiver<Phase>, at_least: Phase) {
+    if phase.wait_for(|p| *p >= at_least).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
