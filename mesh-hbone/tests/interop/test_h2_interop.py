@@ -292,9 +292,9 @@ def test_python_client_rejects_a_server_from_another_ca(peer, tmp_path, rust_ser
 # --- Rust client, Python server --------------------------------------------------------------------------------
 
 
-class PythonHboneServer:
-    """An HBONE server in a thread: requires a client SVID, answers CONNECT with 200 (401 for DENIED_PORT)
-    and echoes each stream's DATA, ending its side when the client ends."""
+class TlsServerThread:
+    """A TLS 1.3 server in a thread presenting the `server` SVID and requiring a client SVID; one connection at a
+    time is handed to `handle`. What a connection raises is kept in `errors` for the test to report."""
 
     def __init__(self, certs):
         self.context = tls13_context("server", certs, own="server")
@@ -305,8 +305,7 @@ class PythonHboneServer:
         self.clients = []  # URI SANs of each client
         self.requests = []  # CONNECT headers
         self.errors = []
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self.run, daemon=True).start()
 
     def run(self):
         while True:
@@ -315,50 +314,58 @@ class PythonHboneServer:
             except OSError:
                 return
             try:
-                self.serve(sock)
+                sock.settimeout(TIMEOUT)
+                with self.context.wrap_socket(sock, server_side=True) as tls:
+                    assert tls.version() == "TLSv1.3"
+                    assert tls.selected_alpn_protocol() == "h2"
+                    self.clients.append(spiffe_ids(tls))
+                    self.handle(tls)
             except Exception as error:  # reported by the test, not lost in the thread
                 self.errors.append(error)
 
-    def serve(self, sock):
-        sock.settimeout(TIMEOUT)
-        with self.context.wrap_socket(sock, server_side=True) as tls:
-            assert tls.version() == "TLSv1.3"
-            assert tls.selected_alpn_protocol() == "h2"
-            self.clients.append(spiffe_ids(tls))
-            peer = H2Peer(tls, client_side=False)
-            answered = set()
-            echoed = {}  # stream id -> bytes echoed so far, for open tunnels
-            while not peer.closed:
-                try:
-                    peer.pump()
-                except (ssl.SSLError, ConnectionError):
-                    return
-                # Requests are read from what the peer recorded: `send` below may pump while it waits.
-                for stream_id, headers in list(peer.requests.items()):
-                    if stream_id in answered:
-                        continue
-                    answered.add(stream_id)
-                    self.requests.append(headers)
-                    port = headers.get(":authority", "").rpartition(":")[2]
-                    if headers.get(":method") != "CONNECT":
-                        peer.conn.send_headers(stream_id, [(":status", "400")], end_stream=True)
-                    elif port == str(DENIED_PORT):
-                        peer.conn.send_headers(stream_id, [(":status", "401")], end_stream=True)
-                    else:
-                        peer.conn.send_headers(stream_id, [(":status", "200")])
-                        echoed[stream_id] = 0
-                for stream_id, done in list(echoed.items()):
-                    data = peer.received.get(stream_id, b"")
-                    if len(data) > done:
-                        echoed[stream_id] = len(data)
-                        peer.send(stream_id, bytes(data[done:]))
-                    if stream_id in peer.ended and echoed[stream_id] == len(peer.received.get(stream_id, b"")):
-                        peer.conn.end_stream(stream_id)
-                        del echoed[stream_id]
-                peer.flush()
+    def handle(self, tls):
+        raise NotImplementedError
 
     def close(self):
         self.listener.close()
+
+
+class PythonHboneServer(TlsServerThread):
+    """An HBONE server: answers CONNECT with 200 (401 for DENIED_PORT) and echoes each stream's DATA, ending its
+    side when the client ends."""
+
+    def handle(self, tls):
+        peer = H2Peer(tls, client_side=False)
+        answered = set()
+        echoed = {}  # stream id -> bytes echoed so far, for open tunnels
+        while not peer.closed:
+            try:
+                peer.pump()
+            except (ssl.SSLError, ConnectionError):
+                return
+            # Requests are read from what the peer recorded: `send` below may pump while it waits.
+            for stream_id, headers in list(peer.requests.items()):
+                if stream_id in answered:
+                    continue
+                answered.add(stream_id)
+                self.requests.append(headers)
+                port = headers.get(":authority", "").rpartition(":")[2]
+                if headers.get(":method") != "CONNECT":
+                    peer.conn.send_headers(stream_id, [(":status", "400")], end_stream=True)
+                elif port == str(DENIED_PORT):
+                    peer.conn.send_headers(stream_id, [(":status", "401")], end_stream=True)
+                else:
+                    peer.conn.send_headers(stream_id, [(":status", "200")])
+                    echoed[stream_id] = 0
+            for stream_id, done in list(echoed.items()):
+                data = peer.received.get(stream_id, b"")
+                if len(data) > done:
+                    echoed[stream_id] = len(data)
+                    peer.send(stream_id, bytes(data[done:]))
+                if stream_id in peer.ended and echoed[stream_id] == len(peer.received.get(stream_id, b"")):
+                    peer.conn.end_stream(stream_id)
+                    del echoed[stream_id]
+            peer.flush()
 
 
 @pytest.fixture
@@ -397,7 +404,6 @@ def test_rust_client_reports_a_refusal_from_python_server(peer, certs, python_se
     assert b"refused: 401" in result.stderr
 
 
-
 # --- double HBONE: Rust client, Python gateway, Rust destination ------------------------------------------------
 
 SERVICE = "reviews.interop.svc.cluster.local"
@@ -405,88 +411,62 @@ SERVICE_PORT = 9080
 DENIED_NETWORK = "network-denied"
 
 
-class PythonHboneGateway:
-    """A network gateway in a thread: terminates the outer HBONE tunnel (client SVID required), and for a
-    CONNECT to SERVICE:SERVICE_PORT opens TCP to the destination's HBONE address and forwards the stream's
-    bytes both ways without looking into them (the inner TLS is the client's and the destination's). Any
-    other authority gets 503."""
+class PythonHboneGateway(TlsServerThread):
+    """A network gateway: terminates the outer HBONE tunnel, and for a CONNECT to SERVICE:SERVICE_PORT opens
+    TCP to the destination's HBONE address and forwards the stream's bytes both ways without looking into them
+    (the inner TLS is the client's and the destination's). Any other authority gets 503."""
 
     def __init__(self, certs, destination):
-        self.context = tls13_context("server", certs, own="server")
         self.destination = destination
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind((LOOPBACK, 0))
-        self.listener.listen()
-        self.address = self.listener.getsockname()
-        self.clients = []
-        self.requests = []
-        self.errors = []
-        threading.Thread(target=self.run, daemon=True).start()
+        super().__init__(certs)
 
-    def run(self):
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                self.serve(sock)
-            except Exception as error:  # reported by the test, not lost in the thread
-                self.errors.append(error)
-
-    def serve(self, sock):
-        sock.settimeout(TIMEOUT)
-        with self.context.wrap_socket(sock, server_side=True) as tls:
-            self.clients.append(spiffe_ids(tls))
-            peer = H2Peer(tls, client_side=False)
-            answered = set()
-            upstreams = {}  # stream id -> socket to the destination
-            forwarded = {}  # stream id -> bytes of the stream forwarded so far
-            while not peer.closed:
-                # ssl may hold decrypted bytes select() cannot see.
-                ready = [tls] if tls.pending() else select.select([tls, *upstreams.values()], [], [], TIMEOUT)[0]
-                if not ready:
-                    raise TimeoutError("the gateway saw nothing for a while")
-                for readable in ready:
-                    if readable is tls:
-                        try:
-                            peer.pump()
-                        except (ssl.SSLError, ConnectionError):
-                            return
-                        continue
-                    stream_id = next(i for i, upstream in upstreams.items() if upstream is readable)
-                    data = readable.recv(65536)
-                    if data:
-                        peer.send(stream_id, data)
-                    else:  # the destination is done sending: end the stream's side
-                        peer.conn.end_stream(stream_id)
-                        del upstreams[stream_id]
-                        readable.close()
-                for stream_id, headers in list(peer.requests.items()):
-                    if stream_id in answered:
-                        continue
-                    answered.add(stream_id)
-                    self.requests.append(headers)
-                    if headers.get(":authority") != f"{SERVICE}:{SERVICE_PORT}":
-                        peer.conn.send_headers(stream_id, [(":status", "503")], end_stream=True)
-                        continue
-                    upstreams[stream_id] = socket.create_connection(self.destination, timeout=TIMEOUT)
-                    forwarded[stream_id] = 0
-                    peer.conn.send_headers(stream_id, [(":status", "200")])
-                for stream_id, done in list(forwarded.items()):
-                    data = peer.received.get(stream_id, b"")
-                    upstream = upstreams.get(stream_id)
-                    if len(data) > done and upstream:
-                        upstream.sendall(bytes(data[done:]))
-                        forwarded[stream_id] = len(data)
-                    if stream_id in peer.ended and forwarded[stream_id] == len(data):
-                        if upstream:
-                            upstream.shutdown(socket.SHUT_WR)
-                        del forwarded[stream_id]
-                peer.flush()
-
-    def close(self):
-        self.listener.close()
+    def handle(self, tls):
+        peer = H2Peer(tls, client_side=False)
+        answered = set()
+        upstreams = {}  # stream id -> socket to the destination
+        forwarded = {}  # stream id -> bytes of the stream forwarded so far
+        while not peer.closed:
+            # ssl may hold decrypted bytes select() cannot see.
+            ready = [tls] if tls.pending() else select.select([tls, *upstreams.values()], [], [], TIMEOUT)[0]
+            if not ready:
+                raise TimeoutError("the gateway saw nothing for a while")
+            for readable in ready:
+                if readable is tls:
+                    try:
+                        peer.pump()
+                    except (ssl.SSLError, ConnectionError):
+                        return
+                    continue
+                stream_id = next(i for i, upstream in upstreams.items() if upstream is readable)
+                data = readable.recv(65536)
+                if data:
+                    peer.send(stream_id, data)
+                else:  # the destination is done sending: end the stream's side
+                    peer.conn.end_stream(stream_id)
+                    del upstreams[stream_id]
+                    readable.close()
+            for stream_id, headers in list(peer.requests.items()):
+                if stream_id in answered:
+                    continue
+                answered.add(stream_id)
+                self.requests.append(headers)
+                if headers.get(":authority") != f"{SERVICE}:{SERVICE_PORT}":
+                    peer.conn.send_headers(stream_id, [(":status", "503")], end_stream=True)
+                    continue
+                upstreams[stream_id] = socket.create_connection(self.destination, timeout=TIMEOUT)
+                forwarded[stream_id] = 0
+                peer.conn.send_headers(stream_id, [(":status", "200")])
+            for stream_id, done in list(forwarded.items()):
+                data = peer.received.get(stream_id, b"")
+                upstream = upstreams.get(stream_id)
+                if len(data) > done and upstream:
+                    upstream.sendall(bytes(data[done:]))
+                    forwarded[stream_id] = len(data)
+                if stream_id in peer.ended and forwarded[stream_id] == len(data):
+                    if upstream:
+                        upstream.shutdown(socket.SHUT_WR)
+                    del forwarded[stream_id]
+            peer.flush()
 
 
 @pytest.fixture
