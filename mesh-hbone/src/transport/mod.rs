@@ -5,7 +5,8 @@
 //!   returning an [`HboneStream`] and the peer's verified identity. [`HboneClient::connect_double`] reaches a
 //!   destination through a network gateway (double HBONE). Idle connections are closed in the background.
 //! - [`HboneServer`]: accepts mTLS connections, validates each CONNECT with [`crate::status::validate`], asks
-//!   a caller-supplied handler for the upstream (or a [`crate::Rejection`]) and copies bytes both ways.
+//!   a caller-supplied [`Handler`] for the upstream (or a [`crate::Rejection`]) and relays bytes both ways;
+//!   [`HboneServer::serve_until`] drains on shutdown.
 //! - [`relay`]: copies a tunnel to and from another stream without staging the bytes, as the server does with
 //!   each upstream and a client proxy does with the workload's connection.
 //! - [`connect_tcp`]: outbound TCP, optionally bound to the original source IP (transparently when it is not
@@ -94,7 +95,7 @@ mod trace;
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, Destination, HboneClient, Tunnel};
 pub use copy::relay;
 pub use error::{ClientError, ServerError};
-pub use server::{Drained, HboneServer, InboundRequest, ServerLimits};
+pub use server::{Drained, Handler, HboneServer, InboundRequest, ServerLimits};
 pub use socket::{ConnectTcpError, connect_tcp};
 pub use stream::HboneStream;
 pub use trace::random_traceparent;

@@ -76,6 +76,33 @@ impl InboundRequest {
     }
 }
 
+/// Decides on each validated CONNECT: applies policy and connects upstream, returning the upstream stream or
+/// the [`Rejection`] to answer with. Any `Fn(InboundRequest) -> impl Future<Output = Result<U, Rejection>>`
+/// is one, for an upstream `U` such as a `TcpStream`.
+pub trait Handler: Send + Sync + 'static {
+    /// The upstream stream the tunnel is relayed to.
+    type Upstream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The decision, with the upstream connected.
+    type Future: Future<Output = Result<Self::Upstream, Rejection>> + Send + 'static;
+
+    /// Decides on `request`.
+    fn call(&self, request: InboundRequest) -> Self::Future;
+}
+
+impl<F, Fut, U> Handler for F
+where
+    F: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
+    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Upstream = U;
+    type Future = Fut;
+
+    fn call(&self, request: InboundRequest) -> Fut {
+        self(request)
+    }
+}
+
 /// Serves HBONE. Cheap to clone.
 #[derive(Clone)]
 pub struct HboneServer {
@@ -143,30 +170,20 @@ impl HboneServer {
     /// An accept error that concerns one connection (aborted, reset) is skipped; running out of file
     /// descriptors or memory pauses accepting for a second, as the connections already open may free some.
     /// Returns only when the listener itself fails. [`Self::serve_until`] also stops on a signal, draining.
-    pub async fn serve<H, Fut, U>(&self, listener: TcpListener, handler: H) -> Result<(), ServerError>
-    where
-        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    pub async fn serve<H: Handler>(&self, listener: TcpListener, handler: H) -> Result<(), ServerError> {
         self.serve_until(listener, handler, std::future::pending(), Duration::ZERO).await.map(|_| ())
     }
 
     /// Serves as [`Self::serve`] until `shutdown` completes, then drains: the listener is closed, every
     /// connection is sent GOAWAY (tunnels in flight go on, new CONNECTs go elsewhere), and connections still
     /// open after `drain` are closed, resetting their tunnels. Returns once every connection has closed.
-    pub async fn serve_until<H, Fut, U>(
+    pub async fn serve_until<H: Handler>(
         &self,
         listener: TcpListener,
         handler: H,
         shutdown: impl Future<Output = ()>,
         drain: Duration,
-    ) -> Result<Drained, ServerError>
-    where
-        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<Drained, ServerError> {
         let total = self.limits.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let slots = Arc::new(Semaphore::new(total));
         let (phase_tx, phase) = watch::channel(Phase::Serving);
@@ -195,18 +212,13 @@ impl HboneServer {
     }
 
     /// The accept loop: runs until the listener fails.
-    async fn accept<H, Fut, U>(
+    async fn accept<H: Handler>(
         &self,
         listener: TcpListener,
         handler: Arc<H>,
         slots: &Arc<Semaphore>,
         phase: watch::Receiver<Phase>,
-    ) -> Result<(), ServerError>
-    where
-        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<(), ServerError> {
         let max = self.limits.max_connections;
         loop {
             let slot = match Arc::clone(slots).try_acquire_owned() {
@@ -249,29 +261,19 @@ impl HboneServer {
 
     /// Serves one accepted TCP connection: mTLS, then HTTP/2 until the peer closes, goes idle or stops
     /// answering PINGs.
-    pub async fn serve_connection<H, Fut, U>(&self, tcp: TcpStream, handler: Arc<H>) -> Result<(), ServerError>
-    where
-        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    pub async fn serve_connection<H: Handler>(&self, tcp: TcpStream, handler: Arc<H>) -> Result<(), ServerError> {
         // No sender: the connection is never asked to drain.
         let (_, phase) = watch::channel(Phase::Serving);
         self.serve_connection_in(tcp, handler, phase).await
     }
 
     /// Serves a connection until it ends, or the server's phase reaches [`Phase::Stopped`].
-    async fn serve_connection_in<H, Fut, U>(
+    async fn serve_connection_in<H: Handler>(
         &self,
         tcp: TcpStream,
         handler: Arc<H>,
         phase: watch::Receiver<Phase>,
-    ) -> Result<(), ServerError>
-    where
-        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<(), ServerError> {
         let mut stopped = phase.clone();
         tokio::select! {
             served = self.run_connection(tcp, handler, phase) => served,
@@ -280,17 +282,12 @@ impl HboneServer {
         }
     }
 
-    async fn run_connection<H, Fut, U>(
+    async fn run_connection<H: Handler>(
         &self,
         tcp: TcpStream,
         handler: Arc<H>,
         mut phase: watch::Receiver<Phase>,
-    ) -> Result<(), ServerError>
-    where
-        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<(), ServerError> {
         let peer_addr = tcp.peer_addr()?;
         let dialled = tcp.local_addr()?;
         let _ = tcp.set_nodelay(true);
@@ -359,17 +356,13 @@ impl HboneServer {
         std::future::poll_fn(|cx| connection.poll_closed(cx)).await.map_err(h2_error)
     }
 
-    async fn serve_stream<H, Fut, U>(
+    async fn serve_stream<H: Handler>(
         self,
         context: StreamContext,
         request: http::Request<h2::RecvStream>,
         mut respond: h2::server::SendResponse<Bytes>,
         handler: Arc<H>,
-    ) where
-        H: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-        U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) {
         let _active = Active::new(&context.active);
         let (parts, recv) = request.into_parts();
         let StreamContext { peer, peer_addr, dialled, .. } = context;
@@ -395,7 +388,7 @@ impl HboneServer {
             request: accepted.request,
             headers: parts.headers,
         };
-        let mut upstream = match handler(inbound).await {
+        let mut upstream = match handler.call(inbound).await {
             Ok(upstream) => upstream,
             Err(rejection) => return refuse(respond, rejection),
         };
