@@ -167,6 +167,28 @@ async fn hbone(client: &HboneClient, destination: &Destination, target: SocketAd
     client.connect(destination, ConnectRequest::new(target)).await.unwrap().stream
 }
 
+/// Runs `each` `iters` times, one after another, on the runtime; returns how long they all took.
+fn timed(rt: &Runtime, iters: u64, mut each: impl AsyncFnMut()) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            each().await;
+        }
+        start.elapsed()
+    })
+}
+
+/// Starts `streams` futures from `start`, each on its own task, and waits for all of them.
+async fn concurrently<F>(streams: usize, mut start: impl FnMut() -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..streams).map(|_| tokio::spawn(start())).collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 /// Writes `bytes`, half-closes and waits for the far end to close: everything was delivered.
 async fn upload<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: usize) {
     let chunk = vec![0x5a; WRITE_CHUNK];
@@ -197,39 +219,20 @@ fn throughput(c: &mut Criterion, f: &Fixture) {
         for (name, addr) in [("tcp", f.sink), ("tcp_relay", f.relay)] {
             group.bench_with_input(BenchmarkId::new(name, streams), &streams, |b, &streams| {
                 b.iter_custom(|iters| {
-                    f.rt.block_on(async {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            let tasks: Vec<_> = (0..streams)
-                                .map(|_| tokio::spawn(async move { upload(tcp(addr).await, each).await }))
-                                .collect();
-                            for task in tasks {
-                                task.await.unwrap();
-                            }
-                        }
-                        start.elapsed()
+                    timed(&f.rt, iters, async || {
+                        concurrently(streams, || async move { upload(tcp(addr).await, each).await }).await;
                     })
                 });
             });
         }
         group.bench_with_input(BenchmarkId::new("hbone", streams), &streams, |b, &streams| {
             b.iter_custom(|iters| {
-                f.rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let tasks: Vec<_> = (0..streams)
-                            .map(|_| {
-                                let (client, destination, sink) = (f.client.clone(), f.hbone.clone(), f.sink);
-                                tokio::spawn(
-                                    async move { upload(hbone(&client, &destination, sink).await, each).await },
-                                )
-                            })
-                            .collect();
-                        for task in tasks {
-                            task.await.unwrap();
-                        }
-                    }
-                    start.elapsed()
+                timed(&f.rt, iters, async || {
+                    concurrently(streams, || {
+                        let (client, destination, sink) = (f.client.clone(), f.hbone.clone(), f.sink);
+                        async move { upload(hbone(&client, &destination, sink).await, each).await }
+                    })
+                    .await;
                 })
             });
         });
@@ -244,25 +247,11 @@ fn latency(c: &mut Criterion, f: &Fixture) {
     let mut hbone_stream = f.rt.block_on(hbone(&f.client, &f.hbone, f.echo));
     let mut group = c.benchmark_group("latency_1k");
     group.bench_function("tcp", |b| {
-        b.iter_custom(|iters| {
-            f.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    round_trip(&mut tcp_stream, &request, &mut response).await;
-                }
-                start.elapsed()
-            })
-        });
+        b.iter_custom(|iters| timed(&f.rt, iters, async || round_trip(&mut tcp_stream, &request, &mut response).await));
     });
     group.bench_function("hbone", |b| {
         b.iter_custom(|iters| {
-            f.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    round_trip(&mut hbone_stream, &request, &mut response).await;
-                }
-                start.elapsed()
-            })
+            timed(&f.rt, iters, async || round_trip(&mut hbone_stream, &request, &mut response).await)
         });
     });
     group.finish();
@@ -295,26 +284,14 @@ fn connect(c: &mut Criterion, f: &Fixture) {
     let mut group = c.benchmark_group("connect");
     group.throughput(Throughput::Elements(1));
     group.bench_function("tcp", |b| {
-        b.iter_custom(|iters| {
-            f.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    drop(tcp(f.echo).await);
-                }
-                start.elapsed()
-            })
-        });
+        b.iter_custom(|iters| timed(&f.rt, iters, async || drop(tcp(f.echo).await)));
     });
     group.bench_function("hbone", |b| {
         b.iter_custom(|iters| {
-            f.rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    // A fresh client has an empty pool: every iteration is TCP + mTLS + HTTP/2 + CONNECT.
-                    let client = HboneClient::new(f.client_cert.clone(), Arc::clone(&f.bundles));
-                    drop(hbone(&client, &f.hbone, f.echo).await);
-                }
-                start.elapsed()
+            timed(&f.rt, iters, async || {
+                // A fresh client has an empty pool: every iteration is TCP + mTLS + HTTP/2 + CONNECT.
+                let client = HboneClient::new(f.client_cert.clone(), Arc::clone(&f.bundles));
+                drop(hbone(&client, &f.hbone, f.echo).await);
             })
         });
     });

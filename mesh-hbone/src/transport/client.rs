@@ -122,7 +122,9 @@ impl Inner {
         if let Err(error) = state.pool.release(id, Instant::now()) {
             trace!(%error, "stream released after its connection left the pool");
         }
-        self.ensure_reaper(&mut state);
+        if state.pool.streams(id) == Some(0) {
+            self.ensure_reaper(&mut state);
+        }
     }
 
     fn forget(&self, id: ConnId, why: &str) {
@@ -144,10 +146,10 @@ impl Inner {
         expired.next_deadline
     }
 
-    /// Starts the task that closes idle connections, unless it runs or there is nothing idle to close. Both
-    /// this and the task's exit happen under the state lock, so an idle connection always has a reaper.
+    /// Starts the task that closes idle connections, called when one has just gone idle, unless the task runs.
+    /// Both this and the task's exit happen under the state lock, so an idle connection always has a reaper.
     fn ensure_reaper(self: &Arc<Self>, state: &mut State) {
-        if state.reaper || state.pool.next_deadline().is_none() {
+        if state.reaper {
             return;
         }
         // Streams can be dropped outside a runtime (after it shut down); there is nothing to reap then.
@@ -281,9 +283,10 @@ impl HboneClient {
         let mut outer_request = plan.outer.request.clone();
         outer_request.traceparent = outer_request.traceparent.or(inner_request.traceparent);
         let outer = self.connect(&gateway, outer_request).await?;
+        let destination = plan.inner.request.authority.to_string();
         let wrap = |source: ClientError| ClientError::Inner {
             gateway: plan.gateway,
-            destination: plan.inner.request.authority.to_string(),
+            destination: destination.clone(),
             source: Box::new(source),
         };
         let (tls, peer) = self
@@ -292,7 +295,6 @@ impl HboneClient {
             .map_err(wrap)?;
         // One stream: the destination's limits do not matter, and there is no pool to tell.
         let (sender, connection, _) = self.h2_handshake(tls, 1, plan.gateway).await.map_err(wrap)?;
-        let destination = plan.inner.request.authority.to_string();
         let span = debug_span!("hbone_inner", gateway = %plan.gateway, %destination);
         self.drive(connection, span, |why| debug!(why, "inner HBONE connection ended"));
         let (send, recv, peer_baggage) = send_connect(sender, http_request, plan.gateway).await.map_err(wrap)?;

@@ -33,7 +33,7 @@ impl Drop for OnDrop {
 
 /// A bidirectional byte stream over one HTTP/2 CONNECT stream.
 pub struct HboneStream {
-    pub(crate) send: SendStream<Bytes>,
+    send: SendStream<Bytes>,
     recv: RecvStream,
     /// Received bytes not yet read.
     pub(crate) pending: Bytes,
