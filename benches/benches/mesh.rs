@@ -41,7 +41,8 @@ const ACCOUNTS: &str = "cluster.local/ns/payments/sa/accounts";
 /// At the waypoint, for `POST /ledger/v1/debit?x=1` on Service `ledger` via `payments-waypoint`, the walk
 /// visits `waypoint-deny-admin` (Gateway, DENY, no match), `ledger-require-jwt` (DENY, no match),
 /// `ledger-audit-read` (ALLOW, no match) and `ledger-debit`, which decides.
-const FIXED: &str = r#"apiVersion: security.istio.io/v1
+const FIXED: &str = concat!(
+    r#"apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: deny-quarantine, namespace: istio-system}
 spec:
@@ -140,18 +141,6 @@ spec:
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {name: ledger-require-jwt, namespace: payments}
-spec:
-  targetRefs:
-  - {kind: Service, group: "", name: ledger}
-  action: DENY
-  rules:
-  - from:
-    - source:
-        notRequestPrincipals: ["*"]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
 metadata: {name: ledger-audit-read, namespace: payments}
 spec:
   targetRefs:
@@ -166,25 +155,9 @@ spec:
         methods: ["GET", "HEAD"]
         paths: ["/ledger/v1/*"]
 ---
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: ledger-debit, namespace: payments}
-spec:
-  targetRefs:
-  - {kind: Service, group: "", name: ledger}
-  action: ALLOW
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/payments/sa/accounts"]
-    to:
-    - operation:
-        methods: ["POST"]
-        paths: ["/ledger/v1/debit"]
-    when:
-    - key: request.auth.claims[scp]
-      values: ["ledger.debit"]
-"#;
+"#,
+    include_str!("ledger.yaml")
+);
 
 /// AuthorizationPolicies in [`FIXED`].
 const FIXED_POLICIES: usize = 10;

@@ -27,37 +27,7 @@ use mesh_policy::{CheckRequest, Mesh};
 const ACCOUNTS: &str = "cluster.local/ns/payments/sa/accounts";
 const TOKEN_PRINCIPAL: &str = "https://idp.example.com/accounts-service";
 
-const MESH_POLICIES: &str = r#"apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: ledger-require-jwt, namespace: payments}
-spec:
-  targetRefs:
-  - {kind: Service, group: "", name: ledger}
-  action: DENY
-  rules:
-  - from:
-    - source:
-        notRequestPrincipals: ["*"]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: ledger-debit, namespace: payments}
-spec:
-  targetRefs:
-  - {kind: Service, group: "", name: ledger}
-  action: ALLOW
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/payments/sa/accounts"]
-    to:
-    - operation:
-        methods: ["POST"]
-        paths: ["/ledger/v1/debit"]
-    when:
-    - key: request.auth.claims[scp]
-      values: ["ledger.debit"]
-"#;
+const MESH_POLICIES: &str = include_str!("ledger.yaml");
 
 const CEDAR_POLICIES: &str = r#"
 @id("ledger-debit")
