@@ -1,9 +1,10 @@
 //! Findings across the applied resources: accepted configuration that probably does not do what was meant.
 
 use crate::error::FieldError;
-use crate::mesh::{Mesh, Warning};
+use crate::mesh::Warning;
 use crate::model::constraint::Test;
 use crate::model::policy::{CompiledPolicy, Scope, Target, TargetKind};
+use crate::snapshot::Snapshot;
 
 /// Whether a waypoint policy reads token attributes anywhere.
 fn reads_token(p: &CompiledPolicy) -> bool {
@@ -14,7 +15,7 @@ fn reads_token(p: &CompiledPolicy) -> bool {
 }
 
 /// Every finding: each resource's warnings from when it was applied, then cross-resource findings.
-pub(crate) fn analyze(mesh: &Mesh) -> Vec<Warning> {
+pub(crate) fn analyze(mesh: &Snapshot) -> Vec<Warning> {
     let mut out: Vec<Warning> = mesh.apply_warnings().cloned().collect();
     let root = mesh.config().root_namespace.as_str();
     let class = mesh.config().waypoint_gateway_class.as_str();

@@ -16,8 +16,11 @@ pub struct MeshConfig {
     pub trust_domain_aliases: Vec<String>,
     /// Path normalization before waypoint authorization. Default `BASE`.
     pub path_normalization: PathNormalization,
-    /// The GatewayClass of waypoints, for policies that target a GatewayClass. Default `istio-waypoint`.
+    /// The GatewayClass of waypoints, for policies that target a GatewayClass and for the cluster model's
+    /// waypoints. Default `istio-waypoint`.
     pub waypoint_gateway_class: String,
+    /// The cluster's DNS domain, for Service host names (`<svc>.<ns>.svc.<domain>`). Default `cluster.local`.
+    pub cluster_domain: String,
 }
 
 impl Default for MeshConfig {
@@ -28,6 +31,7 @@ impl Default for MeshConfig {
             trust_domain_aliases: Vec::new(),
             path_normalization: PathNormalization::Base,
             waypoint_gateway_class: "istio-waypoint".into(),
+            cluster_domain: "cluster.local".into(),
         }
     }
 }

@@ -184,18 +184,19 @@ impl Index {
         }
     }
 
-    /// Calls `f` for each policy the waypoint enforces for the destination: those targeting the waypoint's
-    /// GatewayClass (root namespace), the waypoint Gateway, and the Service or ServiceEntry addressed.
+    /// Calls `f` for each policy the waypoint enforces for the destination: those targeting the waypoint class
+    /// (root namespace; every waypoint is of the mesh's waypoint class), the waypoint Gateway (in its own
+    /// namespace, which may not be the destination's), and the Service or ServiceEntry addressed.
     pub(crate) fn for_each_waypoint<'a>(&'a self, dest: &Destination, mut f: impl FnMut(&'a PolicyRef)) {
-        if dest.waypoint.is_some() {
-            if let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class) {
+        if let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class) {
+            ps.iter().for_each(&mut f);
+        }
+        if let Some((wns, w)) = dest.waypoint_ref() {
+            if let Some(ps) = self.namespace(wns).and_then(|ns| ns.gateways.get(w)) {
                 ps.iter().for_each(&mut f);
             }
         }
         let Some(ns) = self.namespace(&dest.namespace) else { return };
-        if let Some(ps) = dest.waypoint.as_deref().and_then(|w| ns.gateways.get(w)) {
-            ps.iter().for_each(&mut f);
-        }
         if let Some(svc) = dest.service.as_deref() {
             let map = match dest.service_kind.unwrap_or_default() {
                 ServiceKind::Service => &ns.services,
@@ -225,16 +226,21 @@ impl Index {
         &'a self,
         dest: &'a Destination,
     ) -> impl Iterator<Item = &'a CompiledRequestAuthentication> + 'a {
+        let waypoint = dest.waypoint_ref();
         let root = self.root_ns.request_auth.iter();
         let ns = self.non_root(&dest.namespace).into_iter().flat_map(|n| n.request_auth.iter());
-        root.chain(ns).map(|ra| &**ra).filter(move |ra| {
+        let waypoint_ns = waypoint
+            .map(|(wns, _)| wns)
+            .filter(|wns| *wns != dest.namespace && *wns != &*self.root)
+            .and_then(|wns| self.non_root(wns))
+            .into_iter()
+            .flat_map(|n| n.request_auth.iter());
+        root.chain(ns).chain(waypoint_ns).map(|ra| &**ra).filter(move |ra| {
             let Scope::Targets(targets) = &ra.scope else { return false };
             targets.iter().any(|t| match t.kind {
-                TargetKind::GatewayClass => {
-                    ra.id.namespace() == &*self.root && dest.waypoint.is_some() && t.name == self.gateway_class
-                }
+                TargetKind::GatewayClass => ra.id.namespace() == &*self.root && t.name == self.gateway_class,
+                TargetKind::Gateway => waypoint.is_some_and(|(wns, w)| ra.id.namespace() == wns && w == &*t.name),
                 _ if ra.id.namespace() != dest.namespace => false,
-                TargetKind::Gateway => dest.waypoint.as_deref() == Some(&*t.name),
                 TargetKind::Service => {
                     dest.service_kind.unwrap_or_default() == ServiceKind::Service
                         && dest.service.as_deref() == Some(&*t.name)

@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod analyze;
+pub mod cluster;
 pub mod compile;
 pub mod config;
 pub mod crd;
@@ -51,15 +52,20 @@ mod index;
 pub mod manifest;
 pub mod mesh;
 pub mod model;
+mod named;
 pub mod request;
 pub mod resource;
 pub mod scenario;
+pub mod snapshot;
+pub mod trace;
 
 pub use config::MeshConfig;
 pub use crd::{Action, MtlsMode};
 pub use decision::{Decision, Reason, TokenForwarding};
 pub use error::{ApplyError, FieldError, ManifestError, RequestError};
-pub use mesh::{ApplyReport, Mesh, Warning};
+pub use mesh::{ApplyReport, Mesh, ReloadError, Source, SourceError, Warning};
 pub use model::path::PathNormalization;
 pub use request::{CheckRequest, Enforcement};
 pub use resource::{Kind, ResourceId};
+pub use snapshot::Snapshot;
+pub use trace::{TraceError, TraceRequest, TraceResult};

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
+use crate::cluster::{self, ClusterObject};
 use crate::crd::{AuthorizationPolicySpec, ObjectMeta, PeerAuthenticationSpec, RequestAuthenticationSpec};
 use crate::error::{FieldError, ManifestError};
 use crate::resource::Kind;
@@ -81,6 +82,9 @@ pub struct Skipped {
 pub struct Manifest {
     /// Resources of the three kinds, with the index of their document.
     pub resources: Vec<(usize, Resource)>,
+    /// Cluster objects the model reads (Namespace, Service, Pod, ServiceEntry, WorkloadEntry, Gateway), with the
+    /// index of their document.
+    pub cluster: Vec<(usize, ClusterObject)>,
     /// Everything else.
     pub skipped: Vec<Skipped>,
 }
@@ -133,6 +137,17 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
             return;
         }
     }
+    if let Some(k) = cluster::kind_of(group, &kind) {
+        match cluster_object(k, value) {
+            Ok(o) => manifest.cluster.push((document, o)),
+            Err(e) => {
+                let ns = if k == Kind::Namespace { "" } else { "default" };
+                let resource = crate::resource::ResourceId::new(k, ns, name.as_deref().unwrap_or("<unnamed>"));
+                errors.push(ManifestError::Invalid { document, resource: resource.to_string(), errors: vec![e] })
+            }
+        }
+        return;
+    }
     let Some(our_kind) = Kind::from_name(&kind).filter(|_| group == GROUP) else {
         manifest.skipped.push(Skipped { document, api_version, kind, name });
         return;
@@ -155,7 +170,7 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
     let resource = match our_kind {
         Kind::AuthorizationPolicy => typed(value.clone()).map(Resource::AuthorizationPolicy),
         Kind::RequestAuthentication => typed(value.clone()).map(Resource::RequestAuthentication),
-        Kind::PeerAuthentication => typed(value.clone()).map(Resource::PeerAuthentication),
+        _ => typed(value.clone()).map(Resource::PeerAuthentication),
     };
     match resource {
         Ok(r) => {
@@ -173,8 +188,23 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
     }
 }
 
+fn cluster_object(kind: Kind, value: Value) -> Result<ClusterObject, FieldError> {
+    Ok(match kind {
+        Kind::Namespace => ClusterObject::Namespace(typed_value(value)?),
+        Kind::Service => ClusterObject::Service(typed_value(value)?),
+        Kind::Pod => ClusterObject::Pod(typed_value(value)?),
+        Kind::ServiceEntry => ClusterObject::ServiceEntry(typed_value(value)?),
+        Kind::WorkloadEntry => ClusterObject::WorkloadEntry(typed_value(value)?),
+        _ => ClusterObject::Gateway(typed_value(value)?),
+    })
+}
+
 /// Deserializes with the path of the failing field, and a hint where YAML's typing surprises.
 fn typed<S: DeserializeOwned>(value: Value) -> Result<Object<S>, FieldError> {
+    typed_value(value)
+}
+
+fn typed_value<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let mut message = e.inner().to_string();

@@ -1,21 +1,20 @@
-//! [`Mesh`]: the resources applied so far, compiled and indexed, and the check against them.
+//! [`Mesh`]: the resources applied so far, and the current [`Snapshot`] of them that checks run against.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::cluster::{Cluster, ClusterObject};
 use crate::compile::{self, Compiled};
 use crate::config::MeshConfig;
 use crate::decision::Decision;
 use crate::error::{ApplyError, FieldError, ManifestError, RequestError};
-use crate::eval::authentication::{Authenticators, JwksDocuments};
-use crate::eval::{self, attributes::Attributes};
-use crate::index::Index;
 use crate::manifest::{self, Skipped};
-use crate::model::peer_authentication::{self, CompiledPeerAuthentication, EffectiveMtls};
+use crate::model::peer_authentication::{CompiledPeerAuthentication, EffectiveMtls};
 use crate::model::policy::PolicyRef;
 use crate::model::request_authentication::CompiledRequestAuthentication;
-use crate::request::{CheckRequest, Destination, Enforcement};
-use crate::resource::ResourceId;
+use crate::request::{CheckRequest, Destination};
+use crate::resource::{Kind, ResourceId};
+use crate::snapshot::{Resources, Snapshot};
+use crate::trace::{TraceError, TraceRequest, TraceResult};
 
 /// A warning about an applied resource: accepted, but probably not doing what its author meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +33,7 @@ impl std::fmt::Display for Warning {
 
 /// What an apply did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApplyReport {
     /// Resources created or replaced, in document order.
     pub applied: Vec<ResourceId>,
@@ -43,20 +43,41 @@ pub struct ApplyReport {
     pub warnings: Vec<Warning>,
 }
 
-/// A mesh's security configuration: apply manifests, then check requests against them.
+/// One source of manifests for [`Mesh::replace_all`]: a file's name (or any label the caller reports errors
+/// with) and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// Where the text comes from, e.g. a file path.
+    pub name: &'a str,
+    /// Multi-document YAML.
+    pub text: &'a str,
+}
+
+/// An invalid document of one source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {error}")]
+pub struct SourceError {
+    /// The source's name.
+    pub name: String,
+    /// What is wrong, with the document and field.
+    pub error: ManifestError,
+}
+
+/// A replacement was refused: the listed documents are invalid, and the configuration in force is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration not replaced; {} invalid: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ReloadError(pub Vec<SourceError>);
+
+/// A mesh's security configuration and cluster model: apply manifests, then check requests and trace
+/// connections against them.
 ///
 /// Applying is atomic: if any document of a manifest is invalid, nothing of it is applied. A resource
-/// replaces the one of the same kind, namespace and name, as `kubectl apply` does.
+/// replaces the one of the same kind, namespace and name, as `kubectl apply` does. Every change makes a new
+/// [`Snapshot`]; [`Mesh::snapshot`] hands out the current one, which stays valid (and unchanged) for as long as
+/// its holder keeps it.
 #[derive(Debug)]
 pub struct Mesh {
-    config: MeshConfig,
-    policies: BTreeMap<ResourceId, PolicyRef>,
-    peers: BTreeMap<ResourceId, Arc<CompiledPeerAuthentication>>,
-    request_auths: BTreeMap<ResourceId, Arc<CompiledRequestAuthentication>>,
-    warnings: BTreeMap<ResourceId, Vec<Warning>>,
-    jwks: JwksDocuments,
-    authenticators: Authenticators,
-    index: Index,
+    current: Arc<Snapshot>,
 }
 
 impl Default for Mesh {
@@ -65,205 +86,240 @@ impl Default for Mesh {
     }
 }
 
+/// Documents of one text, parsed and compiled, ready to go into a snapshot.
+struct Prepared {
+    report: ApplyReport,
+    resources: Vec<(Compiled, Vec<Warning>)>,
+    cluster: Vec<(ResourceId, ClusterObject)>,
+}
+
 impl Mesh {
     /// An empty mesh.
     pub fn new(config: MeshConfig) -> Self {
-        let index =
-            Index::build(&config.root_namespace, &config.waypoint_gateway_class, [].iter(), [].iter(), [].iter());
-        Mesh {
-            config,
-            policies: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            request_auths: BTreeMap::new(),
-            warnings: BTreeMap::new(),
-            jwks: JwksDocuments::new(),
-            authenticators: Authenticators::default(),
-            index,
-        }
+        Mesh { current: Arc::new(Snapshot::build(0, config, Resources::default(), None)) }
     }
 
     /// The settings.
     pub fn config(&self) -> &MeshConfig {
-        &self.config
+        self.current.config()
     }
 
-    /// Applies a multi-document YAML manifest.
-    pub fn apply_yaml(&mut self, text: &str) -> Result<ApplyReport, ApplyError> {
-        let parsed = manifest::parse(text).map_err(ApplyError)?;
+    /// The current snapshot: share it with the threads that check requests.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current)
+    }
+
+    /// The cluster model.
+    pub fn cluster(&self) -> &Cluster {
+        self.current.cluster()
+    }
+
+    fn compile(&self, text: &str) -> Result<Prepared, Vec<ManifestError>> {
+        let config = self.current.config();
+        let parsed = manifest::parse(text)?;
         let mut report = ApplyReport { skipped: parsed.skipped, ..ApplyReport::default() };
-        let mut compiled = Vec::new();
+        let mut resources = Vec::new();
+        let mut cluster = Vec::new();
         let mut errors = Vec::new();
         for (document, resource) in &parsed.resources {
-            match compile::resource(resource, &self.config) {
+            match compile::resource(resource, config) {
                 Ok((c, warnings)) => {
                     let id = c.id().clone();
                     let warnings: Vec<Warning> =
                         warnings.into_iter().map(|detail| Warning { resource: id.clone(), detail }).collect();
                     report.warnings.extend(warnings.iter().cloned());
                     report.applied.push(id);
-                    compiled.push((c, warnings));
+                    resources.push((c, warnings));
                 }
                 Err((id, errs)) => {
                     errors.push(ManifestError::Invalid { document: *document, resource: id.to_string(), errors: errs })
                 }
             }
         }
-        if !errors.is_empty() {
-            return Err(ApplyError(errors));
+        for (document, object) in parsed.cluster {
+            let meta = object.metadata();
+            let kind = object.kind();
+            let namespace = match kind {
+                Kind::Namespace => "",
+                _ => meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default"),
+            };
+            let name = meta.name.as_deref().unwrap_or("");
+            let id = ResourceId::new(kind, namespace, name);
+            let mut errs = object.validate();
+            if name.is_empty() {
+                errs.insert(0, FieldError::new("metadata.name", "must be set"));
+            }
+            if errs.is_empty() {
+                report.applied.push(id.clone());
+                cluster.push((id, object));
+            } else {
+                errors.push(ManifestError::Invalid { document, resource: id.to_string(), errors: errs });
+            }
         }
-        for (c, warnings) in compiled {
-            self.warnings.insert(c.id().clone(), warnings);
+        if errors.is_empty() { Ok(Prepared { report, resources, cluster }) } else { Err(errors) }
+    }
+
+    fn install(&mut self, mut resources: Resources, compiled: Prepared) {
+        for (c, warnings) in compiled.resources {
+            resources.warnings.insert(c.id().clone(), warnings);
             match c {
                 Compiled::AuthorizationPolicy(p) => {
-                    self.policies.insert(p.id.clone(), p);
+                    resources.policies.insert(p.id.clone(), p);
                 }
                 Compiled::PeerAuthentication(p) => {
-                    self.peers.insert(p.id.clone(), p);
+                    resources.peers.insert(p.id.clone(), p);
                 }
                 Compiled::RequestAuthentication(p) => {
-                    self.request_auths.insert(p.id.clone(), p);
+                    resources.request_auths.insert(p.id.clone(), p);
                 }
             }
         }
-        self.reindex();
+        for (id, object) in compiled.cluster {
+            resources.cluster.insert(id, Arc::new(object));
+        }
+        self.replace(resources);
+    }
+
+    fn replace(&mut self, resources: Resources) {
+        let next = self.current.generation() + 1;
+        let snapshot = Snapshot::build(next, self.current.config().clone(), resources, Some(&self.current));
+        self.current = Arc::new(snapshot);
+    }
+
+    /// Applies a multi-document YAML manifest.
+    pub fn apply_yaml(&mut self, text: &str) -> Result<ApplyReport, ApplyError> {
+        let compiled = self.compile(text).map_err(ApplyError)?;
+        let report = compiled.report.clone();
+        let resources = self.current.resources().clone();
+        self.install(resources, compiled);
+        Ok(report)
+    }
+
+    /// Replaces the whole configuration with the resources of `sources` (for example every file of a
+    /// directory, read again after a change). When any document of any source is invalid, every invalid
+    /// document is reported by source, document and field, and the configuration in force stays as it was:
+    /// a broken file never widens (or narrows) access. JWKS documents supplied with [`Mesh::add_jwks`] stay, and
+    /// the verified-token cache of a RequestAuthentication that did not change survives the replacement.
+    pub fn replace_all(&mut self, sources: &[Source<'_>]) -> Result<ApplyReport, ReloadError> {
+        let mut errors = Vec::new();
+        let mut all = Vec::new();
+        for source in sources {
+            match self.compile(source.text) {
+                Ok(c) => all.push(c),
+                Err(errs) => {
+                    errors.extend(errs.into_iter().map(|error| SourceError { name: source.name.to_owned(), error }))
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ReloadError(errors));
+        }
+        let mut report = ApplyReport::default();
+        let mut resources = Resources { jwks: self.current.resources().jwks.clone(), ..Resources::default() };
+        for c in all {
+            report.applied.extend(c.report.applied.iter().cloned());
+            report.skipped.extend(c.report.skipped.iter().cloned());
+            report.warnings.extend(c.report.warnings.iter().cloned());
+            for (c, warnings) in c.resources {
+                resources.warnings.insert(c.id().clone(), warnings);
+                match c {
+                    Compiled::AuthorizationPolicy(p) => {
+                        resources.policies.insert(p.id.clone(), p);
+                    }
+                    Compiled::PeerAuthentication(p) => {
+                        resources.peers.insert(p.id.clone(), p);
+                    }
+                    Compiled::RequestAuthentication(p) => {
+                        resources.request_auths.insert(p.id.clone(), p);
+                    }
+                }
+            }
+            for (id, object) in c.cluster {
+                resources.cluster.insert(id, Arc::new(object));
+            }
+        }
+        self.replace(resources);
         Ok(report)
     }
 
     /// Removes a resource; returns whether it was there.
     pub fn remove(&mut self, id: &ResourceId) -> bool {
-        let removed = self.policies.remove(id).is_some()
-            || self.peers.remove(id).is_some()
-            || self.request_auths.remove(id).is_some();
+        let mut resources = self.current.resources().clone();
+        let removed = resources.policies.remove(id).is_some()
+            || resources.peers.remove(id).is_some()
+            || resources.request_auths.remove(id).is_some()
+            || resources.cluster.remove(id).is_some();
         if removed {
-            self.warnings.remove(id);
-            self.reindex();
+            resources.warnings.remove(id);
+            self.replace(resources);
         }
         removed
     }
 
     /// Every applied AuthorizationPolicy, compiled, by id.
     pub fn authorization_policies(&self) -> impl Iterator<Item = &PolicyRef> {
-        self.policies.values()
+        self.current.authorization_policies()
     }
 
     /// Every applied RequestAuthentication, compiled.
     pub fn request_authentications(&self) -> impl Iterator<Item = &Arc<CompiledRequestAuthentication>> {
-        self.request_auths.values()
+        self.current.request_authentications()
+    }
+
+    /// Every applied PeerAuthentication, compiled.
+    pub fn peer_authentications(&self) -> impl Iterator<Item = &Arc<CompiledPeerAuthentication>> {
+        self.current.peer_authentications()
     }
 
     /// The warnings each applied resource got when it was applied.
     pub fn apply_warnings(&self) -> impl Iterator<Item = &Warning> {
-        self.warnings.values().flatten()
+        self.current.apply_warnings()
     }
 
     /// Findings about the applied configuration as a whole: every resource's warnings, and cross-resource
     /// problems such as waypoint policies that read token claims where no RequestAuthentication validates
     /// tokens.
     pub fn analyze(&self) -> Vec<Warning> {
-        crate::analyze::analyze(self)
+        self.current.analyze()
     }
 
-    /// How many resources are applied.
+    /// How many resources are applied, cluster objects included.
     pub fn len(&self) -> usize {
-        self.policies.len() + self.peers.len() + self.request_auths.len()
+        self.current.len()
     }
 
     /// Whether nothing is applied.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.current.is_empty()
     }
 
     /// Supplies the JWKS document behind a `jwksUri`, as the caller fetched it: RequestAuthentication rules that
     /// name the URI validate tokens with it. Until a rule's document is supplied, its tokens are rejected.
     pub fn add_jwks(&mut self, uri: &str, jwks_json: &str) -> Result<(), mesh_identity::jwt::JwksError> {
         let jwks = mesh_identity::jwt::Jwks::from_json(jwks_json)?;
-        self.jwks.insert(uri.to_owned(), Arc::new(jwks));
-        self.authenticators = Authenticators::build(self.request_auths.values(), &self.jwks);
+        let mut resources = self.current.resources().clone();
+        resources.jwks.insert(uri.to_owned(), Arc::new(jwks));
+        self.replace(resources);
         Ok(())
-    }
-
-    fn reindex(&mut self) {
-        self.authenticators = Authenticators::build(self.request_auths.values(), &self.jwks);
-        self.index = Index::build(
-            &self.config.root_namespace,
-            &self.config.waypoint_gateway_class,
-            self.policies.values(),
-            self.peers.values(),
-            self.request_auths.values(),
-        );
     }
 
     /// The effective mTLS mode ztunnel applies to plaintext arriving at a workload port.
     pub fn effective_mtls(&self, destination: &Destination) -> EffectiveMtls {
-        let [mesh, ns, workload] = self.index.peer_authentications(destination);
-        peer_authentication::resolve(mesh, ns, workload, destination.port)
+        self.current.effective_mtls(destination)
     }
 
-    /// Checks a request at its enforcement point, with no clock: a raw token carrying `exp` or `nbf` is rejected
-    /// because its validity cannot be decided. Use [`Mesh::check_at`] when requests carry raw tokens.
+    /// Checks a request at its enforcement point; see [`Snapshot::check`].
     pub fn check(&self, req: &CheckRequest) -> Result<Decision, RequestError> {
-        self.check_inner(req, None)
+        self.current.check(req)
     }
 
-    /// Checks a request at its enforcement point at `now` (Unix seconds), the time raw tokens are validated at.
+    /// Checks a request at its enforcement point at `now` (Unix seconds); see [`Snapshot::check_at`].
     pub fn check_at(&self, req: &CheckRequest, now: u64) -> Result<Decision, RequestError> {
-        self.check_inner(req, Some(now))
+        self.current.check_at(req, now)
     }
 
-    fn check_inner(&self, req: &CheckRequest, now: Option<u64>) -> Result<Decision, RequestError> {
-        if req.destination.namespace.is_empty() {
-            return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
-        }
-        match req.enforcement_point() {
-            Enforcement::Ztunnel => {
-                let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
-                Ok(eval::ztunnel(&self.index, req, &attrs))
-            }
-            Enforcement::Waypoint => {
-                let Some(http) = &req.http else {
-                    return Err(RequestError(FieldError::new(
-                        "http",
-                        "must be set for a waypoint check (method and path at least)",
-                    )));
-                };
-                let validated;
-                let mut forwarding = None;
-                let jwt = match &req.jwt {
-                    Some(jwt) => Some(jwt),
-                    None => {
-                        let applicable = self.index.request_authentications(&req.destination);
-                        match self.authenticators.authenticate(applicable, http, now) {
-                            Ok(token) => {
-                                validated = token.map(|(attrs, f)| {
-                                    forwarding = Some(f);
-                                    attrs
-                                });
-                                validated.as_ref()
-                            }
-                            Err(why) => {
-                                return Ok(Decision::new(
-                                    false,
-                                    crate::crd::Action::Deny,
-                                    crate::decision::Reason::JwtRejected(why),
-                                    Enforcement::Waypoint,
-                                ));
-                            }
-                        }
-                    }
-                };
-                let mut attrs = Attributes::new(req, true, self.config.path_normalization, jwt)?;
-                if let Some((issuer, _)) = attrs.token_subject() {
-                    let extra: Vec<&str> = self
-                        .index
-                        .request_authentications(&req.destination)
-                        .flat_map(|ra| ra.space_delimited_claims(issuer))
-                        .collect();
-                    attrs.split_claims(extra);
-                }
-                let mut decision = eval::waypoint(&self.index, req, &attrs);
-                decision.token_forwarding = forwarding;
-                Ok(decision)
-            }
-        }
+    /// Traces a connection or request across every hop; see [`Snapshot::trace`].
+    pub fn trace(&self, req: &TraceRequest, now: u64) -> Result<TraceResult, TraceError> {
+        self.current.trace(req, now)
     }
 }

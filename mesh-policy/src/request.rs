@@ -81,7 +81,8 @@ pub struct Destination {
     /// The kind of `service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_kind: Option<ServiceKind>,
-    /// The waypoint Gateway serving the destination (in the destination's namespace).
+    /// The waypoint Gateway serving the destination: its name when it is in the destination's namespace, else
+    /// `namespace/name` (a waypoint of another namespace, `istio.io/use-waypoint-namespace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waypoint: Option<String>,
     /// Destination IP.
@@ -90,6 +91,14 @@ pub struct Destination {
     /// Destination port (the workload port at ztunnel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+}
+
+impl Destination {
+    /// The waypoint's `(namespace, name)`.
+    pub fn waypoint_ref(&self) -> Option<(&str, &str)> {
+        let w = self.waypoint.as_deref()?;
+        Some(w.split_once('/').unwrap_or((self.namespace.as_str(), w)))
+    }
 }
 
 /// The peer.

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// The kinds this crate evaluates.
+/// The kinds this crate reads: the three security kinds it evaluates, and the cluster objects the
+/// [`crate::cluster`] model is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Kind {
     /// `security.istio.io` AuthorizationPolicy.
     AuthorizationPolicy,
@@ -12,6 +14,18 @@ pub enum Kind {
     RequestAuthentication,
     /// `security.istio.io` PeerAuthentication.
     PeerAuthentication,
+    /// Core `Namespace` (cluster-scoped: its id has no namespace).
+    Namespace,
+    /// Core `Service`.
+    Service,
+    /// Core `Pod`.
+    Pod,
+    /// `networking.istio.io` ServiceEntry.
+    ServiceEntry,
+    /// `networking.istio.io` WorkloadEntry.
+    WorkloadEntry,
+    /// `gateway.networking.k8s.io` Gateway (waypoints are Gateways of the waypoint class).
+    Gateway,
 }
 
 impl Kind {
@@ -21,10 +35,16 @@ impl Kind {
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::Namespace => "Namespace",
+            Kind::Service => "Service",
+            Kind::Pod => "Pod",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Gateway => "Gateway",
         }
     }
 
-    /// The kind named `name`, if this crate evaluates it.
+    /// The security kind named `name` (group `security.istio.io`), if this crate evaluates it.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "AuthorizationPolicy" => Some(Kind::AuthorizationPolicy),
@@ -32,6 +52,11 @@ impl Kind {
             "PeerAuthentication" => Some(Kind::PeerAuthentication),
             _ => None,
         }
+    }
+
+    /// Whether the kind is one of the three security kinds, rather than a cluster object.
+    pub fn is_security(self) -> bool {
+        matches!(self, Kind::AuthorizationPolicy | Kind::RequestAuthentication | Kind::PeerAuthentication)
     }
 }
 
@@ -41,7 +66,7 @@ impl fmt::Display for Kind {
     }
 }
 
-/// `kind namespace/name` of a resource. Cheap to clone.
+/// `kind namespace/name` of a resource (`kind name` for a cluster-scoped one). Cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceId {
     kind: Kind,
@@ -51,8 +76,11 @@ pub struct ResourceId {
 }
 
 impl ResourceId {
-    /// The id of `kind` `namespace/name`.
+    /// The id of `kind` `namespace/name`; an empty `namespace` makes a cluster-scoped id, `name` alone.
     pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
+        if namespace.is_empty() {
+            return ResourceId { kind, qualified: name.into(), slash: usize::MAX };
+        }
         ResourceId { kind, qualified: format!("{namespace}/{name}").into(), slash: namespace.len() }
     }
 
@@ -63,15 +91,15 @@ impl ResourceId {
 
     /// The namespace.
     pub fn namespace(&self) -> &str {
-        &self.qualified[..self.slash]
+        self.qualified.get(..self.slash).unwrap_or("")
     }
 
     /// The name.
     pub fn name(&self) -> &str {
-        &self.qualified[self.slash + 1..]
+        self.qualified.get(self.slash.saturating_add(1)..).unwrap_or(&self.qualified)
     }
 
-    /// `namespace/name`, shared.
+    /// `namespace/name` (`name` when cluster-scoped), shared.
     pub fn qualified(&self) -> &Arc<str> {
         &self.qualified
     }

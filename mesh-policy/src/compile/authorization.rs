@@ -24,6 +24,7 @@ use crate::resource::ResourceId;
 pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 
 /// A compiled field with whether it needs HTTP (L7) to be evaluated.
+#[derive(Clone)]
 struct Field {
     name: &'static str,
     http: bool,
@@ -89,6 +90,8 @@ pub(crate) fn compile(
     let waypoint = targets.is_some();
     let ctx = Ctx { config, namespace: &namespace, waypoint, action };
     let mut rules = Vec::new();
+    let mut tcp_rules = Vec::new();
+    let mut any_http = false;
     for (r, rule) in spec.rules.iter().flatten().enumerate() {
         let at = format!("spec.rules[{r}]");
         let from = list_entries(p, &format!("{at}.from"), &rule.from, "source", |p, f, e| {
@@ -101,8 +104,13 @@ pub(crate) fn compile(
         for (i, c) in rule.when.iter().flatten().enumerate() {
             when.extend(condition(p, &format!("{at}.when[{i}]"), c, &ctx));
         }
+        if waypoint {
+            any_http |= from.iter().chain(&to).flatten().chain(&when).any(|f| f.http);
+            tcp_rules.push(lower_tcp(from.clone(), to.clone(), when.clone(), action));
+        }
         rules.push(lower(p, &at, from, to, when, &ctx));
     }
+    let tcp_rules = any_http.then_some(tcp_rules);
 
     if !waypoint && matches!(action, Action::Audit | Action::Custom) {
         p.warn(
@@ -117,7 +125,7 @@ pub(crate) fn compile(
     if !p.errors.is_empty() {
         return None;
     }
-    Some(CompiledPolicy { id, action, provider: provider.map(Into::into), dry_run, scope, rules })
+    Some(CompiledPolicy { id, action, provider: provider.map(Into::into), dry_run, scope, rules, tcp_rules })
 }
 
 /// `from` / `to`: a present list must be non-empty and each entry must hold a non-empty source / operation.
@@ -411,6 +419,47 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
     out
 }
 
+/// A waypoint rule as Envoy's network RBAC filter evaluates it on a plain TCP connection, where no HTTP
+/// attribute exists: an ALLOW (or AUDIT) rule that uses one never matches; a DENY (or CUSTOM) rule matches
+/// without them (an entry left with nothing matches any connection), which denies more, never less.
+fn lower_tcp(from: Vec<Vec<Field>>, to: Vec<Vec<Field>>, when: Vec<Field>, action: Action) -> CompiledRule {
+    let mut dropped: Vec<&'static str> =
+        from.iter().chain(&to).flatten().chain(&when).filter(|f| f.http).map(|f| f.name).collect();
+    dropped.sort_unstable();
+    dropped.dedup();
+    let dropped_where = "on a TCP connection";
+    if dropped.is_empty() {
+        let take = |es: Vec<Vec<Field>>| {
+            es.into_iter().map(|e| Entry { constraints: e.into_iter().map(|f| f.constraint).collect() }).collect()
+        };
+        return CompiledRule {
+            from: take(from),
+            to: take(to),
+            when: when.into_iter().map(|f| f.constraint).collect(),
+            ..CompiledRule::default()
+        };
+    }
+    if !matches!(action, Action::Deny | Action::Custom) {
+        return CompiledRule { inert: Some(Inert::HttpInAllow), dropped, dropped_where, ..CompiledRule::default() };
+    }
+    // Any entry left empty matches every connection, and so does its whole list.
+    let strip = |es: Vec<Vec<Field>>| -> Vec<Entry> {
+        let es: Vec<Entry> = es
+            .into_iter()
+            .map(|e| Entry { constraints: e.into_iter().filter(|f| !f.http).map(|f| f.constraint).collect() })
+            .collect();
+        if es.iter().any(|e| e.constraints.is_empty()) { Vec::new() } else { es }
+    };
+    CompiledRule {
+        from: strip(from),
+        to: strip(to),
+        when: when.into_iter().filter(|f| !f.http).map(|f| f.constraint).collect(),
+        inert: None,
+        dropped,
+        dropped_where,
+    }
+}
+
 /// Lowers a validated rule to its enforcement point.
 fn lower(
     p: &mut Problems,
@@ -440,6 +489,7 @@ fn lower(
             when: when.into_iter().map(|f| f.constraint).collect(),
             inert: None,
             dropped: Vec::new(),
+            dropped_where: "",
         };
     }
     let list = http_fields.join(", ");
@@ -490,5 +540,6 @@ fn lower(
         when: when.into_iter().filter(|f| !f.http).map(|f| f.constraint).collect(),
         inert: inert.then_some(Inert::HttpOnlyDeny),
         dropped: http_fields,
+        dropped_where: "at ztunnel",
     }
 }

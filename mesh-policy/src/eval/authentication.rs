@@ -16,15 +16,49 @@ pub(crate) type JwksDocuments = BTreeMap<String, Arc<Jwks>>;
 
 /// One authenticator per RequestAuthentication, its rules resolved to JWKS documents.
 #[derive(Debug, Default)]
-pub(crate) struct Authenticators(BTreeMap<ResourceId, Authenticator>);
+pub(crate) struct Authenticators(BTreeMap<ResourceId, Built>);
+
+/// An authenticator with what it was built from, so that the next snapshot can keep it (and its cache of
+/// verified tokens) when neither changed.
+#[derive(Debug)]
+struct Built {
+    from: Arc<CompiledRequestAuthentication>,
+    documents: Vec<Option<Arc<Jwks>>>,
+    authenticator: Arc<Authenticator>,
+}
 
 impl Authenticators {
     pub(crate) fn build<'a>(
         request_auths: impl Iterator<Item = &'a Arc<CompiledRequestAuthentication>>,
         documents: &JwksDocuments,
+        previous: Option<&Authenticators>,
     ) -> Self {
         let mut out = BTreeMap::new();
         for ra in request_auths {
+            let docs: Vec<Option<Arc<Jwks>>> =
+                ra.rules
+                    .iter()
+                    .map(|r| {
+                        if r.jwks.is_some() {
+                            None
+                        } else {
+                            r.jwks_uri.as_ref().and_then(|u| documents.get(u).cloned())
+                        }
+                    })
+                    .collect();
+            let same_documents = |b: &Built| {
+                b.documents.len() == docs.len()
+                    && b.documents.iter().zip(&docs).all(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    })
+            };
+            if let Some(b) = previous.and_then(|p| p.0.get(&ra.id)).filter(|b| *b.from == **ra && same_documents(b)) {
+                let kept = Built { from: Arc::clone(ra), documents: docs, authenticator: Arc::clone(&b.authenticator) };
+                out.insert(ra.id.clone(), kept);
+                continue;
+            }
             let rules = ra
                 .rules
                 .iter()
@@ -50,9 +84,19 @@ impl Authenticators {
                     from_cookies: r.from_cookies.clone().unwrap_or_default(),
                 })
                 .collect();
-            out.insert(ra.id.clone(), Authenticator::new(rules));
+            let authenticator = Arc::new(Authenticator::new(rules));
+            out.insert(ra.id.clone(), Built { from: Arc::clone(ra), documents: docs, authenticator });
         }
         Authenticators(out)
+    }
+
+    /// Whether two snapshots share the authenticator (and its token cache) of a RequestAuthentication.
+    #[cfg(test)]
+    pub(crate) fn shares(&self, other: &Authenticators, id: &ResourceId) -> bool {
+        match (self.0.get(id), other.0.get(id)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.authenticator, &b.authenticator),
+            _ => false,
+        }
     }
 
     /// Validates the request's tokens against every applicable RequestAuthentication. A token verified by any
@@ -66,7 +110,7 @@ impl Authenticators {
         let headers = http.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let mut rejection = None;
         for ra in applicable {
-            let Some(auth) = self.0.get(&ra.id) else { continue };
+            let Some(auth) = self.0.get(&ra.id).map(|b| &b.authenticator) else { continue };
             match auth.authenticate(headers.clone(), &http.path, now) {
                 Outcome::Verified { token, rule } => {
                     let forwarding = ra.rules.get(rule).map(forwarding).unwrap_or_default();

@@ -20,27 +20,34 @@ struct Walk<'a> {
     allow: Option<(&'a PolicyRef, RuleMatch)>,
     allow_count: usize,
     deny_count: usize,
+    /// Evaluate waypoint policies as a plain TCP connection sees them.
+    tcp: bool,
 }
 
 impl<'a> Walk<'a> {
+    #[inline]
+    fn first_match(&self, p: &PolicyRef, attrs: &Attributes<'_>) -> Option<RuleMatch> {
+        if self.tcp { p.first_match_tcp(attrs) } else { p.first_match(attrs) }
+    }
+
     #[inline]
     fn visit(&mut self, p: &'a PolicyRef, attrs: &Attributes<'_>) {
         match p.action {
             Action::Custom => {
                 if self.custom.is_none() {
-                    self.custom = p.first_match(attrs).map(|m| (p, m));
+                    self.custom = self.first_match(p, attrs).map(|m| (p, m));
                 }
             }
             Action::Deny => {
                 self.deny_count += 1;
                 if self.custom.is_none() && self.deny.is_none() {
-                    self.deny = p.first_match(attrs).map(|m| (p, m));
+                    self.deny = self.first_match(p, attrs).map(|m| (p, m));
                 }
             }
             Action::Allow => {
                 self.allow_count += 1;
                 if self.custom.is_none() && self.deny.is_none() && self.allow.is_none() {
-                    self.allow = p.first_match(attrs).map(|m| (p, m));
+                    self.allow = self.first_match(p, attrs).map(|m| (p, m));
                 }
             }
             Action::Audit => {}
@@ -97,4 +104,14 @@ pub(crate) fn waypoint(index: &Index, req: &crate::request::CheckRequest, attrs:
     let mut walk = Walk::default();
     index.for_each_waypoint(&req.destination, |p| walk.visit(p, attrs));
     walk.decide(Enforcement::Waypoint)
+}
+
+/// The waypoint's decision for a plain TCP connection (a service without HTTP): the policies' TCP form, and no
+/// HTTP status (a denied connection is closed).
+pub(crate) fn waypoint_tcp(index: &Index, req: &crate::request::CheckRequest, attrs: &Attributes<'_>) -> Decision {
+    let mut walk = Walk { tcp: true, ..Walk::default() };
+    index.for_each_waypoint(&req.destination, |p| walk.visit(p, attrs));
+    let mut decision = walk.decide(Enforcement::Waypoint);
+    decision.status = None;
+    decision
 }

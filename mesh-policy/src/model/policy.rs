@@ -24,6 +24,10 @@ pub struct CompiledPolicy {
     pub scope: Scope,
     /// Rules in manifest order, compiled for that enforcement point.
     pub rules: Vec<CompiledRule>,
+    /// At a waypoint, the rules as a plain TCP connection (no HTTP) sees them, as Envoy's network RBAC filter
+    /// does: an ALLOW rule with HTTP attributes never matches, a DENY rule matches without them. `None` when
+    /// no rule uses HTTP attributes (the rules are the same) and for ztunnel policies.
+    pub tcp_rules: Option<Vec<CompiledRule>>,
 }
 
 /// Where a policy attaches.
@@ -70,16 +74,36 @@ impl CompiledPolicy {
     /// The first rule that matches, with the indices of the `from` and `to` entries that matched.
     #[inline]
     pub fn first_match(&self, attrs: &Attributes<'_>) -> Option<RuleMatch> {
-        self.rules
+        Self::first_in(&self.rules, attrs)
+    }
+
+    /// The first rule that matches a plain TCP connection at a waypoint.
+    pub fn first_match_tcp(&self, attrs: &Attributes<'_>) -> Option<RuleMatch> {
+        Self::first_in(self.tcp_rules.as_ref().unwrap_or(&self.rules), attrs).map(|m| RuleMatch { tcp: true, ..m })
+    }
+
+    /// The rules a match of [`CompiledPolicy::first_match`] (or, with `tcp`, of the TCP form) indexes.
+    pub fn rules_for(&self, tcp: bool) -> &[CompiledRule] {
+        match (&self.tcp_rules, tcp) {
+            (Some(rules), true) => rules,
+            _ => &self.rules,
+        }
+    }
+
+    #[inline]
+    fn first_in(rules: &[CompiledRule], attrs: &Attributes<'_>) -> Option<RuleMatch> {
+        rules
             .iter()
             .enumerate()
-            .find_map(|(i, r)| r.matches(attrs).map(|(from, to)| RuleMatch { rule: i, from, to }))
+            .find_map(|(i, r)| r.matches(attrs).map(|(from, to)| RuleMatch { tcp: false, rule: i, from, to }))
     }
 }
 
 /// Which rule matched and through which `from` / `to` entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleMatch {
+    /// Whether the match is of the policy's TCP form (a waypoint proxying plain TCP).
+    pub tcp: bool,
     /// Index of the rule in `spec.rules`.
     pub rule: usize,
     /// Index of the matching `from` entry, when the rule has `from`.
@@ -101,6 +125,8 @@ pub struct CompiledRule {
     pub inert: Option<Inert>,
     /// Fields that this enforcement point cannot see and left out of the rule (ztunnel, DENY).
     pub dropped: Vec<&'static str>,
+    /// Where `dropped` fields are not seen, for explanations: `at ztunnel`, `on a TCP connection`.
+    pub dropped_where: &'static str,
 }
 
 /// Why a rule never matches where it is enforced.
@@ -174,7 +200,8 @@ impl fmt::Display for RuleExplanation<'_> {
             f.write_str("the rule matches every request")?;
         }
         if !self.rule.dropped.is_empty() {
-            write!(f, " ({} not enforced at ztunnel)", self.rule.dropped.join(", "))?;
+            let at = if self.rule.dropped_where.is_empty() { "at ztunnel" } else { self.rule.dropped_where };
+            write!(f, " ({} not enforced {at})", self.rule.dropped.join(", "))?;
         }
         Ok(())
     }

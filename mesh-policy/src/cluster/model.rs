@@ -1,0 +1,775 @@
+//! [`Cluster`]: workloads, services and waypoints, resolved from the cluster objects.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use rustc_hash::FxHashMap;
+
+use super::ClusterObject;
+use super::labels::{self, Addressed, WaypointFor};
+use super::objects::{self, IntOrString, LabelSelector};
+use super::validate::{is_headless, looks_like_hostname};
+use crate::config::MeshConfig;
+use crate::request::ServiceKind;
+use crate::resource::{Kind, ResourceId};
+
+/// Index of a workload in its [`Cluster`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadId(pub(crate) usize);
+
+/// Index of a Service or ServiceEntry in its [`Cluster`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub(crate) usize);
+
+/// A waypoint Gateway's id (`Gateway namespace/name`).
+pub type WaypointId = ResourceId;
+
+/// What a workload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkloadKind {
+    /// A Pod.
+    Pod,
+    /// A WorkloadEntry.
+    WorkloadEntry,
+    /// An endpoint written inline in a ServiceEntry.
+    ServiceEntryEndpoint,
+}
+
+/// A workload: a Pod, a WorkloadEntry or an inline ServiceEntry endpoint.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Workload {
+    /// `Pod namespace/name`, `WorkloadEntry namespace/name`, or `ServiceEntry namespace/name[i]`.
+    pub id: ResourceId,
+    /// What it is.
+    pub kind: WorkloadKind,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its service account.
+    pub service_account: String,
+    /// Its identity as a principal: `<trust domain>/ns/<namespace>/sa/<service account>`.
+    pub principal: String,
+    /// The node it runs on (`spec.nodeName`).
+    pub node: Option<String>,
+    /// Its addresses.
+    pub ips: Vec<IpAddr>,
+    /// Named container ports.
+    pub named_ports: BTreeMap<String, u16>,
+    /// Whether a node proxy captures its traffic (ambient mode).
+    pub enrolled: bool,
+    /// The waypoint of traffic addressed to the workload's own IP.
+    pub waypoint: WaypointBinding,
+    /// The Gateway whose deployment this Pod belongs to (`gateway.networking.k8s.io/gateway-name`).
+    pub gateway: Option<String>,
+}
+
+impl Workload {
+    /// `namespace/name`.
+    pub fn qualified(&self) -> &str {
+        self.id.qualified()
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        self.id.namespace()
+    }
+}
+
+/// A port of a Service or ServiceEntry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServicePort {
+    /// The port clients use.
+    pub port: u16,
+    /// Its name.
+    pub name: Option<String>,
+    /// The workload port.
+    pub target: TargetPort,
+    /// `TCP`, `HTTP`, ...
+    pub protocol: Option<String>,
+    /// `appProtocol`.
+    pub app_protocol: Option<String>,
+}
+
+/// Where a service port goes on a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetPort {
+    /// A port number.
+    Number(u16),
+    /// A named container port (a Pod that does not name it is not an endpoint for this port).
+    Name(String),
+}
+
+/// A Service or ServiceEntry.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServiceView {
+    /// `Service namespace/name` or `ServiceEntry namespace/name`.
+    pub id: ResourceId,
+    /// Host names: `<name>.<namespace>.svc.<cluster domain>` for a Service, `hosts` for a ServiceEntry.
+    pub hosts: Vec<String>,
+    /// Virtual IPs (ranges for a ServiceEntry's CIDR addresses).
+    pub vips: Vec<IpNet>,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+    /// The object's own labels.
+    pub labels: BTreeMap<String, String>,
+    /// The Service's selector, or the ServiceEntry's `workloadSelector`.
+    pub selector: Option<BTreeMap<String, String>>,
+    /// Endpoints: selected workloads with an address, and a ServiceEntry's inline endpoints.
+    pub endpoints: Vec<WorkloadId>,
+    /// The waypoint of traffic addressed to the service.
+    pub waypoint: WaypointBinding,
+    /// ServiceEntry `location: MESH_EXTERNAL` (the default for ServiceEntries).
+    pub external: bool,
+}
+
+impl ServiceView {
+    /// Service or ServiceEntry.
+    pub fn kind(&self) -> ServiceKind {
+        if self.id.kind() == Kind::ServiceEntry { ServiceKind::ServiceEntry } else { ServiceKind::Service }
+    }
+
+    /// The port entry for a service port.
+    pub fn port(&self, port: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.port == port)
+    }
+
+    /// The workload port that a connection to service port `port` reaches on `workload`; `None` when the port
+    /// is not the service's, or names a container port the workload does not have.
+    pub fn target_port(&self, port: u16, workload: &Workload) -> Option<u16> {
+        let p = self.port(port)?;
+        if workload.kind == WorkloadKind::ServiceEntryEndpoint || workload.kind == WorkloadKind::WorkloadEntry {
+            // WorkloadEntry / inline endpoint `ports` map a port name to the endpoint's port.
+            if let Some(mapped) = p.name.as_ref().and_then(|n| workload.named_ports.get(n)) {
+                return Some(*mapped);
+            }
+        }
+        match &p.target {
+            TargetPort::Number(n) => Some(*n),
+            TargetPort::Name(name) => workload.named_ports.get(name).copied(),
+        }
+    }
+}
+
+/// Why a label names a waypoint that traffic does not use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unusable {
+    /// No Gateway has that namespace and name.
+    NoSuchGateway,
+    /// The Gateway is not of the waypoint class.
+    NotAWaypoint {
+        /// Its class.
+        class: String,
+    },
+    /// The waypoint does not serve this kind of traffic (`istio.io/waypoint-for`).
+    NotFor {
+        /// What it serves.
+        waypoint_for: WaypointFor,
+    },
+    /// The waypoint is in another namespace whose HBONE listener does not admit this one.
+    NotAdmitted,
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::NoSuchGateway => f.write_str("no such Gateway"),
+            Unusable::NotAWaypoint { class } => write!(f, "the Gateway is of class {class:?}, not a waypoint"),
+            Unusable::NotFor { waypoint_for } => {
+                write!(f, "the waypoint serves {} traffic ({})", waypoint_for.as_str(), labels::WAYPOINT_FOR)
+            }
+            Unusable::NotAdmitted => f.write_str("the waypoint's HBONE listener does not admit this namespace"),
+        }
+    }
+}
+
+/// The object whose `istio.io/use-waypoint` label decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaypointLabel {
+    /// The Namespace, Service, ServiceEntry or Pod carrying the label.
+    pub on: ResourceId,
+    /// The label's value.
+    pub value: String,
+}
+
+/// Which waypoint, if any, traffic to a service or workload goes through, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaypointBinding {
+    /// No label applies.
+    #[default]
+    None,
+    /// `istio.io/use-waypoint: none`.
+    OptedOut(WaypointLabel),
+    /// Traffic goes through this waypoint.
+    Uses {
+        /// The waypoint Gateway.
+        waypoint: WaypointId,
+        /// The label that named it.
+        label: WaypointLabel,
+    },
+    /// A label names a waypoint that traffic cannot use, so it goes directly (as Istio routes it).
+    Unusable {
+        /// The Gateway named.
+        waypoint: WaypointId,
+        /// The label that named it.
+        label: WaypointLabel,
+        /// Why it is not used.
+        why: Unusable,
+    },
+}
+
+impl WaypointBinding {
+    /// The waypoint traffic goes through.
+    pub fn waypoint(&self) -> Option<&WaypointId> {
+        match self {
+            WaypointBinding::Uses { waypoint, .. } => Some(waypoint),
+            _ => None,
+        }
+    }
+}
+
+/// A waypoint: a Gateway of the waypoint class.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Waypoint {
+    /// `Gateway namespace/name`.
+    pub id: WaypointId,
+    /// What it serves.
+    pub waypoint_for: WaypointFor,
+    /// The service account its deployment runs as.
+    pub service_account: String,
+    /// Its identity as a principal.
+    pub principal: String,
+    /// Its addresses (`status.addresses`, else `spec.addresses`).
+    pub addresses: Vec<IpAddr>,
+    /// The Pods of its deployment.
+    pub workloads: Vec<WorkloadId>,
+    admits: Admits,
+}
+
+#[derive(Debug, Clone)]
+enum Admits {
+    Same,
+    All,
+    Selector(LabelSelector),
+    Nothing,
+}
+
+impl Waypoint {
+    /// Whether the waypoint's HBONE listener admits users from `namespace` (with these labels).
+    pub fn admits(&self, namespace: &str, namespace_labels: &BTreeMap<String, String>) -> bool {
+        if namespace == self.id.namespace() {
+            return true;
+        }
+        match &self.admits {
+            Admits::Same | Admits::Nothing => false,
+            Admits::All => true,
+            Admits::Selector(s) => s.matches(namespace_labels),
+        }
+    }
+}
+
+/// The cluster: workloads, services and waypoints, with lookups by address and name.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    cluster_domain: String,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    workloads: Vec<Workload>,
+    services: Vec<ServiceView>,
+    waypoints: BTreeMap<WaypointId, Waypoint>,
+    gateways: BTreeMap<ResourceId, String>,
+    by_ip: FxHashMap<IpAddr, WorkloadId>,
+    by_vip: FxHashMap<IpAddr, ServiceId>,
+    vip_ranges: Vec<(IpNet, ServiceId)>,
+    by_host: FxHashMap<String, ServiceId>,
+    wildcard_hosts: Vec<(String, ServiceId)>,
+    by_name: BTreeMap<ResourceId, ServiceId>,
+    workload_by_id: BTreeMap<ResourceId, WorkloadId>,
+    objects: usize,
+}
+
+const NO_LABELS: &BTreeMap<String, String> = &BTreeMap::new();
+
+fn namespace_of(meta: &objects::Meta) -> &str {
+    meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default")
+}
+
+fn name_of(meta: &objects::Meta) -> &str {
+    meta.name.as_deref().unwrap_or("")
+}
+
+fn parse_ips<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for v in values {
+        if let Ok(ip) = v.parse::<IpAddr>() {
+            let ip = ip.to_canonical();
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+impl Cluster {
+    /// Builds the model from cluster objects (validated with [`ClusterObject::validate`]; fields that are not
+    /// addresses are left out of address lookups).
+    pub fn build<'a>(objects: impl IntoIterator<Item = &'a ClusterObject>, config: &MeshConfig) -> Self {
+        let mut c = Cluster { cluster_domain: config.cluster_domain.clone(), ..Cluster::default() };
+        let objects: Vec<&ClusterObject> = objects.into_iter().collect();
+        c.objects = objects.len();
+        for o in &objects {
+            if let ClusterObject::Namespace(n) = o {
+                c.namespaces.insert(name_of(&n.metadata).to_owned(), n.metadata.labels.clone());
+            }
+        }
+        for o in &objects {
+            if let ClusterObject::Gateway(g) = o {
+                c.add_gateway(g, config);
+            }
+        }
+        for o in &objects {
+            match o {
+                ClusterObject::Pod(p) => c.add_pod(p, config),
+                ClusterObject::WorkloadEntry(we) => {
+                    let ns = namespace_of(&we.metadata);
+                    let id = ResourceId::new(Kind::WorkloadEntry, ns, name_of(&we.metadata));
+                    let labels = merged(&we.metadata.labels, &we.spec.labels);
+                    c.add_entry(id, WorkloadKind::WorkloadEntry, &we.spec, labels, config);
+                }
+                _ => {}
+            }
+        }
+        for o in &objects {
+            match o {
+                ClusterObject::Service(s) => c.add_service(s),
+                ClusterObject::ServiceEntry(se) => c.add_service_entry(se, config),
+                _ => {}
+            }
+        }
+        // Waypoint Pods: the deployment of each waypoint.
+        for (i, w) in c.workloads.iter().enumerate() {
+            if let Some(gw) = &w.gateway {
+                if let Some(wp) = c.waypoints.get_mut(&ResourceId::new(Kind::Gateway, w.namespace(), gw)) {
+                    wp.workloads.push(WorkloadId(i));
+                }
+            }
+        }
+        c.bind_waypoints();
+        c
+    }
+
+    fn add_gateway(&mut self, g: &objects::GatewayObject, config: &MeshConfig) {
+        let ns = namespace_of(&g.metadata);
+        let name = name_of(&g.metadata);
+        let id = ResourceId::new(Kind::Gateway, ns, name);
+        self.gateways.insert(id.clone(), g.spec.gateway_class_name.clone());
+        if g.spec.gateway_class_name != config.waypoint_gateway_class {
+            return;
+        }
+        let service_account =
+            g.metadata.annotations.get(labels::GATEWAY_SERVICE_ACCOUNT).cloned().unwrap_or_else(|| name.to_owned());
+        let listener = g.spec.listeners.iter().find(|l| l.protocol.as_deref() == Some("HBONE"));
+        let admits = match listener.and_then(|l| l.allowed_routes.as_ref()).and_then(|r| r.namespaces.as_ref()) {
+            None => Admits::Same,
+            Some(n) => match (n.from.as_deref(), &n.selector) {
+                (None | Some("Same"), _) => Admits::Same,
+                (Some("All"), _) => Admits::All,
+                (Some("Selector"), Some(s)) => Admits::Selector(s.clone()),
+                _ => Admits::Nothing,
+            },
+        };
+        let status = g.status.addresses.iter();
+        let addresses = if g.status.addresses.is_empty() { g.spec.addresses.iter() } else { status };
+        let addresses =
+            parse_ips(addresses.filter(|a| a.kind.as_deref().unwrap_or("IPAddress") == "IPAddress").map(|a| &*a.value));
+        let waypoint = Waypoint {
+            principal: format!("{}/ns/{ns}/sa/{service_account}", config.trust_domain),
+            id: id.clone(),
+            waypoint_for: WaypointFor::parse(g.metadata.labels.get(labels::WAYPOINT_FOR).map(String::as_str)),
+            service_account,
+            addresses,
+            workloads: Vec::new(),
+            admits,
+        };
+        self.waypoints.insert(id, waypoint);
+    }
+
+    fn enrolled(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        match labels.get(labels::DATAPLANE_MODE).map(String::as_str) {
+            Some("none") => false,
+            Some("ambient") => true,
+            _ => self.namespace_labels(namespace).get(labels::DATAPLANE_MODE).map(String::as_str) == Some("ambient"),
+        }
+    }
+
+    fn push_workload(&mut self, w: Workload) {
+        let id = WorkloadId(self.workloads.len());
+        for ip in &w.ips {
+            self.by_ip.entry(*ip).or_insert(id);
+        }
+        self.workload_by_id.insert(w.id.clone(), id);
+        self.workloads.push(w);
+    }
+
+    fn add_pod(&mut self, p: &objects::PodObject, config: &MeshConfig) {
+        let ns = namespace_of(&p.metadata);
+        let ended = matches!(p.status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        let ips = if ended {
+            Vec::new()
+        } else {
+            parse_ips(p.status.pod_ip.iter().map(String::as_str).chain(p.status.pod_ips.iter().map(|i| &*i.ip)))
+        };
+        let service_account = p
+            .spec
+            .service_account_name
+            .clone()
+            .or_else(|| p.spec.service_account.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let labels = p.metadata.labels.clone();
+        let gateway = labels.get(labels::GATEWAY_NAME).cloned();
+        let enrolled = !p.spec.host_network.unwrap_or(false) && gateway.is_none() && self.enrolled(ns, &labels);
+        let named_ports = p
+            .spec
+            .containers
+            .iter()
+            .flat_map(|c| &c.ports)
+            .filter_map(|cp| cp.name.clone().map(|n| (n, cp.container_port)))
+            .collect();
+        self.push_workload(Workload {
+            id: ResourceId::new(Kind::Pod, ns, name_of(&p.metadata)),
+            kind: WorkloadKind::Pod,
+            principal: format!("{}/ns/{ns}/sa/{service_account}", config.trust_domain),
+            service_account,
+            labels,
+            node: p.spec.node_name.clone().filter(|n| !n.is_empty()),
+            ips,
+            named_ports,
+            enrolled,
+            waypoint: WaypointBinding::None,
+            gateway,
+        });
+    }
+
+    fn add_entry(
+        &mut self,
+        id: ResourceId,
+        kind: WorkloadKind,
+        spec: &objects::WorkloadEntrySpec,
+        labels: BTreeMap<String, String>,
+        config: &MeshConfig,
+    ) -> WorkloadId {
+        let ns = id.namespace().to_owned();
+        let service_account =
+            spec.service_account.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into());
+        let ips = parse_ips(spec.address.iter().map(String::as_str).filter(|a| !looks_like_hostname(a)));
+        let enrolled = self.enrolled(&ns, &labels) && kind == WorkloadKind::WorkloadEntry
+            || labels.get(labels::DATAPLANE_MODE).map(String::as_str) == Some("ambient");
+        let w = Workload {
+            id,
+            kind,
+            principal: format!("{}/ns/{ns}/sa/{service_account}", config.trust_domain),
+            service_account,
+            labels,
+            node: None,
+            ips,
+            named_ports: spec.ports.clone(),
+            enrolled,
+            waypoint: WaypointBinding::None,
+            gateway: None,
+        };
+        let id = WorkloadId(self.workloads.len());
+        self.push_workload(w);
+        id
+    }
+
+    fn selected(&self, namespace: &str, selector: &BTreeMap<String, String>) -> Vec<WorkloadId> {
+        if selector.is_empty() {
+            return Vec::new();
+        }
+        self.workloads
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| {
+                w.kind != WorkloadKind::ServiceEntryEndpoint
+                    && w.namespace() == namespace
+                    && !w.ips.is_empty()
+                    && selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+            })
+            .map(|(i, _)| WorkloadId(i))
+            .collect()
+    }
+
+    fn push_service(&mut self, s: ServiceView) {
+        let id = ServiceId(self.services.len());
+        for host in &s.hosts {
+            let host = host.to_ascii_lowercase();
+            match host.strip_prefix('*') {
+                Some(suffix) => self.wildcard_hosts.push((suffix.to_owned(), id)),
+                None => {
+                    self.by_host.entry(host).or_insert(id);
+                }
+            }
+        }
+        for net in &s.vips {
+            if net.prefix_len() == net.max_prefix_len() {
+                self.by_vip.entry(net.addr()).or_insert(id);
+            } else {
+                self.vip_ranges.push((*net, id));
+            }
+        }
+        self.by_name.insert(s.id.clone(), id);
+        self.services.push(s);
+    }
+
+    fn add_service(&mut self, s: &objects::ServiceObject) {
+        let ns = namespace_of(&s.metadata);
+        let name = name_of(&s.metadata);
+        let vips = parse_ips(
+            s.spec.cluster_ip.iter().chain(&s.spec.cluster_ips).map(String::as_str).filter(|v| !is_headless(v)),
+        );
+        let ports = s
+            .spec
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                port: p.port,
+                name: p.name.clone(),
+                target: match &p.target_port {
+                    None => TargetPort::Number(p.port),
+                    Some(IntOrString::Int(n)) => TargetPort::Number(*n),
+                    Some(IntOrString::String(s)) => match s.parse::<u16>() {
+                        Ok(n) => TargetPort::Number(n),
+                        Err(_) => TargetPort::Name(s.clone()),
+                    },
+                },
+                protocol: p.protocol.clone(),
+                app_protocol: p.app_protocol.clone(),
+            })
+            .collect();
+        let endpoints = s.spec.selector.as_ref().map(|sel| self.selected(ns, sel)).unwrap_or_default();
+        let service = ServiceView {
+            id: ResourceId::new(Kind::Service, ns, name),
+            hosts: vec![format!("{name}.{ns}.svc.{}", self.cluster_domain)],
+            vips: vips.into_iter().map(IpNet::from).collect(),
+            ports,
+            labels: s.metadata.labels.clone(),
+            selector: s.spec.selector.clone(),
+            endpoints,
+            waypoint: WaypointBinding::None,
+            external: false,
+        };
+        self.push_service(service);
+    }
+
+    fn add_service_entry(&mut self, se: &objects::ServiceEntryObject, config: &MeshConfig) {
+        let ns = namespace_of(&se.metadata);
+        let name = name_of(&se.metadata);
+        let id = ResourceId::new(Kind::ServiceEntry, ns, name);
+        let selector = se.spec.workload_selector.as_ref().map(|s| s.labels.clone());
+        let mut endpoints = selector.as_ref().map(|sel| self.selected(ns, sel)).unwrap_or_default();
+        for (i, e) in se.spec.endpoints.iter().enumerate() {
+            let wid = ResourceId::new(Kind::ServiceEntry, ns, &format!("{name}[{i}]"));
+            let labels = e.labels.clone();
+            endpoints.push(self.add_entry(wid, WorkloadKind::ServiceEntryEndpoint, e, labels, config));
+        }
+        let vips = se
+            .spec
+            .addresses
+            .iter()
+            .filter_map(|a| a.parse::<IpNet>().ok().or_else(|| a.parse::<IpAddr>().ok().map(IpNet::from)))
+            .collect();
+        let ports = se
+            .spec
+            .ports
+            .iter()
+            .map(|p| ServicePort {
+                port: p.number,
+                name: p.name.clone(),
+                target: TargetPort::Number(p.target_port.unwrap_or(p.number)),
+                protocol: p.protocol.clone(),
+                app_protocol: None,
+            })
+            .collect();
+        let service = ServiceView {
+            id,
+            hosts: se.spec.hosts.clone(),
+            vips,
+            ports,
+            labels: se.metadata.labels.clone(),
+            selector,
+            endpoints,
+            waypoint: WaypointBinding::None,
+            external: se.spec.location.as_deref() != Some("MESH_INTERNAL"),
+        };
+        self.push_service(service);
+    }
+
+    fn bind_waypoints(&mut self) {
+        for i in 0..self.services.len() {
+            let s = &self.services[i];
+            let binding = if s.labels.contains_key(labels::GATEWAY_NAME) {
+                WaypointBinding::None
+            } else {
+                self.binding(&s.id, &s.labels, Addressed::Service)
+            };
+            self.services[i].waypoint = binding;
+        }
+        for i in 0..self.workloads.len() {
+            let w = &self.workloads[i];
+            let binding = if w.gateway.is_some() {
+                WaypointBinding::None
+            } else {
+                self.binding(&w.id, &w.labels, Addressed::Workload)
+            };
+            self.workloads[i].waypoint = binding;
+        }
+    }
+}
+
+impl Cluster {
+    /// The waypoint binding of an object, from its own labels or its namespace's.
+    fn binding(&self, on: &ResourceId, own: &BTreeMap<String, String>, addressed: Addressed) -> WaypointBinding {
+        let namespace = on.namespace();
+        let ns_labels = self.namespace_labels(namespace);
+        let (label, waypoint_ns, object_level) = match own.get(labels::USE_WAYPOINT) {
+            Some(v) => {
+                (WaypointLabel { on: on.clone(), value: v.clone() }, own.get(labels::USE_WAYPOINT_NAMESPACE), true)
+            }
+            None => match ns_labels.get(labels::USE_WAYPOINT) {
+                Some(v) => (
+                    WaypointLabel { on: ResourceId::new(Kind::Namespace, "", namespace), value: v.clone() },
+                    ns_labels.get(labels::USE_WAYPOINT_NAMESPACE),
+                    false,
+                ),
+                None => return WaypointBinding::None,
+            },
+        };
+        if label.value == "none" {
+            return WaypointBinding::OptedOut(label);
+        }
+        let waypoint_ns = waypoint_ns.map(String::as_str).filter(|n| !n.is_empty()).unwrap_or(namespace);
+        let waypoint = ResourceId::new(Kind::Gateway, waypoint_ns, &label.value);
+        let why = match self.waypoints.get(&waypoint) {
+            None => match self.gateways.get(&waypoint) {
+                Some(class) => Unusable::NotAWaypoint { class: class.clone() },
+                None => Unusable::NoSuchGateway,
+            },
+            Some(w) if !w.waypoint_for.serves(addressed) => {
+                // A namespace's waypoint that does not serve this kind of traffic simply is not used for it.
+                if !object_level {
+                    return WaypointBinding::None;
+                }
+                Unusable::NotFor { waypoint_for: w.waypoint_for }
+            }
+            Some(w) if !w.admits(namespace, ns_labels) => Unusable::NotAdmitted,
+            Some(_) => return WaypointBinding::Uses { waypoint, label },
+        };
+        WaypointBinding::Unusable { waypoint, label, why }
+    }
+
+    /// The labels of a namespace (none for a namespace the manifests do not define).
+    pub fn namespace_labels(&self, namespace: &str) -> &BTreeMap<String, String> {
+        self.namespaces.get(namespace).unwrap_or(NO_LABELS)
+    }
+
+    /// Whether the manifests define no cluster object at all.
+    pub fn is_empty(&self) -> bool {
+        self.objects == 0
+    }
+
+    /// The cluster domain (`cluster.local`).
+    pub fn cluster_domain(&self) -> &str {
+        &self.cluster_domain
+    }
+
+    /// Every workload.
+    pub fn workloads(&self) -> impl Iterator<Item = (WorkloadId, &Workload)> {
+        self.workloads.iter().enumerate().map(|(i, w)| (WorkloadId(i), w))
+    }
+
+    /// A workload.
+    pub fn workload(&self, id: WorkloadId) -> Option<&Workload> {
+        self.workloads.get(id.0)
+    }
+
+    /// The workload with this id (`Pod namespace/name`, ...).
+    pub fn workload_named(&self, id: &ResourceId) -> Option<WorkloadId> {
+        self.workload_by_id.get(id).copied()
+    }
+
+    /// The workload that has this address.
+    pub fn workload_by_ip(&self, ip: IpAddr) -> Option<WorkloadId> {
+        self.by_ip.get(&ip.to_canonical()).copied()
+    }
+
+    /// Every Service and ServiceEntry.
+    pub fn services(&self) -> impl Iterator<Item = (ServiceId, &ServiceView)> {
+        self.services.iter().enumerate().map(|(i, s)| (ServiceId(i), s))
+    }
+
+    /// A Service or ServiceEntry.
+    pub fn service(&self, id: ServiceId) -> Option<&ServiceView> {
+        self.services.get(id.0)
+    }
+
+    /// The Service (`Service namespace/name`) or ServiceEntry (`ServiceEntry namespace/name`) with this id.
+    pub fn service_named(&self, id: &ResourceId) -> Option<ServiceId> {
+        self.by_name.get(id).copied()
+    }
+
+    /// The Service or ServiceEntry with this virtual IP.
+    pub fn service_by_vip(&self, ip: IpAddr) -> Option<ServiceId> {
+        let ip = ip.to_canonical();
+        self.by_vip.get(&ip).copied().or_else(|| self.vip_ranges.iter().find(|(n, _)| n.contains(&ip)).map(|(_, s)| *s))
+    }
+
+    /// The Service or ServiceEntry with this fully qualified host name (ServiceEntry wildcards included).
+    pub fn service_by_host(&self, host: &str) -> Option<ServiceId> {
+        let host = host.to_ascii_lowercase();
+        self.by_host.get(&host).copied().or_else(|| {
+            self.wildcard_hosts
+                .iter()
+                .filter(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                .max_by_key(|(suffix, _)| suffix.len())
+                .map(|(_, s)| *s)
+        })
+    }
+
+    /// Every waypoint.
+    pub fn waypoints(&self) -> impl Iterator<Item = &Waypoint> {
+        self.waypoints.values()
+    }
+
+    /// A waypoint.
+    pub fn waypoint(&self, id: &WaypointId) -> Option<&Waypoint> {
+        self.waypoints.get(id)
+    }
+
+    /// Every Gateway, waypoint or not, with its class.
+    pub fn gateways(&self) -> impl Iterator<Item = (&ResourceId, &str)> {
+        self.gateways.iter().map(|(id, class)| (id, class.as_str()))
+    }
+
+    /// The namespaces the manifests define, with their labels.
+    pub fn namespaces(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, String>)> {
+        self.namespaces.iter().map(|(n, l)| (n.as_str(), l))
+    }
+
+    /// Whether a namespace is in ambient mode.
+    pub fn namespace_enrolled(&self, namespace: &str) -> bool {
+        self.namespace_labels(namespace).get(labels::DATAPLANE_MODE).map(String::as_str) == Some("ambient")
+    }
+}
+
+fn merged(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut out = a.clone();
+    out.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}

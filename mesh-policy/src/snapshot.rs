@@ -1,0 +1,295 @@
+//! [`Snapshot`]: one immutable, shareable state of a mesh's configuration, and the checks against it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::cluster::{Cluster, ClusterObject};
+use crate::config::MeshConfig;
+use crate::decision::{Decision, Reason};
+use crate::error::{FieldError, RequestError};
+use crate::eval::authentication::{Authenticators, JwksDocuments};
+use crate::eval::{self, attributes::Attributes};
+use crate::index::Index;
+use crate::mesh::Warning;
+use crate::model::peer_authentication::{self, CompiledPeerAuthentication, EffectiveMtls};
+use crate::model::policy::PolicyRef;
+use crate::model::request_authentication::CompiledRequestAuthentication;
+use crate::request::{CheckRequest, Destination, Enforcement};
+use crate::resource::ResourceId;
+
+/// The resources a snapshot is built from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Resources {
+    pub(crate) policies: BTreeMap<ResourceId, PolicyRef>,
+    pub(crate) peers: BTreeMap<ResourceId, Arc<CompiledPeerAuthentication>>,
+    pub(crate) request_auths: BTreeMap<ResourceId, Arc<CompiledRequestAuthentication>>,
+    pub(crate) cluster: BTreeMap<ResourceId, Arc<ClusterObject>>,
+    pub(crate) warnings: BTreeMap<ResourceId, Vec<Warning>>,
+    pub(crate) jwks: JwksDocuments,
+}
+
+/// One state of a mesh's configuration: compiled policies, their index, the cluster model and the JWT
+/// validators, immutable and shareable across threads.
+///
+/// A proxy holds an `Arc<Snapshot>`, checks every request against it, and swaps in the next one when the
+/// configuration changes; checks in flight finish against the snapshot they started with. Each snapshot has a
+/// generation number, one more than the snapshot it replaced.
+#[derive(Debug)]
+pub struct Snapshot {
+    generation: u64,
+    config: MeshConfig,
+    resources: Resources,
+    authenticators: Authenticators,
+    index: Index,
+    cluster: Cluster,
+}
+
+impl Snapshot {
+    pub(crate) fn build(
+        generation: u64,
+        config: MeshConfig,
+        resources: Resources,
+        previous: Option<&Snapshot>,
+    ) -> Self {
+        let authenticators = Authenticators::build(
+            resources.request_auths.values(),
+            &resources.jwks,
+            previous.map(|p| &p.authenticators),
+        );
+        let index = Index::build(
+            &config.root_namespace,
+            &config.waypoint_gateway_class,
+            resources.policies.values(),
+            resources.peers.values(),
+            resources.request_auths.values(),
+        );
+        let cluster = Cluster::build(resources.cluster.values().map(|o| &**o), &config);
+        Snapshot { generation, config, resources, authenticators, index, cluster }
+    }
+
+    pub(crate) fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The generation: 0 for an empty mesh, one more at each change.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MeshConfig {
+        &self.config
+    }
+
+    /// The cluster model.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Every applied AuthorizationPolicy, compiled, by id.
+    pub fn authorization_policies(&self) -> impl Iterator<Item = &PolicyRef> {
+        self.resources.policies.values()
+    }
+
+    /// Every applied RequestAuthentication, compiled.
+    pub fn request_authentications(&self) -> impl Iterator<Item = &Arc<CompiledRequestAuthentication>> {
+        self.resources.request_auths.values()
+    }
+
+    /// Every applied PeerAuthentication, compiled.
+    pub fn peer_authentications(&self) -> impl Iterator<Item = &Arc<CompiledPeerAuthentication>> {
+        self.resources.peers.values()
+    }
+
+    /// The warnings each applied resource got when it was applied.
+    pub fn apply_warnings(&self) -> impl Iterator<Item = &Warning> {
+        self.resources.warnings.values().flatten()
+    }
+
+    /// How many resources are applied, cluster objects included.
+    pub fn len(&self) -> usize {
+        let r = &self.resources;
+        r.policies.len() + r.peers.len() + r.request_auths.len() + r.cluster.len()
+    }
+
+    /// Whether nothing is applied.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Findings about the configuration as a whole.
+    pub fn analyze(&self) -> Vec<Warning> {
+        crate::analyze::analyze(self)
+    }
+
+    /// The effective mTLS mode ztunnel applies to plaintext arriving at a workload port.
+    pub fn effective_mtls(&self, destination: &Destination) -> EffectiveMtls {
+        let [mesh, ns, workload] = self.index.peer_authentications(destination);
+        peer_authentication::resolve(mesh, ns, workload, destination.port)
+    }
+
+    /// Checks a request at its enforcement point, with no clock: a raw token carrying `exp` or `nbf` is rejected
+    /// because its validity cannot be decided. Use [`Snapshot::check_at`] when requests carry raw tokens.
+    pub fn check(&self, req: &CheckRequest) -> Result<Decision, RequestError> {
+        self.check_inner(req, req.enforcement_point(), None)
+    }
+
+    /// Checks a request at its enforcement point at `now` (Unix seconds), the time raw tokens are validated at.
+    pub fn check_at(&self, req: &CheckRequest, now: u64) -> Result<Decision, RequestError> {
+        self.check_inner(req, req.enforcement_point(), Some(now))
+    }
+
+    /// Checks a connection at the destination's ztunnel (L4), whatever else the request carries.
+    pub fn check_ztunnel(&self, req: &CheckRequest) -> Result<Decision, RequestError> {
+        self.check_inner(req, Enforcement::Ztunnel, None)
+    }
+
+    /// Checks a request at the waypoint (L7) at `now` (Unix seconds, for raw tokens); `http` must be set.
+    pub fn check_waypoint(&self, req: &CheckRequest, now: u64) -> Result<Decision, RequestError> {
+        self.check_inner(req, Enforcement::Waypoint, Some(now))
+    }
+
+    /// Checks a plain TCP connection at the waypoint (a service the waypoint proxies at L4): the same policies,
+    /// as Envoy's network RBAC filter reads them (an ALLOW rule with HTTP attributes never matches; a DENY rule
+    /// matches without them). A denial has no HTTP status: the connection is closed.
+    pub fn check_waypoint_tcp(&self, req: &CheckRequest) -> Result<Decision, RequestError> {
+        let completed = crate::named::complete(&self.cluster, &req.destination, Enforcement::Waypoint)?;
+        let req = match completed {
+            Some(destination) => &CheckRequest { destination, ..req.clone() },
+            None => req,
+        };
+        if req.destination.namespace.is_empty() {
+            return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
+        }
+        let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
+        Ok(eval::waypoint_tcp(&self.index, req, &attrs))
+    }
+
+    fn check_inner(&self, req: &CheckRequest, at: Enforcement, now: Option<u64>) -> Result<Decision, RequestError> {
+        if req.destination.namespace.is_empty() && req.destination.ip.is_none() {
+            return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
+        }
+        match crate::named::complete(&self.cluster, &req.destination, at)? {
+            Some(destination) => {
+                let completed = CheckRequest { destination, ..req.clone() };
+                self.evaluate(&completed, at, now)
+            }
+            None => self.evaluate(req, at, now),
+        }
+    }
+
+    pub(crate) fn evaluate(
+        &self,
+        req: &CheckRequest,
+        at: Enforcement,
+        now: Option<u64>,
+    ) -> Result<Decision, RequestError> {
+        if req.destination.namespace.is_empty() {
+            return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
+        }
+        match at {
+            Enforcement::Ztunnel => {
+                let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
+                Ok(eval::ztunnel(&self.index, req, &attrs))
+            }
+            Enforcement::Waypoint => {
+                let Some(http) = &req.http else {
+                    return Err(RequestError(FieldError::new(
+                        "http",
+                        "must be set for a waypoint check (method and path at least)",
+                    )));
+                };
+                let validated;
+                let mut forwarding = None;
+                let jwt = match &req.jwt {
+                    Some(jwt) => Some(jwt),
+                    None => {
+                        let applicable = self.index.request_authentications(&req.destination);
+                        match self.authenticators.authenticate(applicable, http, now) {
+                            Ok(token) => {
+                                validated = token.map(|(attrs, f)| {
+                                    forwarding = Some(f);
+                                    attrs
+                                });
+                                validated.as_ref()
+                            }
+                            Err(why) => {
+                                return Ok(Decision::new(
+                                    false,
+                                    crate::crd::Action::Deny,
+                                    Reason::JwtRejected(why),
+                                    Enforcement::Waypoint,
+                                ));
+                            }
+                        }
+                    }
+                };
+                let mut attrs = Attributes::new(req, true, self.config.path_normalization, jwt)?;
+                if let Some((issuer, _)) = attrs.token_subject() {
+                    let extra: Vec<&str> = self
+                        .index
+                        .request_authentications(&req.destination)
+                        .flat_map(|ra| ra.space_delimited_claims(issuer))
+                        .collect();
+                    attrs.split_claims(extra);
+                }
+                let mut decision = eval::waypoint(&self.index, req, &attrs);
+                decision.token_forwarding = forwarding;
+                Ok(decision)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::{Mesh, Source};
+
+    const RA: &str = r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: app}
+spec:
+  targetRefs: [{kind: Service, group: "", name: api}]
+  jwtRules: [{issuer: "https://idp.example.com", jwksUri: "https://idp.example.com/jwks"}]
+"#;
+    const POLICY: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: app}
+spec: {action: DENY, rules: [{}]}
+"#;
+    const JWKS: &str = r#"{"keys":[{"alg":"ES256","crv":"P-256","kid":"test-1","kty":"EC","use":"sig","x":"vXDThDu1Cg5MsIaCiTM3lWgCXZeGaHOLJTg2dUf5joI","y":"GB08HIaJkc_81AgWRRIoZefcjrS140fHNj2Ax03gars"}]}"#;
+
+    #[test]
+    fn snapshots_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Snapshot>();
+        assert_send_sync::<Arc<Snapshot>>();
+        assert_send_sync::<Mesh>();
+    }
+
+    #[test]
+    fn a_reload_keeps_the_token_cache_of_an_unchanged_request_authentication() {
+        let mut mesh = Mesh::default();
+        mesh.replace_all(&[Source { name: "ra.yaml", text: RA }]).unwrap();
+        mesh.add_jwks("https://idp.example.com/jwks", JWKS).unwrap();
+        let before = mesh.snapshot();
+        let id = ResourceId::new(crate::resource::Kind::RequestAuthentication, "app", "jwt");
+        // Another file changes; the RequestAuthentication does not.
+        mesh.replace_all(&[Source { name: "ra.yaml", text: RA }, Source { name: "p.yaml", text: POLICY }]).unwrap();
+        let after = mesh.snapshot();
+        assert_eq!(after.generation(), before.generation() + 1);
+        assert!(after.authenticators.shares(&before.authenticators, &id));
+        // A changed RequestAuthentication gets a new validator (and an empty cache).
+        let changed = RA.replace("idp.example.com\"", "idp.example.com\", audiences: [api]");
+        assert_ne!(changed, RA);
+        mesh.replace_all(&[Source { name: "ra.yaml", text: &changed }]).unwrap();
+        assert!(!mesh.snapshot().authenticators.shares(&after.authenticators, &id));
+        // So does one whose JWKS document was replaced.
+        let now = mesh.snapshot();
+        mesh.add_jwks("https://idp.example.com/jwks", JWKS).unwrap();
+        assert!(!mesh.snapshot().authenticators.shares(&now.authenticators, &id));
+    }
+}
