@@ -55,6 +55,17 @@ pub enum ManifestError {
     },
 }
 
+impl ManifestError {
+    /// The 1-based index of the document.
+    pub fn document(&self) -> usize {
+        match self {
+            ManifestError::Yaml { document, .. }
+            | ManifestError::NotAnObject { document, .. }
+            | ManifestError::Invalid { document, .. } => *document,
+        }
+    }
+}
+
 fn join(errors: &[FieldError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }

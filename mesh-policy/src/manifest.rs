@@ -92,6 +92,12 @@ pub struct Manifest {
 /// Parses a multi-document YAML stream. `List` objects (as `kubectl get -o yaml` prints) are unpacked.
 /// Errors are collected for every document rather than stopping at the first.
 pub fn parse(text: &str) -> Result<Manifest, Vec<ManifestError>> {
+    let (manifest, errors) = parse_all(text);
+    if errors.is_empty() { Ok(manifest) } else { Err(errors) }
+}
+
+/// What [`parse`] reads, and every error, so a caller can go on to check the documents that did parse.
+pub(crate) fn parse_all(text: &str) -> (Manifest, Vec<ManifestError>) {
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -106,7 +112,7 @@ pub fn parse(text: &str) -> Result<Manifest, Vec<ManifestError>> {
             }
         }
     }
-    if errors.is_empty() { Ok(manifest) } else { Err(errors) }
+    (manifest, errors)
 }
 
 fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -138,10 +144,16 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
         }
     }
     if let Some(k) = cluster::kind_of(group, &kind) {
+        let value_namespace = value.get("metadata").and_then(|m| str_field(m, "namespace")).map(str::to_owned);
+        let value_namespace = value_namespace.as_deref();
         match cluster_object(k, value) {
             Ok(o) => manifest.cluster.push((document, o)),
             Err(e) => {
-                let ns = if k == Kind::Namespace { "" } else { "default" };
+                let ns = match value_namespace {
+                    _ if k == Kind::Namespace => "",
+                    Some(ns) if !ns.is_empty() => ns,
+                    _ => "default",
+                };
                 let resource = crate::resource::ResourceId::new(k, ns, name.as_deref().unwrap_or("<unnamed>"));
                 errors.push(ManifestError::Invalid { document, resource: resource.to_string(), errors: vec![e] })
             }

@@ -116,11 +116,10 @@ impl Mesh {
 
     fn compile(&self, text: &str) -> Result<Prepared, Vec<ManifestError>> {
         let config = self.current.config();
-        let parsed = manifest::parse(text)?;
+        let (parsed, mut errors) = manifest::parse_all(text);
         let mut report = ApplyReport { skipped: parsed.skipped, ..ApplyReport::default() };
         let mut resources = Vec::new();
         let mut cluster = Vec::new();
-        let mut errors = Vec::new();
         for (document, resource) in &parsed.resources {
             match compile::resource(resource, config) {
                 Ok((c, warnings)) => {
@@ -156,7 +155,12 @@ impl Mesh {
                 errors.push(ManifestError::Invalid { document, resource: id.to_string(), errors: errs });
             }
         }
-        if errors.is_empty() { Ok(Prepared { report, resources, cluster }) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(Prepared { report, resources, cluster })
+        } else {
+            errors.sort_by_key(ManifestError::document);
+            Err(errors)
+        }
     }
 
     fn install(&mut self, mut resources: Resources, compiled: Prepared) {

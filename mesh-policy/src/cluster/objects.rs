@@ -30,7 +30,7 @@ pub struct Meta {
 /// A cluster object: `apiVersion`, `kind`, `metadata` and the kind's `spec` / `status`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Object<S, T = ()> {
+pub struct Object<S, T = serde::de::IgnoredAny> {
     /// Metadata.
     #[serde(default)]
     pub metadata: Meta,
