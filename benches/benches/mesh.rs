@@ -345,7 +345,7 @@ fn mesh(yaml: &str, n: usize) -> Mesh {
     let mut mesh = Mesh::default();
     let report = mesh.apply_yaml(yaml).unwrap_or_else(|e| panic!("generated manifest of {n} is invalid: {e}"));
     assert!(report.warnings.is_empty(), "unexpected warnings: {:?}", report.warnings);
-    assert_eq!(mesh.authorization_policies().count(), n);
+    assert_eq!(mesh.resources().filter(|id| id.kind() == mesh_policy::Kind::AuthorizationPolicy).count(), n);
     mesh
 }
 

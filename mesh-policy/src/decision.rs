@@ -13,6 +13,7 @@ use crate::resource::ResourceId;
 /// The answer to a check, in the shared serialisable shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Decision {
     /// Whether the connection / request goes through.
     pub allowed: bool,
@@ -45,16 +46,60 @@ pub struct TokenForwarding {
     pub output_claim_to_headers: Vec<(String, String)>,
 }
 
+/// A rule that matched: the policy, the rule's index, and the parts of it that matched.
+#[derive(Debug, Clone)]
+pub struct MatchedRule {
+    policy: PolicyRef,
+    matched: RuleMatch,
+}
+
+impl MatchedRule {
+    pub(crate) fn new(policy: PolicyRef, matched: RuleMatch) -> Self {
+        MatchedRule { policy, matched }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &ResourceId {
+        &self.policy.id
+    }
+
+    /// The index of the rule in `spec.rules`.
+    pub fn rule(&self) -> usize {
+        self.matched.rule
+    }
+
+    /// The extension provider of a CUSTOM policy.
+    pub fn provider(&self) -> Option<&str> {
+        self.policy.provider.as_deref()
+    }
+
+    /// What matched, in words: "source principal is ... and destination port is 8080".
+    pub fn explanation(&self) -> impl fmt::Display + '_ {
+        struct Explained<'a>(&'a MatchedRule);
+        impl fmt::Display for Explained<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let m = &self.0.matched;
+                match self.0.policy.rules_for(m.tcp).get(m.rule) {
+                    Some(r) => write!(f, "{}", r.explain(m.from, m.to)),
+                    None => Ok(()),
+                }
+            }
+        }
+        Explained(self)
+    }
+}
+
 /// Why a decision came out as it did. Rendered to text only when displayed or serialised, so a check does
 /// not pay for formatting.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Reason {
     /// A DENY rule matched.
-    Denied(PolicyRef, RuleMatch),
+    Denied(MatchedRule),
     /// An ALLOW rule matched.
-    Allowed(PolicyRef, RuleMatch),
+    Allowed(MatchedRule),
     /// A CUSTOM rule matched; its extension provider is not consulted here, so the request is denied.
-    Custom(PolicyRef, RuleMatch),
+    Custom(MatchedRule),
     /// ALLOW policies apply but none matched.
     NoAllowMatched {
         /// How many ALLOW policies apply.
@@ -88,19 +133,18 @@ impl PartialEq for Reason {
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rule = |f: &mut fmt::Formatter<'_>, verb: &str, p: &PolicyRef, m: &RuleMatch| -> fmt::Result {
-            let expl = p.rules_for(m.tcp).get(m.rule).map(|r| r.explain(m.from, m.to).to_string()).unwrap_or_default();
-            write!(f, "{verb} by {} rule {}: {expl}", p.id.qualified(), m.rule)
+        let rule = |f: &mut fmt::Formatter<'_>, verb: &str, m: &MatchedRule| -> fmt::Result {
+            write!(f, "{verb} by {} rule {}: {}", m.policy().qualified(), m.rule(), m.explanation())
         };
         match self {
-            Reason::Denied(p, m) => rule(f, "denied", p, m),
-            Reason::Allowed(p, m) => rule(f, "allowed", p, m),
-            Reason::Custom(p, m) => {
-                rule(f, "denied by CUSTOM", p, m)?;
+            Reason::Denied(m) => rule(f, "denied", m),
+            Reason::Allowed(m) => rule(f, "allowed", m),
+            Reason::Custom(m) => {
+                rule(f, "denied by CUSTOM", m)?;
                 write!(
                     f,
                     "; extension provider {:?} cannot be consulted here, so the request is denied (fail closed)",
-                    p.provider.as_deref().unwrap_or("")
+                    m.provider().unwrap_or("")
                 )
             }
             Reason::NoAllowMatched { applicable } => {
@@ -145,8 +189,8 @@ impl Decision {
             Enforcement::Waypoint => Some(403),
         };
         let (policy, rule) = match &reason {
-            Reason::Denied(p, m) | Reason::Allowed(p, m) | Reason::Custom(p, m) => {
-                (Some(p.id.qualified().clone()), Some(m.rule))
+            Reason::Denied(m) | Reason::Allowed(m) | Reason::Custom(m) => {
+                (Some(m.policy().qualified().clone()), Some(m.rule()))
             }
             Reason::StrictMtls { policy, .. } => (Some(policy.qualified().clone()), None),
             _ => (None, None),

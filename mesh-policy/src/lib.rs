@@ -35,23 +35,29 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The pieces, in the order a policy goes through them: [`manifest`] reads YAML into the [`crd`] types,
-//! [`compile`] validates them as Istio's webhook does and produces the [`model`], which the `index` and
-//! `eval` modules evaluate behind [`Mesh::check`].
+//! The pieces, in the order a policy goes through them: [`manifest`] reads YAML into the [`crd`] types (and
+//! the [`cluster`] objects), a compile step validates them as Istio's webhook does and lowers each policy to
+//! the enforcement point that enforces it, and an index keeps them by where they attach. Every change makes
+//! an immutable [`Snapshot`] that checks ([`Snapshot::check`]) and traces ([`Snapshot::trace`]) run against.
 #![forbid(unsafe_code)]
 
 mod analyze;
 pub mod cluster;
-pub mod compile;
+// Internal: validation and lowering, evaluation, and the compiled form are not part of the public API; their
+// `pub` items are visible to the crate only.
+#[allow(unreachable_pub)]
+mod compile;
 pub mod config;
 pub mod crd;
 pub mod decision;
 pub mod error;
-pub mod eval;
+#[allow(unreachable_pub)]
+mod eval;
 mod index;
 pub mod manifest;
 pub mod mesh;
-pub mod model;
+#[allow(unreachable_pub)]
+mod model;
 mod named;
 pub mod request;
 pub mod resource;
@@ -59,12 +65,14 @@ pub mod scenario;
 pub mod snapshot;
 pub mod trace;
 
+pub use compile::DRY_RUN_ANNOTATION;
 pub use config::MeshConfig;
 pub use crd::{Action, MtlsMode};
-pub use decision::{Decision, Reason, TokenForwarding};
+pub use decision::{Decision, MatchedRule, Reason, TokenForwarding};
 pub use error::{ApplyError, FieldError, ManifestError, RequestError};
 pub use mesh::{ApplyReport, Mesh, ReloadError, Source, SourceError, Warning};
 pub use model::path::PathNormalization;
+pub use model::peer_authentication::EffectiveMtls;
 pub use request::{CheckRequest, Enforcement};
 pub use resource::{Kind, ResourceId};
 pub use snapshot::Snapshot;

@@ -8,9 +8,7 @@ use crate::config::MeshConfig;
 use crate::decision::Decision;
 use crate::error::{ApplyError, FieldError, ManifestError, RequestError};
 use crate::manifest::{self, Skipped};
-use crate::model::peer_authentication::{CompiledPeerAuthentication, EffectiveMtls};
-use crate::model::policy::PolicyRef;
-use crate::model::request_authentication::CompiledRequestAuthentication;
+use crate::model::peer_authentication::EffectiveMtls;
 use crate::request::{CheckRequest, Destination};
 use crate::resource::{Kind, ResourceId};
 use crate::snapshot::{Resources, Snapshot};
@@ -194,7 +192,7 @@ impl Mesh {
     pub fn apply_yaml(&mut self, text: &str) -> Result<ApplyReport, ApplyError> {
         let compiled = self.compile(text).map_err(ApplyError)?;
         let report = compiled.report.clone();
-        let resources = self.current.resources().clone();
+        let resources = self.current.sources().clone();
         self.install(resources, compiled);
         Ok(report)
     }
@@ -219,7 +217,7 @@ impl Mesh {
             return Err(ReloadError(errors));
         }
         let mut report = ApplyReport::default();
-        let mut resources = Resources { jwks: self.current.resources().jwks.clone(), ..Resources::default() };
+        let mut resources = Resources { jwks: self.current.sources().jwks.clone(), ..Resources::default() };
         for c in all {
             report.applied.extend(c.report.applied.iter().cloned());
             report.skipped.extend(c.report.skipped.iter().cloned());
@@ -248,7 +246,7 @@ impl Mesh {
 
     /// Removes a resource; returns whether it was there.
     pub fn remove(&mut self, id: &ResourceId) -> bool {
-        let mut resources = self.current.resources().clone();
+        let mut resources = self.current.sources().clone();
         let removed = resources.policies.remove(id).is_some()
             || resources.peers.remove(id).is_some()
             || resources.request_auths.remove(id).is_some()
@@ -260,19 +258,9 @@ impl Mesh {
         removed
     }
 
-    /// Every applied AuthorizationPolicy, compiled, by id.
-    pub fn authorization_policies(&self) -> impl Iterator<Item = &PolicyRef> {
-        self.current.authorization_policies()
-    }
-
-    /// Every applied RequestAuthentication, compiled.
-    pub fn request_authentications(&self) -> impl Iterator<Item = &Arc<CompiledRequestAuthentication>> {
-        self.current.request_authentications()
-    }
-
-    /// Every applied PeerAuthentication, compiled.
-    pub fn peer_authentications(&self) -> impl Iterator<Item = &Arc<CompiledPeerAuthentication>> {
-        self.current.peer_authentications()
+    /// The id of every applied resource, security kinds first, in order.
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceId> {
+        self.current.resources()
     }
 
     /// The warnings each applied resource got when it was applied.
@@ -301,7 +289,7 @@ impl Mesh {
     /// name the URI validate tokens with it. Until a rule's document is supplied, its tokens are rejected.
     pub fn add_jwks(&mut self, uri: &str, jwks_json: &str) -> Result<(), mesh_identity::jwt::JwksError> {
         let jwks = mesh_identity::jwt::Jwks::from_json(jwks_json)?;
-        let mut resources = self.current.resources().clone();
+        let mut resources = self.current.sources().clone();
         resources.jwks.insert(uri.to_owned(), Arc::new(jwks));
         self.replace(resources);
         Ok(())

@@ -67,7 +67,7 @@ impl Snapshot {
         Snapshot { generation, config, resources, authenticators, index, cluster }
     }
 
-    pub(crate) fn resources(&self) -> &Resources {
+    pub(crate) fn sources(&self) -> &Resources {
         &self.resources
     }
 
@@ -86,19 +86,20 @@ impl Snapshot {
         &self.cluster
     }
 
+    /// The id of every applied resource, security kinds first, in order.
+    pub fn resources(&self) -> impl Iterator<Item = &ResourceId> {
+        let r = &self.resources;
+        r.policies.keys().chain(r.request_auths.keys()).chain(r.peers.keys()).chain(r.cluster.keys())
+    }
+
     /// Every applied AuthorizationPolicy, compiled, by id.
-    pub fn authorization_policies(&self) -> impl Iterator<Item = &PolicyRef> {
+    pub(crate) fn authorization_policies(&self) -> impl Iterator<Item = &PolicyRef> {
         self.resources.policies.values()
     }
 
     /// Every applied RequestAuthentication, compiled.
-    pub fn request_authentications(&self) -> impl Iterator<Item = &Arc<CompiledRequestAuthentication>> {
+    pub(crate) fn request_authentications(&self) -> impl Iterator<Item = &Arc<CompiledRequestAuthentication>> {
         self.resources.request_auths.values()
-    }
-
-    /// Every applied PeerAuthentication, compiled.
-    pub fn peer_authentications(&self) -> impl Iterator<Item = &Arc<CompiledPeerAuthentication>> {
-        self.resources.peers.values()
     }
 
     /// The warnings each applied resource got when it was applied.

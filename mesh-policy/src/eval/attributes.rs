@@ -142,11 +142,6 @@ impl<'a> Attributes<'a> {
         self.extra_split_claims.extend(claims);
     }
 
-    /// Whether the request carries a validated token.
-    pub fn jwt(&self) -> Option<&'a JwtAttributes> {
-        self.jwt
-    }
-
     /// The original client address, or the peer address.
     pub fn remote_ip(&self) -> Option<IpAddr> {
         self.remote_ip.or(self.source_ip)

@@ -4,7 +4,7 @@ pub mod attributes;
 pub(crate) mod authentication;
 
 use crate::crd::{Action, MtlsMode};
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, MatchedRule, Reason};
 use crate::index::Index;
 use crate::model::peer_authentication;
 use crate::model::policy::{PolicyRef, RuleMatch};
@@ -56,13 +56,13 @@ impl<'a> Walk<'a> {
 
     fn decide(self, enforcement: Enforcement) -> Decision {
         if let Some((p, m)) = self.custom {
-            return Decision::new(false, Action::Custom, Reason::Custom(p.clone(), m), enforcement);
+            return Decision::new(false, Action::Custom, Reason::Custom(MatchedRule::new(p.clone(), m)), enforcement);
         }
         if let Some((p, m)) = self.deny {
-            return Decision::new(false, Action::Deny, Reason::Denied(p.clone(), m), enforcement);
+            return Decision::new(false, Action::Deny, Reason::Denied(MatchedRule::new(p.clone(), m)), enforcement);
         }
         if let Some((p, m)) = self.allow {
-            return Decision::new(true, Action::Allow, Reason::Allowed(p.clone(), m), enforcement);
+            return Decision::new(true, Action::Allow, Reason::Allowed(MatchedRule::new(p.clone(), m)), enforcement);
         }
         if self.allow_count > 0 {
             return Decision::new(

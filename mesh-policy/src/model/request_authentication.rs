@@ -19,11 +19,6 @@ pub struct CompiledRequestAuthentication {
 }
 
 impl CompiledRequestAuthentication {
-    /// Whether a rule of this resource validates tokens of `issuer`.
-    pub fn has_issuer(&self, issuer: &str) -> bool {
-        self.rules.iter().any(|r| r.issuer.as_deref() == Some(issuer))
-    }
-
     /// Claims split at spaces for tokens of `issuer`, beside `scope` and `permission`.
     pub fn space_delimited_claims<'a>(&'a self, issuer: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.rules
