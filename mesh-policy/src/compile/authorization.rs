@@ -27,7 +27,11 @@ pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 #[derive(Clone)]
 struct Field {
     name: &'static str,
+    /// Needs the HTTP request (invisible on a plain TCP connection).
     http: bool,
+    /// ztunnel cannot see it: HTTP attributes, and attributes ztunnel's authorization does not carry
+    /// (trust domains).
+    l7: bool,
     constraint: Constraint,
 }
 
@@ -192,6 +196,26 @@ fn principal_matches(values: &[String], ctx: &Ctx<'_>) -> Vec<StringMatch> {
     out
 }
 
+/// Trust domains as the enforcement point compares them: at a waypoint, the mesh's trust domain (or
+/// `cluster.local`, or an alias) stands for every trust domain of the mesh, as for principals.
+fn trust_domain_matches(values: &[String], ctx: &Ctx<'_>) -> Vec<StringMatch> {
+    let mut out: Vec<StringMatch> = Vec::new();
+    for v in values {
+        let ours = v == "cluster.local" || ctx.config.trust_domains().any(|d| d == v);
+        let expanded: Vec<StringMatch> = if ctx.waypoint && ours {
+            ctx.config.trust_domains().map(StringMatch::parse).collect()
+        } else {
+            vec![StringMatch::parse(v)]
+        };
+        for m in expanded {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
 fn namespace_test(values: &[String], ctx: &Ctx<'_>) -> Test {
     if ctx.waypoint {
         Test::NamespaceGlob(values.iter().map(|v| Glob::new(v)).collect())
@@ -241,9 +265,11 @@ fn source(p: &mut Problems, at: &str, s: &Source, ctx: &Ctx<'_>) -> Vec<Field> {
                 Test::ServiceAccount(fields::service_accounts(p, &field, vals, ctx.namespace))
             }
             "ipBlocks" | "notIpBlocks" => Test::SourceIp(fields::ip_nets(p, &field, vals)),
+            "trustDomains" | "notTrustDomains" => Test::TrustDomain(trust_domain_matches(vals, ctx)),
             _ => Test::RemoteIp(fields::ip_nets(p, &field, vals)),
         };
-        out.push(Field { name, http, constraint: constraint(test, negated, vals) });
+        let l7 = http || matches!(name, "trustDomains" | "notTrustDomains");
+        out.push(Field { name, http, l7, constraint: constraint(test, negated, vals) });
         Some(())
     };
     add("principals", false, false, &s.principals, p);
@@ -258,6 +284,8 @@ fn source(p: &mut Problems, at: &str, s: &Source, ctx: &Ctx<'_>) -> Vec<Field> {
     add("notIpBlocks", false, true, &s.not_ip_blocks, p);
     add("remoteIpBlocks", true, false, &s.remote_ip_blocks, p);
     add("notRemoteIpBlocks", true, true, &s.not_remote_ip_blocks, p);
+    add("trustDomains", false, false, &s.trust_domains, p);
+    add("notTrustDomains", false, true, &s.not_trust_domains, p);
     out
 }
 
@@ -272,7 +300,7 @@ fn operation(p: &mut Problems, at: &str, o: &Operation, _ctx: &Ctx<'_>) -> Vec<F
             "methods" | "notMethods" => Test::Method(strings(vals)),
             _ => Test::Path(paths(p, &field, vals)),
         };
-        out.push(Field { name, http, constraint: constraint(test, negated, vals) });
+        out.push(Field { name, http, l7: http, constraint: constraint(test, negated, vals) });
         Some(())
     };
     add("hosts", true, false, &o.hosts, p);
@@ -344,6 +372,7 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
         "destination.port" => (false, Box::new(|p, f, v| Test::DestinationPort(fields::ports(p, f, v)))),
         "source.namespace" => (false, Box::new(|_, _, v| namespace_test(v, ctx))),
         "source.principal" => (false, Box::new(|_, _, v| Test::Principal(principal_matches(v, ctx)))),
+        "source.trustDomain" => (false, Box::new(|_, _, v| Test::TrustDomain(trust_domain_matches(v, ctx)))),
         "source.serviceAccount" => {
             (true, Box::new(|p, f, v| Test::ServiceAccount(fields::service_accounts(p, f, v, ctx.namespace))))
         }
@@ -408,13 +437,15 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
         }
     };
     // `values` and `notValues` together: both must hold, as two fields of the rule.
-    let name = if http { "HTTP `when` keys" } else { "`when` keys" };
+    let l7 = http || key == "source.trustDomain";
+    let name = if l7 { "HTTP `when` keys" } else { "`when` keys" };
+    let name = if key == "source.trustDomain" { "source.trustDomain" } else { name };
     let mut out = Vec::with_capacity(2);
     if let Some(v) = values {
-        out.push(Field { name, http, constraint: constraint(build(p, &format!("{at}.values"), v), false, v) });
+        out.push(Field { name, http, l7, constraint: constraint(build(p, &format!("{at}.values"), v), false, v) });
     }
     if let Some(v) = not_values {
-        out.push(Field { name, http, constraint: constraint(build(p, &format!("{at}.notValues"), v), true, v) });
+        out.push(Field { name, http, l7, constraint: constraint(build(p, &format!("{at}.notValues"), v), true, v) });
     }
     out
 }
@@ -477,7 +508,7 @@ fn lower(
         Vec::new()
     } else {
         let mut names: Vec<&'static str> =
-            from.iter().chain(&to).flatten().chain(&when).filter(|f| f.http).map(|f| f.name).collect();
+            from.iter().chain(&to).flatten().chain(&when).filter(|f| f.l7).map(|f| f.name).collect();
         names.sort_unstable();
         names.dedup();
         names
@@ -493,12 +524,14 @@ fn lower(
         };
     }
     let list = http_fields.join(", ");
+    // Trust domains are not HTTP attributes, but ztunnel's authorization does not carry them either.
+    let what = if http_fields.iter().any(|f| f.contains("rustDomain")) { "attributes" } else { "HTTP attributes" };
     if ctx.action != Action::Deny {
         if ctx.action == Action::Allow {
             p.warn(
                 at,
                 format!(
-                    "uses HTTP attributes ({list}) that ztunnel cannot see: this ALLOW rule never matches there; \
+                    "uses {what} ({list}) that ztunnel cannot see: this ALLOW rule never matches there; \
                      attach the policy to a waypoint with targetRefs to enforce it"
                 ),
             );
@@ -508,19 +541,19 @@ fn lower(
     let strip = |entries: Vec<Vec<Field>>| -> Vec<Entry> {
         entries
             .into_iter()
-            .map(|e| Entry { constraints: e.into_iter().filter(|f| !f.http).map(|f| f.constraint).collect() })
+            .map(|e| Entry { constraints: e.into_iter().filter(|f| !f.l7).map(|f| f.constraint).collect() })
             .collect()
     };
     let from = strip(from);
     let to = strip(to);
-    let http_when = when.iter().any(|f| f.http);
+    let http_when = when.iter().any(|f| f.l7);
     let all_empty = |es: &[Entry]| !es.is_empty() && es.iter().all(|e| e.constraints.is_empty());
     let inert = http_when || all_empty(&from) || all_empty(&to);
     if inert {
         p.warn(
             at,
             format!(
-                "after leaving out the HTTP attributes ztunnel cannot see ({list}), this DENY rule has no \
+                "after leaving out the {what} ztunnel cannot see ({list}), this DENY rule has no \
                  enforceable part and is not enforced at ztunnel; attach the policy to a waypoint with \
                  targetRefs to enforce it"
             ),
@@ -529,7 +562,7 @@ fn lower(
         p.warn(
             at,
             format!(
-                "HTTP attributes ({list}) are not enforced at ztunnel: this DENY rule applies to all traffic its \
+                "{what} ({list}) are not enforced at ztunnel: this DENY rule applies to all traffic its \
                  other fields match"
             ),
         );
@@ -537,7 +570,7 @@ fn lower(
     CompiledRule {
         from,
         to,
-        when: when.into_iter().filter(|f| !f.http).map(|f| f.constraint).collect(),
+        when: when.into_iter().filter(|f| !f.l7).map(|f| f.constraint).collect(),
         inert: inert.then_some(Inert::HttpOnlyDeny),
         dropped: http_fields,
         dropped_where: "at ztunnel",

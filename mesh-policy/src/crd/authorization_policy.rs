@@ -132,6 +132,10 @@ pub struct Source {
     pub remote_ip_blocks: Option<Vec<String>>,
     #[serde(default)]
     pub not_remote_ip_blocks: Option<Vec<String>>,
+    #[serde(default)]
+    pub trust_domains: Option<Vec<String>>,
+    #[serde(default)]
+    pub not_trust_domains: Option<Vec<String>>,
 }
 
 /// What the request does. Every field that is set must match.

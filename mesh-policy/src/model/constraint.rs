@@ -33,6 +33,8 @@ pub enum Test {
     Namespace(Vec<StringMatch>),
     /// The namespace of the peer's identity, waypoint form (every `*` matches any run of characters).
     NamespaceGlob(Vec<Glob>),
+    /// The trust domain of the peer's identity (`source.trustDomain`).
+    TrustDomain(Vec<StringMatch>),
     /// `(namespace, service account)` of the peer's identity, any trust domain.
     ServiceAccount(Vec<(Box<str>, Box<str>)>),
     /// The direct peer address.
@@ -78,6 +80,9 @@ impl Constraint {
             Test::Principal(ms) => a.principal.is_some_and(|p| ms.iter().any(|m| m.matches(p))),
             Test::Namespace(ms) => a.identity().is_some_and(|id| ms.iter().any(|m| m.matches(id.namespace))),
             Test::NamespaceGlob(gs) => a.identity().is_some_and(|id| gs.iter().any(|g| g.matches(id.namespace))),
+            Test::TrustDomain(ms) => {
+                a.principal.and_then(|p| p.split('/').next()).is_some_and(|td| ms.iter().any(|m| m.matches(td)))
+            }
             Test::ServiceAccount(sas) => a
                 .identity()
                 .is_some_and(|id| sas.iter().any(|(ns, sa)| id.namespace == &**ns && id.service_account == &**sa)),
@@ -105,6 +110,7 @@ impl Constraint {
             Test::Principal(_) => "source principal".into(),
             Test::Namespace(_) | Test::NamespaceGlob(_) => "source namespace".into(),
             Test::ServiceAccount(_) => "source service account".into(),
+            Test::TrustDomain(_) => "source trust domain".into(),
             Test::SourceIp(_) => "source IP".into(),
             Test::RemoteIp(_) => "remote IP".into(),
             Test::DestinationIp(_) => "destination IP".into(),
@@ -141,6 +147,7 @@ impl fmt::Display for Constraint {
                 | Test::Namespace(_)
                 | Test::NamespaceGlob(_)
                 | Test::ServiceAccount(_)
+                | Test::TrustDomain(_)
                 | Test::RequestPrincipal(_) => "source",
                 _ => "request",
             };
