@@ -33,6 +33,11 @@ pub struct Decision {
     /// `outputPayloadToHeader`, `outputClaimToHeaders`). Not part of the serialised shape.
     #[serde(skip)]
     pub token_forwarding: Option<TokenForwarding>,
+    /// When dry-run policies (`istio.io/dry-run: "true"`) apply here: the decision they would produce if they
+    /// were enforced beside the others, as Envoy's shadow rules report it. The outcome above is unchanged.
+    /// Not part of the serialised shape.
+    #[serde(skip)]
+    pub dry_run: Option<Box<Decision>>,
 }
 
 /// How the waypoint forwards a request whose token it validated, per the jwtRule that validated it.
@@ -195,7 +200,7 @@ impl Decision {
             Reason::StrictMtls { policy, .. } => (Some(policy.qualified().clone()), None),
             _ => (None, None),
         };
-        Decision { allowed, status, action, policy, rule, reason, enforcement, token_forwarding: None }
+        Decision { allowed, status, action, policy, rule, reason, enforcement, token_forwarding: None, dry_run: None }
     }
 }
 

@@ -97,6 +97,7 @@ impl Index {
         policies: impl Iterator<Item = &'a PolicyRef>,
         peers: impl Iterator<Item = &'a Arc<CompiledPeerAuthentication>>,
         request_auths: impl Iterator<Item = &'a Arc<CompiledRequestAuthentication>>,
+        with_dry_run: bool,
     ) -> Self {
         let mut index = Index {
             root: root.into(),
@@ -105,7 +106,7 @@ impl Index {
             gateway_class: gateway_class.into(),
         };
         for p in policies {
-            if p.dry_run || !enforced(p) {
+            if (p.dry_run && !with_dry_run) || !enforced(p) {
                 continue;
             }
             let ns = index.entry(p.id.namespace());

@@ -41,6 +41,8 @@ pub struct Snapshot {
     resources: Resources,
     authenticators: Authenticators,
     index: Index,
+    /// The index with dry-run policies enforced too, when there are any: for the shadow decision.
+    shadow: Option<Index>,
     cluster: Cluster,
 }
 
@@ -56,15 +58,20 @@ impl Snapshot {
             &resources.jwks,
             previous.map(|p| &p.authenticators),
         );
-        let index = Index::build(
-            &config.root_namespace,
-            &config.waypoint_gateway_class,
-            resources.policies.values(),
-            resources.peers.values(),
-            resources.request_auths.values(),
-        );
+        let index_of = |with_dry_run| {
+            Index::build(
+                &config.root_namespace,
+                &config.waypoint_gateway_class,
+                resources.policies.values(),
+                resources.peers.values(),
+                resources.request_auths.values(),
+                with_dry_run,
+            )
+        };
+        let index = index_of(false);
+        let shadow = resources.policies.values().any(|p| p.dry_run).then(|| index_of(true));
         let cluster = Cluster::build(resources.cluster.values().map(|o| &**o), &config);
-        Snapshot { generation, config, resources, authenticators, index, cluster }
+        Snapshot { generation, config, resources, authenticators, index, shadow, cluster }
     }
 
     pub(crate) fn sources(&self) -> &Resources {
@@ -163,7 +170,11 @@ impl Snapshot {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
         let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
-        Ok(eval::waypoint_tcp(&self.index, req, &attrs))
+        let mut decision = eval::waypoint_tcp(&self.index, req, &attrs);
+        if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, req, Enforcement::Waypoint)) {
+            decision.dry_run = Some(Box::new(eval::waypoint_tcp(shadow, req, &attrs)));
+        }
+        Ok(decision)
     }
 
     fn check_inner(&self, req: &CheckRequest, at: Enforcement, now: Option<u64>) -> Result<Decision, RequestError> {
@@ -185,13 +196,27 @@ impl Snapshot {
         at: Enforcement,
         now: Option<u64>,
     ) -> Result<Decision, RequestError> {
+        let mut decision = self.evaluate_with(&self.index, req, at, now)?;
+        if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, req, at)) {
+            decision.dry_run = Some(Box::new(self.evaluate_with(shadow, req, at, now)?));
+        }
+        Ok(decision)
+    }
+
+    fn evaluate_with(
+        &self,
+        index: &Index,
+        req: &CheckRequest,
+        at: Enforcement,
+        now: Option<u64>,
+    ) -> Result<Decision, RequestError> {
         if req.destination.namespace.is_empty() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
         match at {
             Enforcement::Ztunnel => {
                 let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
-                Ok(eval::ztunnel(&self.index, req, &attrs))
+                Ok(eval::ztunnel(index, req, &attrs))
             }
             Enforcement::Waypoint => {
                 let Some(http) = &req.http else {
@@ -234,7 +259,7 @@ impl Snapshot {
                         .collect();
                     attrs.split_claims(extra);
                 }
-                let mut decision = eval::waypoint(&self.index, req, &attrs);
+                let mut decision = eval::waypoint(index, req, &attrs);
                 decision.token_forwarding = forwarding;
                 Ok(decision)
             }

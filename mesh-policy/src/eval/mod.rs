@@ -115,3 +115,13 @@ pub(crate) fn waypoint_tcp(index: &Index, req: &crate::request::CheckRequest, at
     decision.status = None;
     decision
 }
+
+/// Whether a dry-run policy applies to the destination at this enforcement point.
+pub(crate) fn dry_run_applies(index: &Index, req: &crate::request::CheckRequest, at: Enforcement) -> bool {
+    let mut seen = false;
+    match at {
+        Enforcement::Ztunnel => index.for_each_ztunnel(&req.destination, |p| seen |= p.dry_run),
+        Enforcement::Waypoint => index.for_each_waypoint(&req.destination, |p| seen |= p.dry_run),
+    }
+    seen
+}
