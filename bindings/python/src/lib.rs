@@ -8,6 +8,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+mod trace;
+
 pyo3::create_exception!(_native, MeshPolicyError, PyValueError, "Base of every mesh_policy error; a ValueError.");
 pyo3::create_exception!(
     _native,
@@ -26,7 +28,7 @@ fn json_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     PyModule::import(py, "json")
 }
 
-fn to_python(py: Python<'_>, value: &impl serde::Serialize) -> PyResult<Py<PyAny>> {
+pub(crate) fn to_python(py: Python<'_>, value: &impl serde::Serialize) -> PyResult<Py<PyAny>> {
     let text = serde_json::to_string(value).map_err(|e| MeshPolicyError::new_err(e.to_string()))?;
     Ok(json_module(py)?.call_method1("loads", (text,))?.unbind())
 }
@@ -104,18 +106,27 @@ impl Mesh {
             let path = e.path().to_string();
             InvalidRequestError::new_err(format!("invalid check request: {path}: {}", e.into_inner()))
         })?;
-        let now = match now {
-            Some(t) => t,
-            None => PyModule::import(py, "time")?.call_method0("time")?.extract::<f64>()?,
-        };
-        if !now.is_finite() || now < 0.0 {
-            return Err(InvalidRequestError::new_err("now: must be a non-negative number of seconds"));
-        }
-        // Whole seconds, as token times are.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let now = now as u64;
+        let now = seconds(py, now)?;
         let decision = self.inner.check_at(&req, now).map_err(|e| InvalidRequestError::new_err(e.to_string()))?;
         Ok(Decision { inner: decision })
+    }
+
+    /// Traces a connection (or, with `http`, a request) from a source workload to a destination address through
+    /// every hop; returns a Trace. Tokens are validated at `request["now"]`, else `now`, else the current time.
+    #[pyo3(signature = (request, now = None))]
+    fn trace(&self, py: Python<'_>, request: &Bound<'_, PyAny>, now: Option<f64>) -> PyResult<trace::Trace> {
+        let text: String = json_module(py)?
+            .call_method1("dumps", (request,))?
+            .extract()
+            .map_err(|_| InvalidRequestError::new_err("request must be a dict of JSON-compatible values"))?;
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let req: mesh_policy::TraceRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            InvalidRequestError::new_err(format!("invalid trace request: {path}: {}", e.into_inner()))
+        })?;
+        let now = seconds(py, now)?;
+        let result = self.inner.trace(&req, now).map_err(|e| InvalidRequestError::new_err(e.to_string()))?;
+        Ok(trace::Trace { inner: result })
     }
 
     /// Findings about the applied configuration: warnings from applying, and cross-resource problems.
@@ -132,10 +143,23 @@ impl Mesh {
     }
 }
 
+/// `now` in whole seconds, as token times are; the current time when absent.
+fn seconds(py: Python<'_>, now: Option<f64>) -> PyResult<u64> {
+    let now = match now {
+        Some(t) => t,
+        None => PyModule::import(py, "time")?.call_method0("time")?.extract::<f64>()?,
+    };
+    if !now.is_finite() || now < 0.0 {
+        return Err(InvalidRequestError::new_err("now: must be a non-negative number of seconds"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok(now as u64)
+}
+
 /// The answer to a check.
 #[pyclass(module = "mesh_policy", frozen)]
-struct Decision {
-    inner: RustDecision,
+pub(crate) struct Decision {
+    pub(crate) inner: RustDecision,
 }
 
 #[pymethods]
@@ -186,6 +210,11 @@ impl Decision {
         out.set_item("output_claim_to_headers", f.output_claim_to_headers.clone())?;
         Ok(Some(out.into_any().unbind()))
     }
+    /// When dry-run policies apply: the Decision they would produce if enforced; else None.
+    #[getter]
+    fn dry_run(&self) -> Option<Decision> {
+        self.inner.dry_run.as_deref().map(|d| Decision { inner: d.clone() })
+    }
     /// The decision as a dict in the shared shape.
     fn to_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         to_python(py, &self.inner)
@@ -214,6 +243,8 @@ impl Decision {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Mesh>()?;
     m.add_class::<Decision>()?;
+    m.add_class::<trace::Trace>()?;
+    m.add_class::<trace::Hop>()?;
     m.add("MeshPolicyError", m.py().get_type::<MeshPolicyError>())?;
     m.add("InvalidManifestError", m.py().get_type::<InvalidManifestError>())?;
     m.add("InvalidRequestError", m.py().get_type::<InvalidRequestError>())?;

@@ -6,14 +6,19 @@
     >>> decision = mesh.check({"destination": {"namespace": "payments", "port": 8080},
     ...                        "source": {"principal": "cluster.local/ns/payments/sa/accounts"}})
     >>> decision.allowed, decision.reason
+    >>> trace = mesh.trace({"source": {"pod": "payments/accounts-0"}, "destination": "ledger:8080",
+    ...                     "http": {"method": "POST", "path": "/ledger/v1/debit"}})
+    >>> trace.status, trace.denied_hop
 """
 
 from ._native import (
     Decision,
+    Hop,
     InvalidManifestError,
     InvalidRequestError,
     Mesh,
     MeshPolicyError,
+    Trace,
 )
 
-__all__ = ["Decision", "InvalidManifestError", "InvalidRequestError", "Mesh", "MeshPolicyError"]
+__all__ = ["Decision", "Hop", "InvalidManifestError", "InvalidRequestError", "Mesh", "MeshPolicyError", "Trace"]

@@ -25,6 +25,23 @@ class TokenForwarding(TypedDict):
     output_payload_to_header: Optional[str]
     output_claim_to_headers: list[tuple[str, str]]
 
+class HopDict(TypedDict):
+    proxy: Literal["waypoint", "ztunnel"]
+    name: Optional[str]
+    peer: Optional[str]
+    decision: DecisionDict
+
+class EndpointTraceDict(TypedDict):
+    allowed: bool
+    status: Optional[int]
+    refused: bool
+    denied_by: Optional[int]
+    endpoint: Optional[str]
+    hops: list[HopDict]
+
+class TraceDict(EndpointTraceDict):
+    endpoints: list[EndpointTraceDict]
+
 class MeshPolicyError(ValueError):
     """Base of every mesh_policy error."""
 
@@ -56,7 +73,50 @@ class Decision:
     @property
     def token_forwarding(self) -> Optional[TokenForwarding]:
         """How the waypoint forwards a token it validated; None when it validated none."""
+    @property
+    def dry_run(self) -> Optional["Decision"]:
+        """When dry-run policies apply: the decision they would produce if enforced; else None."""
     def to_dict(self) -> DecisionDict: ...
+    def __bool__(self) -> bool: ...
+
+class Hop:
+    """One enforcement point on the way of a trace."""
+
+    @property
+    def proxy(self) -> Literal["waypoint", "ztunnel"]: ...
+    @property
+    def name(self) -> Optional[str]:
+        """The waypoint Gateway (namespace/name), or the destination's node."""
+    @property
+    def peer(self) -> Optional[str]:
+        """The identity this hop sees; None for a plaintext peer."""
+    @property
+    def decision(self) -> Decision: ...
+    def to_dict(self) -> HopDict: ...
+
+class Trace:
+    """Can A reach B, and if not, which hop stops it and why."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def status(self) -> Optional[int]:
+        """With `http`: 200, 401/403 from the waypoint, 503 when the destination's ztunnel refuses the waypoint."""
+    @property
+    def refused(self) -> bool:
+        """Whether the client's own connection is refused or reset."""
+    @property
+    def denied_by(self) -> Optional[int]: ...
+    @property
+    def denied_hop(self) -> Optional[Hop]: ...
+    @property
+    def endpoint(self) -> Optional[str]: ...
+    @property
+    def hops(self) -> list[Hop]: ...
+    @property
+    def endpoints(self) -> list["Trace"]:
+        """One trace per endpoint when the destination has several; empty otherwise."""
+    def to_dict(self) -> TraceDict: ...
     def __bool__(self) -> bool: ...
 
 class Mesh:
@@ -77,6 +137,8 @@ class Mesh:
     def check(self, request: dict[str, Any], now: Optional[float] = None) -> Decision:
         """Check a request in the shared check-request shape. Raw tokens are validated at `now` (Unix seconds;
         default: the current time). Raises InvalidRequestError."""
+    def trace(self, request: dict[str, Any], now: Optional[float] = None) -> Trace:
+        """Follow a connection or request across every hop (the shape of shared/spec/trace.md)."""
     def analyze(self) -> list[str]:
         """Findings about the applied configuration: apply-time warnings and cross-resource problems."""
     def __len__(self) -> int: ...
