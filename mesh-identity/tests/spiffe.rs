@@ -129,3 +129,24 @@ proptest! {
         let _ = IstioIdentity::parse_principal(&s);
     }
 }
+
+#[test]
+fn principals_split_without_allocating() {
+    use mesh_identity::spiffe::split_principal;
+    assert_eq!(
+        split_principal("cluster.local/ns/payments/sa/accounts"),
+        Some(("cluster.local", "payments", "accounts"))
+    );
+    assert_eq!(split_principal("td/ns/sa/sa/x"), Some(("td", "sa", "x")));
+    for not_istio in
+        ["cluster.local/ns/a", "/ns/a/sa/b", "td/ns//sa/b", "td/ns/a/sa/", "td/ns/a/b/sa/c", "td/ns/a/sa/b/c", "td"]
+    {
+        assert_eq!(split_principal(not_istio), None, "{not_istio}");
+    }
+    // The same identities as the full parser, which also checks the SPIFFE grammar.
+    let full = mesh_identity::spiffe::IstioIdentity::parse_principal("cluster.local/ns/payments/sa/accounts").unwrap();
+    assert_eq!(
+        split_principal(full.principal()),
+        Some((full.trust_domain_name(), full.namespace(), full.service_account()))
+    );
+}

@@ -4,6 +4,24 @@ use std::fmt;
 
 use super::{SpiffeId, SpiffeIdError, TrustDomain};
 
+/// `/ns/<namespace>/sa/<service account>` split into its two names.
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/ns/")?;
+    let (ns, sa) = rest.split_once("/sa/")?;
+    (!ns.is_empty() && !sa.is_empty() && !ns.contains('/') && !sa.contains('/')).then_some((ns, sa))
+}
+
+/// The parts of a principal in Istio's form, `<trust domain>/ns/<namespace>/sa/<service account>`, borrowed:
+/// `(trust domain, namespace, service account)`, or `None` for any other shape. Nothing is allocated and the
+/// characters are not checked against the SPIFFE grammar (a policy compares them as they are);
+/// [`IstioIdentity::parse_principal`] validates fully.
+pub fn split_principal(principal: &str) -> Option<(&str, &str, &str)> {
+    let slash = principal.find('/')?;
+    let (trust_domain, path) = principal.split_at(slash);
+    let (ns, sa) = split_path(path)?;
+    (!trust_domain.is_empty()).then_some((trust_domain, ns, sa))
+}
+
 /// An Istio workload identity: a SPIFFE ID whose path is `/ns/<namespace>/sa/<service account>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IstioIdentity {
@@ -17,11 +35,7 @@ impl IstioIdentity {
     /// The Istio view of a SPIFFE ID.
     pub fn from_spiffe_id(id: SpiffeId) -> Result<Self, SpiffeIdError> {
         let base = id.as_str().len() - id.path().len();
-        let rest = id.path().strip_prefix("/ns/").ok_or(SpiffeIdError::NotIstio)?;
-        let (ns, sa) = rest.split_once("/sa/").ok_or(SpiffeIdError::NotIstio)?;
-        if ns.contains('/') || sa.contains('/') || ns.is_empty() || sa.is_empty() {
-            return Err(SpiffeIdError::NotIstio);
-        }
+        let (ns, _) = split_path(id.path()).ok_or(SpiffeIdError::NotIstio)?;
         let ns_start = base + "/ns/".len();
         let ns_end = ns_start + ns.len();
         Ok(IstioIdentity { id, namespace: (ns_start, ns_end), service_account: ns_end + "/sa/".len() })

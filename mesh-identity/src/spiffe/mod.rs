@@ -11,7 +11,7 @@ mod trust_domain;
 
 pub use error::SpiffeIdError;
 pub use id::SpiffeId;
-pub use istio::{IstioIdentity, TrustDomains};
+pub use istio::{IstioIdentity, TrustDomains, split_principal};
 pub use trust_domain::TrustDomain;
 
 /// `spiffe://`.

@@ -25,27 +25,10 @@ pub struct Identity<'a> {
 }
 
 impl<'a> Identity<'a> {
-    /// Parses the Istio form of a principal; `None` for any other shape.
+    /// Parses the Istio form of a principal; `None` for any other shape. The parser is mesh-identity's.
     pub fn parse(principal: &'a str) -> Option<Self> {
-        // Exactly four slashes: td / "ns" / namespace / "sa" / account.
-        let mut slashes = [0usize; 4];
-        let mut n = 0;
-        for (i, b) in principal.bytes().enumerate() {
-            if b == b'/' {
-                *slashes.get_mut(n)? = i;
-                n += 1;
-            }
-        }
-        let [a, b, c, d] = slashes;
-        if n != 4 || &principal[a..b] != "/ns" || &principal[c..d] != "/sa" {
-            return None;
-        }
-        let (trust_domain, namespace, service_account) = (&principal[..a], &principal[b + 1..c], &principal[d + 1..]);
-        (!trust_domain.is_empty() && !namespace.is_empty() && !service_account.is_empty()).then_some(Identity {
-            trust_domain,
-            namespace,
-            service_account,
-        })
+        let (trust_domain, namespace, service_account) = mesh_identity::spiffe::split_principal(principal)?;
+        Some(Identity { trust_domain, namespace, service_account })
     }
 }
 
