@@ -51,6 +51,23 @@ pub struct TokenForwarding {
     pub output_claim_to_headers: Vec<(String, String)>,
 }
 
+/// A token the waypoint rejected, with the typed reason (for Envoy's `www-authenticate` answer) and the
+/// RequestAuthentication whose rules rejected it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwtRejection {
+    /// Why.
+    pub error: mesh_identity::jwt::JwtError,
+    /// The RequestAuthentication.
+    pub request_authentication: ResourceId,
+}
+
+impl fmt::Display for JwtRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (RequestAuthentication {})", self.error, self.request_authentication.qualified())
+    }
+}
+
 /// A rule that matched: the policy, the rule's index, and the parts of it that matched.
 #[derive(Debug, Clone)]
 pub struct MatchedRule {
@@ -125,7 +142,7 @@ pub enum Reason {
         port_level: bool,
     },
     /// A token was presented and rejected.
-    JwtRejected(String),
+    JwtRejected(JwtRejection),
     /// A reason read back from text.
     Text(String),
 }
@@ -186,6 +203,14 @@ impl<'de> Deserialize<'de> for Reason {
 }
 
 impl Decision {
+    /// The rejected token's reason, when a token was rejected (status 401).
+    pub fn jwt_rejection(&self) -> Option<&JwtRejection> {
+        match &self.reason {
+            Reason::JwtRejected(r) => Some(r),
+            _ => None,
+        }
+    }
+
     pub(crate) fn new(allowed: bool, action: Action, reason: Reason, enforcement: Enforcement) -> Self {
         let status = match enforcement {
             Enforcement::Ztunnel => None,

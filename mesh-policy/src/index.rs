@@ -8,7 +8,8 @@ use rustc_hash::FxHashMap;
 use crate::model::peer_authentication::CompiledPeerAuthentication;
 use crate::model::policy::{CompiledPolicy, PolicyRef, Scope, TargetKind};
 use crate::model::request_authentication::CompiledRequestAuthentication;
-use crate::request::{Destination, ServiceKind};
+use crate::proxy::Target as Destination;
+use crate::request::ServiceKind;
 
 /// Policies with a workload selector, indexed by one of their labels.
 #[derive(Debug, Default)]
@@ -178,10 +179,10 @@ impl Index {
     /// selectors, namespace-wide, then the namespace's selectors.
     pub(crate) fn for_each_ztunnel<'a>(&'a self, dest: &Destination, mut f: impl FnMut(&'a PolicyRef)) {
         self.root_ns.ztunnel_all.iter().for_each(&mut f);
-        self.root_ns.ztunnel_selected.for_each(&dest.workload_labels, &mut f);
-        if let Some(ns) = self.non_root(&dest.namespace) {
+        self.root_ns.ztunnel_selected.for_each(dest.labels, &mut f);
+        if let Some(ns) = self.non_root(dest.namespace) {
             ns.ztunnel_all.iter().for_each(&mut f);
-            ns.ztunnel_selected.for_each(&dest.workload_labels, &mut f);
+            ns.ztunnel_selected.for_each(dest.labels, &mut f);
         }
     }
 
@@ -192,14 +193,14 @@ impl Index {
         if let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class) {
             ps.iter().for_each(&mut f);
         }
-        if let Some((wns, w)) = dest.waypoint_ref() {
+        if let Some((wns, w)) = dest.waypoint {
             if let Some(ps) = self.namespace(wns).and_then(|ns| ns.gateways.get(w)) {
                 ps.iter().for_each(&mut f);
             }
         }
-        let Some(ns) = self.namespace(&dest.namespace) else { return };
-        if let Some(svc) = dest.service.as_deref() {
-            let map = match dest.service_kind.unwrap_or_default() {
+        let Some(ns) = self.namespace(dest.namespace) else { return };
+        if let Some((svc, kind)) = dest.service {
+            let map = match kind {
                 ServiceKind::Service => &ns.services,
                 ServiceKind::ServiceEntry => &ns.service_entries,
             };
@@ -212,12 +213,13 @@ impl Index {
     /// The PeerAuthentications that decide a workload's mode: mesh, namespace, workload.
     pub(crate) fn peer_authentications(&self, dest: &Destination) -> [Option<&CompiledPeerAuthentication>; 3] {
         let mesh = self.root_ns.peer_namespace.as_deref();
-        let ns = self.non_root(&dest.namespace);
+        let ns = self.non_root(dest.namespace);
         let namespace = ns.and_then(|n| n.peer_namespace.as_deref());
         let workload = ns.and_then(|n| {
-            n.peer_workloads.iter().map(|p| &**p).find(|p| {
-                p.selector.as_ref().is_some_and(|sel| sel.iter().all(|(k, v)| dest.workload_labels.get(k) == Some(v)))
-            })
+            n.peer_workloads
+                .iter()
+                .map(|p| &**p)
+                .find(|p| p.selector.as_ref().is_some_and(|sel| sel.iter().all(|(k, v)| dest.labels.get(k) == Some(v))))
         });
         [mesh, namespace, workload]
     }
@@ -225,11 +227,12 @@ impl Index {
     /// RequestAuthentications that apply at the waypoint for the destination.
     pub(crate) fn request_authentications<'a>(
         &'a self,
-        dest: &'a Destination,
+        dest: &Destination<'a>,
     ) -> impl Iterator<Item = &'a CompiledRequestAuthentication> + 'a {
-        let waypoint = dest.waypoint_ref();
+        let dest = *dest;
+        let waypoint = dest.waypoint;
         let root = self.root_ns.request_auth.iter();
-        let ns = self.non_root(&dest.namespace).into_iter().flat_map(|n| n.request_auth.iter());
+        let ns = self.non_root(dest.namespace).into_iter().flat_map(|n| n.request_auth.iter());
         let waypoint_ns = waypoint
             .map(|(wns, _)| wns)
             .filter(|wns| *wns != dest.namespace && *wns != &*self.root)
@@ -242,13 +245,8 @@ impl Index {
                 TargetKind::GatewayClass => ra.id.namespace() == &*self.root && t.name == self.gateway_class,
                 TargetKind::Gateway => waypoint.is_some_and(|(wns, w)| ra.id.namespace() == wns && w == &*t.name),
                 _ if ra.id.namespace() != dest.namespace => false,
-                TargetKind::Service => {
-                    dest.service_kind.unwrap_or_default() == ServiceKind::Service
-                        && dest.service.as_deref() == Some(&*t.name)
-                }
-                TargetKind::ServiceEntry => {
-                    dest.service_kind == Some(ServiceKind::ServiceEntry) && dest.service.as_deref() == Some(&*t.name)
-                }
+                TargetKind::Service => dest.service == Some((&*t.name, ServiceKind::Service)),
+                TargetKind::ServiceEntry => dest.service == Some((&*t.name, ServiceKind::ServiceEntry)),
             })
         })
     }

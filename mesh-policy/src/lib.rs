@@ -59,6 +59,7 @@ pub mod mesh;
 #[allow(unreachable_pub)]
 mod model;
 mod named;
+pub mod proxy;
 pub mod request;
 pub mod resource;
 pub mod scenario;
@@ -68,7 +69,7 @@ pub mod trace;
 pub use compile::DRY_RUN_ANNOTATION;
 pub use config::MeshConfig;
 pub use crd::{Action, MtlsMode};
-pub use decision::{Decision, MatchedRule, Reason, TokenForwarding};
+pub use decision::{Decision, JwtRejection, MatchedRule, Reason, TokenForwarding};
 pub use error::{ApplyError, FieldError, ManifestError, RequestError};
 pub use mesh::{ApplyReport, Mesh, ReloadError, Source, SourceError, Warning};
 pub use model::path::PathNormalization;

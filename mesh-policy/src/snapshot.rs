@@ -5,15 +5,19 @@ use std::sync::Arc;
 
 use crate::cluster::{Cluster, ClusterObject};
 use crate::config::MeshConfig;
-use crate::decision::{Decision, Reason};
+use mesh_identity::jwt::VerifiedToken;
+
+use crate::crd::Action;
+use crate::decision::{Decision, JwtRejection, Reason, TokenForwarding};
 use crate::error::{FieldError, RequestError};
 use crate::eval::authentication::{Authenticators, JwksDocuments};
-use crate::eval::{self, attributes::Attributes};
+use crate::eval::{self, attributes::Attributes, attributes::Token};
 use crate::index::Index;
 use crate::mesh::Warning;
 use crate::model::peer_authentication::{self, CompiledPeerAuthentication, EffectiveMtls};
 use crate::model::policy::PolicyRef;
 use crate::model::request_authentication::CompiledRequestAuthentication;
+use crate::proxy::{Connection, Request, Target};
 use crate::request::{CheckRequest, Destination, Enforcement};
 use crate::resource::ResourceId;
 
@@ -132,7 +136,7 @@ impl Snapshot {
 
     /// The effective mTLS mode ztunnel applies to plaintext arriving at a workload port.
     pub fn effective_mtls(&self, destination: &Destination) -> EffectiveMtls {
-        let [mesh, ns, workload] = self.index.peer_authentications(destination);
+        let [mesh, ns, workload] = self.index.peer_authentications(&Target::from(destination));
         peer_authentication::resolve(mesh, ns, workload, destination.port)
     }
 
@@ -170,11 +174,40 @@ impl Snapshot {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
         let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
-        let mut decision = eval::waypoint_tcp(&self.index, req, &attrs);
-        if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, req, Enforcement::Waypoint)) {
-            decision.dry_run = Some(Box::new(eval::waypoint_tcp(shadow, req, &attrs)));
+        Ok(self.tcp_waypoint_decision(&Target::from(&req.destination), &attrs))
+    }
+
+    /// The destination ztunnel's decision for a proxy's connection.
+    pub fn authorize_connection(&self, connection: &Connection<'_>) -> Decision {
+        // A proxy's connection has no field that can be malformed.
+        match Attributes::proxy(connection, None, None) {
+            Ok(attrs) => self.ztunnel_decision(&connection.target, &attrs),
+            Err(e) => Decision::new(false, Action::Deny, Reason::Text(e.to_string()), Enforcement::Ztunnel),
         }
-        Ok(decision)
+    }
+
+    /// The waypoint's decision for a plain TCP connection it proxies (see [`Snapshot::check_waypoint_tcp`]).
+    pub fn authorize_tcp_at_waypoint(&self, connection: &Connection<'_>) -> Decision {
+        match Attributes::proxy(connection, None, None) {
+            Ok(attrs) => self.tcp_waypoint_decision(&connection.target, &attrs),
+            Err(e) => Decision::new(false, Action::Deny, Reason::Text(e.to_string()), Enforcement::Waypoint),
+        }
+    }
+
+    /// The waypoint's decision for a proxy's HTTP request: RequestAuthentication (tokens validated at `now`,
+    /// Unix seconds, and borrowed from the verified-token cache), then AuthorizationPolicy. A request whose path
+    /// does not start with `/` is an error.
+    pub fn authorize_request(&self, request: &Request<'_>, now: u64) -> Result<Decision, RequestError> {
+        let target = &request.connection.target;
+        let headers = HeaderPairs(request.http.headers);
+        let (verified, forwarding) = match self.authenticate(target, headers, request.http.path, Some(now)) {
+            Ok(Some((token, forwarding))) => (Some(token), Some(forwarding)),
+            Ok(None) => (None, None),
+            Err(rejection) => return Ok(rejected(rejection)),
+        };
+        let token = verified.as_deref().map(Token::Verified);
+        let mut attrs = Attributes::proxy(&request.connection, Some((request, self.config.path_normalization)), token)?;
+        Ok(self.waypoint_decision(target, &mut attrs, forwarding))
     }
 
     fn check_inner(&self, req: &CheckRequest, at: Enforcement, now: Option<u64>) -> Result<Decision, RequestError> {
@@ -190,22 +223,9 @@ impl Snapshot {
         }
     }
 
+    /// Evaluates a request in the shared shape at an enforcement point.
     pub(crate) fn evaluate(
         &self,
-        req: &CheckRequest,
-        at: Enforcement,
-        now: Option<u64>,
-    ) -> Result<Decision, RequestError> {
-        let mut decision = self.evaluate_with(&self.index, req, at, now)?;
-        if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, req, at)) {
-            decision.dry_run = Some(Box::new(self.evaluate_with(shadow, req, at, now)?));
-        }
-        Ok(decision)
-    }
-
-    fn evaluate_with(
-        &self,
-        index: &Index,
         req: &CheckRequest,
         at: Enforcement,
         now: Option<u64>,
@@ -213,10 +233,11 @@ impl Snapshot {
         if req.destination.namespace.is_empty() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
+        let target = Target::from(&req.destination);
         match at {
             Enforcement::Ztunnel => {
                 let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
-                Ok(eval::ztunnel(index, req, &attrs))
+                Ok(self.ztunnel_decision(&target, &attrs))
             }
             Enforcement::Waypoint => {
                 let Some(http) = &req.http else {
@@ -225,46 +246,101 @@ impl Snapshot {
                         "must be set for a waypoint check (method and path at least)",
                     )));
                 };
-                let validated;
-                let mut forwarding = None;
-                let jwt = match &req.jwt {
-                    Some(jwt) => Some(jwt),
+                let (verified, forwarding) = match &req.jwt {
+                    Some(_) => (None, None),
                     None => {
-                        let applicable = self.index.request_authentications(&req.destination);
-                        match self.authenticators.authenticate(applicable, http, now) {
-                            Ok(token) => {
-                                validated = token.map(|(attrs, f)| {
-                                    forwarding = Some(f);
-                                    attrs
-                                });
-                                validated.as_ref()
-                            }
-                            Err(why) => {
-                                return Ok(Decision::new(
-                                    false,
-                                    crate::crd::Action::Deny,
-                                    Reason::JwtRejected(why),
-                                    Enforcement::Waypoint,
-                                ));
-                            }
+                        let headers = http.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                        match self.authenticate(&target, headers, &http.path, now) {
+                            Ok(Some((token, forwarding))) => (Some(token), Some(forwarding)),
+                            Ok(None) => (None, None),
+                            Err(rejection) => return Ok(rejected(rejection)),
                         }
                     }
                 };
-                let mut attrs = Attributes::new(req, true, self.config.path_normalization, jwt)?;
-                if let Some((issuer, _)) = attrs.token_subject() {
-                    let extra: Vec<&str> = self
-                        .index
-                        .request_authentications(&req.destination)
-                        .flat_map(|ra| ra.space_delimited_claims(issuer))
-                        .collect();
-                    attrs.split_claims(extra);
-                }
-                let mut decision = eval::waypoint(index, req, &attrs);
-                decision.token_forwarding = forwarding;
-                Ok(decision)
+                let token = match (&req.jwt, verified.as_deref()) {
+                    (Some(given), _) => Some(Token::Given(given)),
+                    (None, Some(t)) => Some(Token::Verified(t)),
+                    (None, None) => None,
+                };
+                let mut attrs = Attributes::new(req, true, self.config.path_normalization, token)?;
+                Ok(self.waypoint_decision(&target, &mut attrs, forwarding))
             }
         }
     }
+
+    fn authenticate<'h>(
+        &self,
+        target: &Target<'_>,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)> + Clone,
+        path: &str,
+        now: Option<u64>,
+    ) -> Result<Option<(Arc<VerifiedToken>, TokenForwarding)>, JwtRejection> {
+        let applicable = self.index.request_authentications(target);
+        self.authenticators.authenticate(applicable, headers, path, now)
+    }
+
+    fn ztunnel_decision(&self, target: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
+        let mut decision = eval::ztunnel(&self.index, target, attrs);
+        if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, target, Enforcement::Ztunnel)) {
+            decision.dry_run = Some(Box::new(eval::ztunnel(shadow, target, attrs)));
+        }
+        decision
+    }
+
+    fn tcp_waypoint_decision(&self, target: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
+        let mut decision = eval::waypoint_tcp(&self.index, target, attrs);
+        if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, target, Enforcement::Waypoint)) {
+            decision.dry_run = Some(Box::new(eval::waypoint_tcp(shadow, target, attrs)));
+        }
+        decision
+    }
+
+    fn waypoint_decision<'a>(
+        &'a self,
+        target: &Target<'a>,
+        attrs: &mut Attributes<'a>,
+        forwarding: Option<TokenForwarding>,
+    ) -> Decision {
+        if let Some((issuer, _)) = attrs.token_subject() {
+            let extra: Vec<&str> =
+                self.index.request_authentications(target).flat_map(|ra| ra.space_delimited_claims(issuer)).collect();
+            attrs.split_claims(extra);
+        }
+        let mut decision = eval::waypoint(&self.index, target, attrs);
+        decision.token_forwarding = forwarding;
+        if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, target, Enforcement::Waypoint)) {
+            decision.dry_run = Some(Box::new(eval::waypoint(shadow, target, attrs)));
+        }
+        decision
+    }
+}
+
+/// A header map's (name, value) pairs, as often as they are asked for; values that are not text are left out
+/// (a token is text).
+#[derive(Clone, Copy)]
+struct HeaderPairs<'a>(&'a http::HeaderMap);
+
+impl<'a> IntoIterator for HeaderPairs<'a> {
+    type Item = (&'a str, &'a str);
+    type IntoIter = HeaderPairsIter<'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        HeaderPairsIter(self.0.iter())
+    }
+}
+
+struct HeaderPairsIter<'a>(http::header::Iter<'a, http::HeaderValue>);
+
+impl<'a> Iterator for HeaderPairsIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.by_ref().find_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
+    }
+}
+
+fn rejected(rejection: JwtRejection) -> Decision {
+    Decision::new(false, Action::Deny, Reason::JwtRejected(rejection), Enforcement::Waypoint)
 }
 
 #[cfg(test)]

@@ -2,11 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+use common::Idp;
 use mesh_policy::{CheckRequest, Mesh};
-use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 
 const NOW: u64 = 1_800_000_000;
@@ -47,34 +49,6 @@ spec:
   - from: [{source: {requestPrincipals: ["https://idp.example.com/alice"]}}]
     when: [{key: "request.auth.claims[scope]", values: ["ledger.read"]}]
 "#;
-
-struct Idp {
-    key: EcdsaKeyPair,
-    kid: &'static str,
-}
-
-impl Idp {
-    fn new(kid: &'static str) -> Self {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        Idp { key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap(), kid }
-    }
-
-    fn jwks(&self) -> String {
-        let point = self.key.public_key().as_ref();
-        json!({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": self.kid,
-                         "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65])}]})
-        .to_string()
-    }
-
-    fn sign(&self, claims: Value) -> String {
-        let header = B64.encode(json!({"alg": "ES256", "typ": "JWT", "kid": self.kid}).to_string());
-        let payload = B64.encode(claims.to_string());
-        let input = format!("{header}.{payload}");
-        let sig = self.key.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
-        format!("{input}.{}", B64.encode(sig.as_ref()))
-    }
-}
 
 fn alice_claims() -> Value {
     json!({"iss": ISSUER, "sub": "alice", "aud": "ledger", "exp": NOW + 600, "scope": "ledger.read ledger.write"})

@@ -11,7 +11,9 @@ use crate::error::{FieldError, RequestError};
 use crate::model::path::{PathNormalization, normalize};
 use crate::model::request_authentication::SPACE_DELIMITED_CLAIMS;
 use crate::model::string_match::StringMatch;
+use crate::proxy::HttpView;
 use crate::request::{CheckRequest, HttpRequest, JwtAttributes};
+use mesh_identity::jwt::VerifiedToken;
 
 /// An Istio identity `<trust domain>/ns/<namespace>/sa/<service account>`, borrowed from a principal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,113 @@ impl<'a> Identity<'a> {
     }
 }
 
+/// Where the HTTP attributes come from: the shared request shape, or a proxy's request.
+#[derive(Debug, Clone, Copy)]
+enum Http<'a> {
+    Shape(&'a HttpRequest),
+    Proxy(HttpView<'a>),
+}
+
+impl<'a> Http<'a> {
+    fn method(self) -> &'a str {
+        match self {
+            Http::Shape(h) => &h.method,
+            Http::Proxy(h) => h.method,
+        }
+    }
+
+    fn host(self) -> Option<&'a str> {
+        match self {
+            Http::Shape(h) => h.host.as_deref(),
+            Http::Proxy(h) => h.host,
+        }
+    }
+
+    /// Every value of a header (name compared without regard to case), joined with `,` as Envoy joins repeated
+    /// headers for matching.
+    fn header(self, name: &str) -> Option<Cow<'a, str>> {
+        match self {
+            Http::Shape(h) => {
+                let mut values =
+                    h.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+                let first = values.next()?;
+                match values.next() {
+                    None => Some(Cow::Borrowed(first)),
+                    Some(second) => {
+                        let mut joined = format!("{first},{second}");
+                        values.for_each(|v| {
+                            joined.push(',');
+                            joined.push_str(v);
+                        });
+                        Some(Cow::Owned(joined))
+                    }
+                }
+            }
+            Http::Proxy(h) => {
+                let mut values = h.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
+                let first = values.next()?;
+                match values.next() {
+                    None => Some(first),
+                    Some(second) => {
+                        let mut joined = format!("{first},{second}");
+                        values.for_each(|v| {
+                            joined.push(',');
+                            joined.push_str(&v);
+                        });
+                        Some(Cow::Owned(joined))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The request's token: attributes given with the request, or a token the waypoint verified (borrowed from
+/// the verified-token cache, never copied).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Token<'a> {
+    Given(&'a JwtAttributes),
+    Verified(&'a VerifiedToken),
+}
+
+impl<'a> Token<'a> {
+    fn claims(self) -> &'a serde_json::Map<String, Value> {
+        match self {
+            Token::Given(t) => &t.claims,
+            Token::Verified(t) => &t.claims,
+        }
+    }
+
+    fn audiences(self) -> &'a [String] {
+        match self {
+            Token::Given(t) => &t.audiences,
+            Token::Verified(t) => &t.audiences,
+        }
+    }
+
+    fn presenter(self) -> Option<&'a str> {
+        match self {
+            Token::Given(t) => t.presenter.as_deref(),
+            Token::Verified(t) => t.presenter.as_deref(),
+        }
+        .or_else(|| self.claims().get("azp").and_then(Value::as_str))
+    }
+
+    fn subject(self) -> Option<(&'a str, &'a str)> {
+        match self {
+            Token::Verified(t) => Some((t.issuer.as_str(), t.subject.as_deref().unwrap_or(""))),
+            Token::Given(t) => {
+                let iss = t.claims.get("iss").and_then(Value::as_str);
+                let sub = t.claims.get("sub").and_then(Value::as_str);
+                match (iss, sub) {
+                    (Some(i), Some(s)) => Some((i, s)),
+                    _ => t.principal.as_deref().and_then(|p| p.rsplit_once('/')),
+                }
+            }
+        }
+    }
+}
+
 /// What policies evaluate.
 #[derive(Debug, Clone)]
 pub struct Attributes<'a> {
@@ -45,23 +154,34 @@ pub struct Attributes<'a> {
     pub destination_ip: Option<IpAddr>,
     /// Destination port.
     pub destination_port: Option<u16>,
-    http: Option<&'a HttpRequest>,
+    http: Option<Http<'a>>,
     path: Option<Cow<'a, str>>,
-    jwt: Option<&'a JwtAttributes>,
+    jwt: Option<Token<'a>>,
     token_subject: OnceCell<Option<(&'a str, &'a str)>>,
     extra_split_claims: Vec<&'a str>,
     /// TLS server name.
     pub sni: Option<&'a str>,
 }
 
+fn canonical(ip: Option<IpAddr>) -> Option<IpAddr> {
+    ip.map(|ip| ip.to_canonical())
+}
+
+fn normalized_path(path: &str, normalization: PathNormalization) -> Result<Cow<'_, str>, RequestError> {
+    if !path.starts_with('/') {
+        return Err(RequestError(FieldError::new("http.path", "must start with '/'")));
+    }
+    Ok(normalize(path, normalization))
+}
+
 impl<'a> Attributes<'a> {
     /// Attributes of a request, with HTTP and token attributes only when `l7`. `jwt` is the request's token:
     /// the pre-validated one of the request, or one the waypoint validated.
-    pub fn new(
+    pub(crate) fn new(
         req: &'a CheckRequest,
         l7: bool,
         normalization: PathNormalization,
-        jwt: Option<&'a JwtAttributes>,
+        jwt: Option<Token<'a>>,
     ) -> Result<Self, RequestError> {
         let principal = req.source.principal.as_deref();
         if principal == Some("") {
@@ -90,27 +210,56 @@ impl<'a> Attributes<'a> {
         }
         let http = if l7 { req.http.as_ref() } else { None };
         let path = match http {
-            Some(h) => {
-                if !h.path.starts_with('/') {
-                    return Err(RequestError(FieldError::new("http.path", "must start with '/'")));
-                }
-                Some(normalize(&h.path, normalization))
-            }
+            Some(h) => Some(normalized_path(&h.path, normalization)?),
             None => None,
         };
         Ok(Attributes {
             principal,
             identity,
-            source_ip: req.source.ip,
-            remote_ip: req.source.remote_ip,
-            destination_ip: req.destination.ip,
+            source_ip: canonical(req.source.ip),
+            remote_ip: canonical(req.source.remote_ip),
+            destination_ip: canonical(req.destination.ip),
             destination_port: req.destination.port,
-            http,
+            http: http.map(Http::Shape),
             path,
             jwt: if l7 { jwt } else { None },
             token_subject: OnceCell::new(),
             extra_split_claims: Vec::new(),
             sni: if l7 { req.connection.as_ref().and_then(|c| c.sni.as_deref()) } else { None },
+        })
+    }
+
+    /// Attributes of a proxy's connection and, when `http` is given, its request; the peer is already parsed.
+    pub(crate) fn proxy(
+        c: &crate::proxy::Connection<'a>,
+        http: Option<(&crate::proxy::Request<'a>, PathNormalization)>,
+        jwt: Option<Token<'a>>,
+    ) -> Result<Self, RequestError> {
+        let identity = OnceCell::new();
+        let _ = identity.set(c.peer.map(|p| Identity {
+            trust_domain: p.trust_domain_name(),
+            namespace: p.namespace(),
+            service_account: p.service_account(),
+        }));
+        let (view, path, remote_ip, sni) = match http {
+            Some((r, normalization)) => {
+                (Some(Http::Proxy(r.http)), Some(normalized_path(r.http.path, normalization)?), r.remote_ip, r.sni)
+            }
+            None => (None, None, None, None),
+        };
+        Ok(Attributes {
+            principal: c.peer.map(|p| p.principal()),
+            identity,
+            source_ip: canonical(c.source_ip),
+            remote_ip: canonical(remote_ip),
+            destination_ip: canonical(c.target.ip),
+            destination_port: c.target.port,
+            http: view,
+            path,
+            jwt: if http.is_some() { jwt } else { None },
+            token_subject: OnceCell::new(),
+            extra_split_claims: Vec::new(),
+            sni,
         })
     }
 
@@ -130,15 +279,15 @@ impl<'a> Attributes<'a> {
         self.remote_ip.or(self.source_ip)
     }
 
-    /// `:authority`.
-    pub fn host(&self) -> Option<&'a str> {
+    /// `:authority`, else the `host` header.
+    pub fn host(&self) -> Option<Cow<'a, str>> {
         let h = self.http?;
-        h.host.as_deref().or_else(|| self.header("host"))
+        h.host().map(Cow::Borrowed).or_else(|| h.header("host"))
     }
 
     /// `:method`.
     pub fn method(&self) -> Option<&'a str> {
-        self.http.map(|h| h.method.as_str())
+        self.http.map(Http::method)
     }
 
     /// The normalized path.
@@ -146,39 +295,28 @@ impl<'a> Attributes<'a> {
         self.path.as_deref()
     }
 
-    /// A header by lower-case name.
-    pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.http?.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    /// A header, repeated values joined with `,`.
+    pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.http?.header(name)
     }
 
     /// The token's `(iss, sub)`: from the claims, or the principal split at its last `/`.
     pub fn token_subject(&self) -> Option<(&'a str, &'a str)> {
-        *self.token_subject.get_or_init(|| self.read_token_subject())
-    }
-
-    fn read_token_subject(&self) -> Option<(&'a str, &'a str)> {
-        let jwt = self.jwt?;
-        let iss = jwt.claims.get("iss").and_then(Value::as_str);
-        let sub = jwt.claims.get("sub").and_then(Value::as_str);
-        match (iss, sub) {
-            (Some(i), Some(s)) => Some((i, s)),
-            _ => jwt.principal.as_deref().and_then(|p| p.rsplit_once('/')),
-        }
+        *self.token_subject.get_or_init(|| self.jwt.and_then(Token::subject))
     }
 
     /// `azp`.
     pub fn presenter(&self) -> Option<&'a str> {
-        let jwt = self.jwt?;
-        jwt.presenter.as_deref().or_else(|| jwt.claims.get("azp").and_then(Value::as_str))
+        self.jwt?.presenter()
     }
 
     /// Whether any audience matches.
     pub fn audiences_match(&self, ms: &[StringMatch]) -> bool {
         let Some(jwt) = self.jwt else { return false };
-        if !jwt.audiences.is_empty() {
-            return jwt.audiences.iter().any(|a| ms.iter().any(|m| m.matches(a)));
+        if !jwt.audiences().is_empty() {
+            return jwt.audiences().iter().any(|a| ms.iter().any(|m| m.matches(a)));
         }
-        jwt.claims.get("aud").is_some_and(|v| value_matches(v, ms, false))
+        jwt.claims().get("aud").is_some_and(|v| value_matches(v, ms, false))
     }
 
     /// Whether the claim at `path` matches: a string directly (split at spaces for space-delimited claims),
@@ -186,7 +324,7 @@ impl<'a> Attributes<'a> {
     pub fn claim_matches(&self, path: &[Box<str>], ms: &[StringMatch]) -> bool {
         let Some(jwt) = self.jwt else { return false };
         let Some((first, rest)) = path.split_first() else { return false };
-        let mut value = jwt.claims.get(&**first);
+        let mut value = jwt.claims().get(&**first);
         for key in rest {
             value = value.and_then(|v| v.get(&**key));
         }

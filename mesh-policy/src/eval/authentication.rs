@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use mesh_identity::jwt::{Authenticator, HeaderLocation, Jwks, JwtRule, Outcome, VerifiedToken};
 
+use crate::decision::JwtRejection;
+
 use crate::decision::TokenForwarding;
 use crate::model::request_authentication::CompiledRequestAuthentication;
-use crate::request::{HttpRequest, JwtAttributes};
 use crate::resource::ResourceId;
 
 /// JWKS documents a caller supplied for `jwksUri`s, since this crate fetches nothing.
@@ -101,23 +102,24 @@ impl Authenticators {
 
     /// Validates the request's tokens against every applicable RequestAuthentication. A token verified by any
     /// of them authenticates the request; otherwise a rejection rejects it; no token leaves it anonymous.
-    pub(crate) fn authenticate<'a>(
+    /// `headers` are (name, value) pairs; `path` includes the query.
+    pub(crate) fn authenticate<'a, 'h>(
         &self,
         applicable: impl Iterator<Item = &'a CompiledRequestAuthentication>,
-        http: &HttpRequest,
+        headers: impl IntoIterator<Item = (&'h str, &'h str)> + Clone,
+        path: &str,
         now: Option<u64>,
-    ) -> Result<Option<(JwtAttributes, TokenForwarding)>, String> {
-        let headers = http.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    ) -> Result<Option<(Arc<VerifiedToken>, TokenForwarding)>, JwtRejection> {
         let mut rejection = None;
         for ra in applicable {
             let Some(auth) = self.0.get(&ra.id).map(|b| &b.authenticator) else { continue };
-            match auth.authenticate(headers.clone(), &http.path, now) {
+            match auth.authenticate(headers.clone(), path, now) {
                 Outcome::Verified { token, rule } => {
                     let forwarding = ra.rules.get(rule).map(forwarding).unwrap_or_default();
-                    return Ok(Some((attributes(&token), forwarding)));
+                    return Ok(Some((token, forwarding)));
                 }
-                Outcome::Rejected(e) => {
-                    rejection.get_or_insert_with(|| format!("{e} (RequestAuthentication {})", ra.id.qualified()));
+                Outcome::Rejected(error) => {
+                    rejection.get_or_insert_with(|| JwtRejection { error, request_authentication: ra.id.clone() });
                 }
                 Outcome::NoToken => {}
             }
@@ -136,14 +138,5 @@ fn forwarding(rule: &crate::crd::JwtRule) -> TokenForwarding {
             .flatten()
             .map(|c| (c.header.clone().unwrap_or_default(), c.claim.clone().unwrap_or_default()))
             .collect(),
-    }
-}
-
-fn attributes(token: &VerifiedToken) -> JwtAttributes {
-    JwtAttributes {
-        principal: token.principal(),
-        audiences: token.audiences.clone(),
-        presenter: token.presenter.clone(),
-        claims: token.claims.clone(),
     }
 }

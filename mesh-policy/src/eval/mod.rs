@@ -8,6 +8,7 @@ use crate::decision::{Decision, MatchedRule, Reason};
 use crate::index::Index;
 use crate::model::peer_authentication;
 use crate::model::policy::{PolicyRef, RuleMatch};
+use crate::proxy::Target;
 use crate::request::Enforcement;
 
 use attributes::Attributes;
@@ -79,10 +80,10 @@ impl<'a> Walk<'a> {
 }
 
 /// The destination ztunnel's decision for a connection.
-pub(crate) fn ztunnel(index: &Index, req: &crate::request::CheckRequest, attrs: &Attributes<'_>) -> Decision {
+pub(crate) fn ztunnel(index: &Index, dest: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
     if attrs.principal.is_none() {
-        let [mesh, ns, workload] = index.peer_authentications(&req.destination);
-        let eff = peer_authentication::resolve(mesh, ns, workload, req.destination.port);
+        let [mesh, ns, workload] = index.peer_authentications(dest);
+        let eff = peer_authentication::resolve(mesh, ns, workload, dest.port);
         if eff.mode == MtlsMode::Strict {
             if let Some(policy) = eff.policy {
                 return Decision::new(
@@ -95,33 +96,33 @@ pub(crate) fn ztunnel(index: &Index, req: &crate::request::CheckRequest, attrs: 
         }
     }
     let mut walk = Walk::default();
-    index.for_each_ztunnel(&req.destination, |p| walk.visit(p, attrs));
+    index.for_each_ztunnel(dest, |p| walk.visit(p, attrs));
     walk.decide(Enforcement::Ztunnel)
 }
 
 /// The waypoint's decision for a request.
-pub(crate) fn waypoint(index: &Index, req: &crate::request::CheckRequest, attrs: &Attributes<'_>) -> Decision {
+pub(crate) fn waypoint(index: &Index, dest: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
     let mut walk = Walk::default();
-    index.for_each_waypoint(&req.destination, |p| walk.visit(p, attrs));
+    index.for_each_waypoint(dest, |p| walk.visit(p, attrs));
     walk.decide(Enforcement::Waypoint)
 }
 
 /// The waypoint's decision for a plain TCP connection (a service without HTTP): the policies' TCP form, and no
 /// HTTP status (a denied connection is closed).
-pub(crate) fn waypoint_tcp(index: &Index, req: &crate::request::CheckRequest, attrs: &Attributes<'_>) -> Decision {
+pub(crate) fn waypoint_tcp(index: &Index, dest: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
     let mut walk = Walk { tcp: true, ..Walk::default() };
-    index.for_each_waypoint(&req.destination, |p| walk.visit(p, attrs));
+    index.for_each_waypoint(dest, |p| walk.visit(p, attrs));
     let mut decision = walk.decide(Enforcement::Waypoint);
     decision.status = None;
     decision
 }
 
 /// Whether a dry-run policy applies to the destination at this enforcement point.
-pub(crate) fn dry_run_applies(index: &Index, req: &crate::request::CheckRequest, at: Enforcement) -> bool {
+pub(crate) fn dry_run_applies(index: &Index, dest: &Target<'_>, at: Enforcement) -> bool {
     let mut seen = false;
     match at {
-        Enforcement::Ztunnel => index.for_each_ztunnel(&req.destination, |p| seen |= p.dry_run),
-        Enforcement::Waypoint => index.for_each_waypoint(&req.destination, |p| seen |= p.dry_run),
+        Enforcement::Ztunnel => index.for_each_ztunnel(dest, |p| seen |= p.dry_run),
+        Enforcement::Waypoint => index.for_each_waypoint(dest, |p| seen |= p.dry_run),
     }
     seen
 }
