@@ -129,7 +129,7 @@ fn a_rejected_token_keeps_its_typed_error() {
     let d = snapshot.authorize_request(&request, NOW).unwrap();
     assert_eq!(d.status, Some(401));
     let rejection = d.jwt_rejection().expect("a typed rejection");
-    assert!(matches!(rejection.error, JwtError::Expired { .. }), "{:?}", rejection.error);
+    assert!(matches!(rejection.error, JwtError::Expired), "{:?}", rejection.error);
     assert_eq!(rejection.request_authentication.qualified().as_ref(), "shop/jwt");
     assert!(d.reason.to_string().starts_with("JWT rejected: "));
 }
