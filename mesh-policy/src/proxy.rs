@@ -39,6 +39,7 @@ use std::net::IpAddr;
 
 use mesh_identity::spiffe::IstioIdentity;
 
+use crate::cluster::WorkloadId;
 use crate::request::{Destination, ServiceKind};
 
 /// The destination of a connection or request, borrowed.
@@ -57,12 +58,15 @@ pub struct Target<'a> {
     pub ip: Option<IpAddr>,
     /// The destination port (the workload port at ztunnel).
     pub port: Option<u16>,
+    /// The workload of the cluster model this target is, and the generation of the snapshot that resolved it:
+    /// that snapshot then uses the policies it resolved for the workload once, instead of looking them up.
+    pub(crate) resolved: Option<(u64, WorkloadId)>,
 }
 
 impl<'a> Target<'a> {
     /// A workload in `namespace` with these labels.
     pub fn new(namespace: &'a str, labels: &'a BTreeMap<String, String>) -> Self {
-        Target { namespace, labels, service: None, waypoint: None, ip: None, port: None }
+        Target { namespace, labels, service: None, waypoint: None, ip: None, port: None, resolved: None }
     }
 
     /// Addressed to a Service of the namespace.
@@ -105,6 +109,7 @@ impl<'a> From<&'a Destination> for Target<'a> {
             waypoint: d.waypoint_ref(),
             ip: d.ip,
             port: d.port,
+            resolved: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::cluster::{Cluster, ClusterObject};
+use crate::cluster::{Cluster, ClusterObject, WorkloadId};
 use crate::config::MeshConfig;
 use mesh_identity::jwt::VerifiedToken;
 
@@ -48,6 +48,8 @@ pub struct Snapshot {
     /// The index with dry-run policies enforced too, when there are any: for the shadow decision.
     shadow: Option<Index>,
     cluster: Cluster,
+    /// For each workload of the cluster model, the policies ztunnel enforces for it, resolved once.
+    workloads: Vec<eval::WorkloadPolicies>,
 }
 
 impl Snapshot {
@@ -75,7 +77,11 @@ impl Snapshot {
         let index = index_of(false);
         let shadow = resources.policies.values().any(|p| p.dry_run).then(|| index_of(true));
         let cluster = Cluster::build(resources.cluster.values().map(|o| &**o), &config);
-        Snapshot { generation, config, resources, authenticators, index, shadow, cluster }
+        let workloads = cluster
+            .workloads()
+            .map(|(_, w)| eval::WorkloadPolicies::resolve(&index, &Target::new(w.namespace(), &w.labels)))
+            .collect();
+        Snapshot { generation, config, resources, authenticators, index, shadow, cluster, workloads }
     }
 
     pub(crate) fn sources(&self) -> &Resources {
@@ -175,6 +181,17 @@ impl Snapshot {
         }
         let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
         Ok(self.tcp_waypoint_decision(&Target::from(&req.destination), &attrs))
+    }
+
+    /// The target of a connection to a workload of the cluster model, on `port`: its namespace, labels and
+    /// address, with the policies this snapshot resolved for it, so that [`Snapshot::authorize_connection`]
+    /// does not look them up again.
+    pub fn workload_target(&self, id: WorkloadId, port: u16) -> Option<Target<'_>> {
+        let w = self.cluster.workload(id)?;
+        let mut target = Target::new(w.namespace(), &w.labels).with_port(port);
+        target.ip = w.ips.first().copied();
+        target.resolved = Some((self.generation, id));
+        Some(target)
     }
 
     /// The destination ztunnel's decision for a proxy's connection.
@@ -280,7 +297,14 @@ impl Snapshot {
     }
 
     fn ztunnel_decision(&self, target: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
-        let mut decision = eval::ztunnel(&self.index, target, attrs);
+        let resolved = target
+            .resolved
+            .filter(|(generation, _)| *generation == self.generation)
+            .and_then(|(_, id)| self.workloads.get(id.0));
+        let mut decision = match resolved {
+            Some(policies) => eval::ztunnel_resolved(policies, target.port, attrs),
+            None => eval::ztunnel(&self.index, target, attrs),
+        };
         if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, target, Enforcement::Ztunnel)) {
             decision.dry_run = Some(Box::new(eval::ztunnel(shadow, target, attrs)));
         }

@@ -148,3 +148,66 @@ fn a_connection_at_ztunnel_with_a_parsed_peer() {
     assert!(!snapshot.authorize_connection(&Connection::new(target).with_peer(&web)).allowed);
     assert!(!snapshot.authorize_connection(&Connection::new(target)).allowed, "plaintext");
 }
+
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-0, namespace: shop, labels: {app: db}}
+spec: {serviceAccountName: db}
+status: {podIP: 10.0.0.9}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: shop, labels: {app: web}}
+spec: {serviceAccountName: web}
+status: {podIP: 10.0.0.10}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+"#;
+
+#[test]
+fn a_workload_target_uses_the_policies_resolved_for_it_and_decides_the_same() {
+    let idp = Idp::new("k1");
+    let mut mesh = mesh(&idp);
+    mesh.apply_yaml(CLUSTER).unwrap();
+    let snapshot = mesh.snapshot();
+    let api = IstioIdentity::parse_principal("cluster.local/ns/shop/sa/api").unwrap();
+    let web = IstioIdentity::parse_principal("cluster.local/ns/shop/sa/web").unwrap();
+    let cluster = snapshot.cluster();
+    for (id, w) in cluster.workloads() {
+        for port in [5432, 80] {
+            let resolved = snapshot.workload_target(id, port).unwrap();
+            let by_hand = Target::new(w.namespace(), &w.labels).with_port(port).with_ip(w.ips[0]);
+            for peer in [Some(&api), Some(&web), None] {
+                let conn = |t| match peer {
+                    Some(p) => Connection::new(t).with_peer(p),
+                    None => Connection::new(t),
+                };
+                let a = snapshot.authorize_connection(&conn(resolved));
+                let b = snapshot.authorize_connection(&conn(by_hand));
+                assert_eq!(a, b, "{} port {port} from {peer:?}", w.id);
+            }
+        }
+    }
+    // STRICT refuses plaintext on the resolved path too.
+    let db = cluster.workload_by_ip("10.0.0.9".parse().unwrap()).unwrap();
+    let d = snapshot.authorize_connection(&Connection::new(snapshot.workload_target(db, 5432).unwrap()));
+    assert!(d.reason.to_string().contains("PeerAuthentication STRICT"), "{d}");
+    assert_eq!(d.policy.as_deref(), Some("shop/strict"));
+
+    // A target resolved by an older snapshot is looked up again, not trusted: here a new Pod takes the index
+    // the database had.
+    let old = snapshot.workload_target(db, 5432).unwrap();
+    mesh.apply_yaml("apiVersion: v1\nkind: Pod\nmetadata: {name: a-0, namespace: shop, labels: {app: a}}\nstatus: {podIP: 10.0.0.1}\n").unwrap();
+    let newer = mesh.snapshot();
+    assert_ne!(newer.cluster().workload_by_ip("10.0.0.9".parse().unwrap()), Some(db));
+    let d = newer.authorize_connection(&Connection::new(old).with_peer(&api));
+    assert!(d.allowed && d.policy.as_deref() == Some("shop/db-l4"), "{d}");
+}

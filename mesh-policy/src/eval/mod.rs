@@ -81,9 +81,44 @@ impl<'a> Walk<'a> {
 
 /// The destination ztunnel's decision for a connection.
 pub(crate) fn ztunnel(index: &Index, dest: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
+    ztunnel_over(index.peer_authentications(dest), dest.port, attrs, |f| index.for_each_ztunnel(dest, f))
+}
+
+/// The destination ztunnel's decision for a connection to a workload whose policies were resolved ahead.
+pub(crate) fn ztunnel_resolved(resolved: &WorkloadPolicies, port: Option<u16>, attrs: &Attributes<'_>) -> Decision {
+    let peers = [resolved.peers[0].as_deref(), resolved.peers[1].as_deref(), resolved.peers[2].as_deref()];
+    ztunnel_over(peers, port, attrs, |f| resolved.ztunnel.iter().for_each(f))
+}
+
+/// The policies ztunnel enforces for one workload, in evaluation order, and its PeerAuthentications (mesh,
+/// namespace, workload), resolved once per snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct WorkloadPolicies {
+    pub(crate) ztunnel: Box<[PolicyRef]>,
+    pub(crate) peers: [Option<std::sync::Arc<crate::model::peer_authentication::CompiledPeerAuthentication>>; 3],
+}
+
+impl WorkloadPolicies {
+    pub(crate) fn resolve(index: &Index, dest: &Target<'_>) -> Self {
+        let mut ztunnel = Vec::new();
+        index.for_each_ztunnel(dest, |p| ztunnel.push(p.clone()));
+        let [a, b, c] = index.peer_authentications(dest);
+        let own = |p: Option<&crate::model::peer_authentication::CompiledPeerAuthentication>| {
+            p.map(|p| std::sync::Arc::new(p.clone()))
+        };
+        WorkloadPolicies { ztunnel: ztunnel.into(), peers: [own(a), own(b), own(c)] }
+    }
+}
+
+fn ztunnel_over<'a>(
+    peers: [Option<&crate::model::peer_authentication::CompiledPeerAuthentication>; 3],
+    port: Option<u16>,
+    attrs: &Attributes<'_>,
+    policies: impl FnOnce(&mut dyn FnMut(&'a PolicyRef)),
+) -> Decision {
     if attrs.principal.is_none() {
-        let [mesh, ns, workload] = index.peer_authentications(dest);
-        let eff = peer_authentication::resolve(mesh, ns, workload, dest.port);
+        let [mesh, ns, workload] = peers;
+        let eff = peer_authentication::resolve(mesh, ns, workload, port);
         if eff.mode == MtlsMode::Strict {
             if let Some(policy) = eff.policy {
                 return Decision::new(
@@ -96,7 +131,7 @@ pub(crate) fn ztunnel(index: &Index, dest: &Target<'_>, attrs: &Attributes<'_>) 
         }
     }
     let mut walk = Walk::default();
-    index.for_each_ztunnel(dest, |p| walk.visit(p, attrs));
+    policies(&mut |p| walk.visit(p, attrs));
     walk.decide(Enforcement::Ztunnel)
 }
 
