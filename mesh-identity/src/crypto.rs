@@ -1,6 +1,6 @@
 //! The rustls crypto provider this crate uses, and where its randomness comes from.
 //!
-//! Every TLS configuration built here ([`crate::tls`]) is given a [`CryptoProvider`]
+//! Every TLS configuration built here ([`crate::tls`], [`crate::store`]) is given a [`CryptoProvider`]
 //! explicitly; no process-wide provider is installed or read. Unless the caller passes another one, it is
 //! [`provider`]: rustls's *ring* provider.
 //!

@@ -8,6 +8,9 @@
 //! one rustls passes to the verifier.
 //!
 //! Building a configuration is pure: nothing is read from disk or the clock.
+//!
+//! The configurations here present one fixed certificate and trust one fixed bundle set. For certificates
+//! and bundles that rotate while serving, build them from a [`crate::store::CertificateStore`] instead.
 
 use std::fmt;
 use std::sync::Arc;

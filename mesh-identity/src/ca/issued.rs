@@ -77,7 +77,7 @@ impl IssuedSvid {
         self.not_after
     }
 
-    /// The chain and generated key as a [`WorkloadCertificate`] for [`crate::tls`], as DER
+    /// The chain and generated key as a [`WorkloadCertificate`] for [`crate::tls`] and [`crate::store`], as DER
     /// (no PEM in between). Fails with [`TlsError::NoPrivateKey`] when the SVID was issued for a CSR.
     pub fn to_workload_certificate(&self) -> Result<WorkloadCertificate, TlsError> {
         let key = self.private_key_der().ok_or_else(|| TlsError::NoPrivateKey { spiffe_id: self.spiffe_id.clone() })?;
