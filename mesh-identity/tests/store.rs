@@ -444,6 +444,14 @@ fn an_alias_trust_domain_verifies_against_the_replaced_mesh_bundle() {
     assert_eq!(peer_spiffe_id(&pair.server).unwrap(), *old_id.spiffe_id());
 }
 
+/// The store and its resolvers are shared across a transport's tasks.
+const _: () = {
+    const fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<CertificateStore>();
+    shared::<mesh_identity::store::IdentityResolver>();
+    shared::<mesh_identity::store::SharedTrustBundles>();
+};
+
 #[test]
 fn concurrent_readers_see_whole_certificates_and_never_go_back() {
     let ca = root("Root A");

@@ -22,6 +22,9 @@ impl CertificateStore {
     ///
     /// Build it once per identity and keep it: renewals and bundle replacements apply to the next handshake.
     /// The identity need not have a certificate yet; until it has a valid one, handshakes fail.
+    ///
+    /// Its `time_provider` is the store's ([`super::StoreOptions::time_provider`]), which also decides whether
+    /// the own certificate is still valid; change the clock there, not on the returned configuration.
     pub fn server_config(
         &self,
         identity: &SpiffeId,
@@ -48,6 +51,7 @@ impl CertificateStore {
     ///
     /// The expected identities belong to the destination, so a client proxy keeps one configuration per
     /// source identity and destination identities (as its connection pool is keyed); each survives rotations.
+    /// Its `time_provider` is the store's, as for [`CertificateStore::server_config`].
     pub fn client_config(
         &self,
         identity: &SpiffeId,
