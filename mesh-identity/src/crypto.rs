@@ -6,9 +6,9 @@
 //!
 //! # Randomness
 //!
-//! - **TLS** (handshake randoms, key shares, ECDSA handshake signatures): rustls draws from the configuration's
-//!   provider. With the *ring* provider that is `ring::rand::SystemRandom`, the operating system's generator
-//!   (`getrandom(2)` on Linux).
+//! - **TLS**: rustls draws handshake randoms from the configuration's provider ([`CryptoProvider::secure_random`]);
+//!   the provider's own key exchange and signing code draws key shares and ECDSA nonces. In the *ring* provider
+//!   all of these are `ring::rand::SystemRandom`, the operating system's generator (`getrandom(2)` on Linux).
 //! - **Certificate serial numbers** issued by [`crate::ca::LocalCa`]: 16 bytes from the
 //!   [`CryptoProvider::secure_random`] of the CA's provider ([`crate::ca::LocalCa::crypto_provider`], this
 //!   module's [`provider`] unless another is given), as rustls itself draws its randoms.
