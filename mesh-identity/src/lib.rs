@@ -11,19 +11,30 @@
 //! - [`tls`]: rustls server and client configurations for HBONE mutual TLS, verifying peers by SPIFFE ID.
 //! - [`ca`]: a local CA issuing workload SVIDs as istiod does, including Istio's plug-in CA files.
 //! - [`rotation`]: when to renew a certificate, as a pure schedule.
+//! - [`store`]: the certificates of many workloads and the trust bundles, each replaced atomically while
+//!   serving, behind rustls's certificate resolvers and verifiers, renewed from the local CA on the schedule.
+//! - [`crypto`]: the rustls crypto provider used, and where every random byte comes from.
 //!
-//! Everything X.509 (`svid`, `bundle`, `verify`, `tls`, `ca`, `rotation`) is behind the default feature `x509`;
-//! without it the crate is SPIFFE IDs and JWT validation only.
+//! Everything X.509 (`svid`, `bundle`, `verify`, `tls`, `ca`, `rotation`, `store`, `crypto`) is behind the
+//! default feature `x509`; without it the crate is SPIFFE IDs and JWT validation only.
+//!
+//! Randomness: certificate serial numbers come from the rustls `CryptoProvider` in use (*ring*'s by default),
+//! keys and signatures from *ring*'s system generator, the one behind that provider; rotation jitter is the
+//! caller's. See `crypto`.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "x509")]
 pub mod bundle;
 #[cfg(feature = "x509")]
 pub mod ca;
+#[cfg(feature = "x509")]
+pub mod crypto;
 pub mod jwt;
 #[cfg(feature = "x509")]
 pub mod rotation;
 pub mod spiffe;
+#[cfg(feature = "x509")]
+pub mod store;
 #[cfg(feature = "x509")]
 pub mod svid;
 #[cfg(feature = "x509")]

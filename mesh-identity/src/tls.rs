@@ -8,6 +8,9 @@
 //! one rustls passes to the verifier.
 //!
 //! Building a configuration is pure: nothing is read from disk or the clock.
+//!
+//! The configurations here present one fixed certificate and trust one fixed bundle set. For certificates
+//! and bundles that rotate while serving, build them from a [`crate::store::CertificateStore`] instead.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, CommonState, DigitallySignedStruct, DistinguishedName, ServerConfig};
 
 use crate::bundle::TrustBundleSet;
@@ -50,6 +54,15 @@ pub enum TlsError {
     /// A server was given no trust domain to accept clients from.
     #[error("no accepted trust domain: give at least the mesh's own trust domain")]
     NoAcceptedTrustDomains,
+    /// An SVID issued for a certificate signing request has no private key here: the requester holds it.
+    #[error(
+        "the SVID of {spiffe_id} was issued for a CSR, so its private key is with the requester; pair the chain \
+         with that key in WorkloadCertificate::new"
+    )]
+    NoPrivateKey {
+        /// The SVID's SPIFFE ID.
+        spiffe_id: SpiffeId,
+    },
     /// rustls rejected the configuration (for example a key that does not match the certificate).
     #[error("rustls rejected the configuration: {0}")]
     Rustls(#[from] rustls::Error),
@@ -80,10 +93,16 @@ impl fmt::Display for List<'_> {
 }
 
 /// A workload's own X.509-SVID for TLS: its certificate chain, leaf first, and private key.
+///
+/// Made from DER ([`WorkloadCertificate::new`]), PEM files ([`WorkloadCertificate::from_pem`]) or an SVID the
+/// local CA issued (`WorkloadCertificate::try_from(issued)`, no PEM in between). For a rustls resolver,
+/// [`WorkloadCertificate::certified_key`] loads the key with a crypto provider.
 pub struct WorkloadCertificate {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     spiffe_id: SpiffeId,
+    not_before: UnixTime,
+    not_after: UnixTime,
 }
 
 impl WorkloadCertificate {
@@ -94,7 +113,20 @@ impl WorkloadCertificate {
         let svid = Svid::parse(leaf).map_err(TlsError::OwnCertificate)?;
         svid.check_role(PeerRole::Server).map_err(TlsError::OwnCertificate)?;
         svid.check_role(PeerRole::Client).map_err(TlsError::OwnCertificate)?;
-        Ok(WorkloadCertificate { chain, key, spiffe_id: svid.into_spiffe_id() })
+        let (not_before, not_after) = (svid.not_before(), svid.not_after());
+        Ok(WorkloadCertificate { chain, key, spiffe_id: svid.into_spiffe_id(), not_before, not_after })
+    }
+
+    /// A chain the local CA just issued with its profile (an X.509-SVID leaf for both roles), so it is not
+    /// parsed again.
+    pub(crate) fn issued(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        spiffe_id: SpiffeId,
+        not_before: UnixTime,
+        not_after: UnixTime,
+    ) -> Self {
+        WorkloadCertificate { chain, key, spiffe_id, not_before, not_after }
     }
 
     /// The chain and key from PEM text (`cert-chain.pem` and `key.pem` as the Istio agent writes them).
@@ -116,11 +148,33 @@ impl WorkloadCertificate {
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain
     }
+
+    /// The leaf's `notBefore`.
+    pub fn not_before(&self) -> UnixTime {
+        self.not_before
+    }
+
+    /// The leaf's `notAfter`.
+    pub fn not_after(&self) -> UnixTime {
+        self.not_after
+    }
+
+    /// The chain and the key loaded by `provider`'s key provider, as rustls's certificate resolvers hand them
+    /// out. Fails with [`TlsError::Rustls`] when the key is unsupported or is not the leaf's.
+    pub fn certified_key(&self, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+        Ok(CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), provider)?)
+    }
 }
 
 impl Clone for WorkloadCertificate {
     fn clone(&self) -> Self {
-        WorkloadCertificate { chain: self.chain.clone(), key: self.key.clone_key(), spiffe_id: self.spiffe_id.clone() }
+        WorkloadCertificate {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            spiffe_id: self.spiffe_id.clone(),
+            not_before: self.not_before,
+            not_after: self.not_after,
+        }
     }
 }
 
@@ -129,13 +183,25 @@ impl fmt::Debug for WorkloadCertificate {
         f.debug_struct("WorkloadCertificate")
             .field("spiffe_id", &self.spiffe_id)
             .field("chain_len", &self.chain.len())
+            .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
 }
 
-/// The *ring* crypto provider both sides use.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The HBONE settings of a server configuration: ALPN `h2`, no session resumption.
+pub(crate) fn hbone_server(mut config: ServerConfig) -> ServerConfig {
+    config.alpn_protocols = vec![HBONE_ALPN.to_vec()];
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config
+}
+
+/// The HBONE settings of a client configuration: ALPN `h2`, no SNI, no session resumption.
+pub(crate) fn hbone_client(mut config: ClientConfig) -> ClientConfig {
+    config.alpn_protocols = vec![HBONE_ALPN.to_vec()];
+    config.enable_sni = false;
+    config.resumption = rustls::client::Resumption::disabled();
+    config
 }
 
 /// The server side of HBONE: presents `own`, requires a client certificate that chains to the bundle of its
@@ -149,16 +215,13 @@ pub fn server_config(
     if accepted.is_empty() {
         return Err(TlsError::NoAcceptedTrustDomains);
     }
-    let provider = provider();
+    let provider = crate::crypto::provider();
     let verifier = SpiffeClientVerifier::new(ChainVerifier::new(bundles).accept_only(accepted), &provider);
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(own.chain.clone(), own.key.clone_key())?;
-    config.alpn_protocols = vec![HBONE_ALPN.to_vec()];
-    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Ok(config)
+    Ok(hbone_server(config))
 }
 
 /// The client side of HBONE: presents `own`, sends no SNI, and accepts the server only if its chain verifies
@@ -175,17 +238,14 @@ pub fn client_config(
     if expected.is_empty() {
         return Err(TlsError::NoExpectedIdentities);
     }
-    let provider = provider();
+    let provider = crate::crypto::provider();
     let verifier = SpiffeServerVerifier::new(ChainVerifier::new(bundles), expected, &provider);
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(own.chain.clone(), own.key.clone_key())?;
-    config.alpn_protocols = vec![HBONE_ALPN.to_vec()];
-    config.enable_sni = false;
-    config.resumption = rustls::client::Resumption::disabled();
-    Ok(config)
+    Ok(hbone_client(config))
 }
 
 /// Verifies a server's certificate by SPIFFE ID: the chain against the bundle of its trust domain, then the

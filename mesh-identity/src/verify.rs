@@ -9,6 +9,7 @@ use webpki::{EndEntityCert, KeyUsage};
 
 use crate::bundle::TrustBundleSet;
 use crate::spiffe::{IstioIdentity, SpiffeId, SpiffeIdError, TrustDomain, TrustDomains};
+use crate::store::SharedTrustBundles;
 use crate::svid::{PeerRole, Svid, SvidError};
 
 /// The signature algorithms accepted in certificate chains: ECDSA (P-256, P-384), Ed25519 and RSA (PKCS#1 v1.5
@@ -146,17 +147,33 @@ impl VerifiedPeer {
 /// The leaf is first checked against the X.509-SVID profile ([`Svid`]); its SPIFFE ID's trust domain picks the
 /// bundle; `rustls-webpki` then builds and checks the path to one of that bundle's roots, at the time given,
 /// for the extended key usage of the role. Cheap to clone.
+///
+/// The set is either fixed ([`ChainVerifier::new`]) or shared and replaceable ([`ChainVerifier::shared`]), in
+/// which case each verification reads the set current at its start.
 #[derive(Debug, Clone)]
 pub struct ChainVerifier {
-    bundles: Arc<TrustBundleSet>,
+    bundles: Bundles,
     accepted: Option<Arc<[TrustDomain]>>,
     algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+}
+
+/// Where a [`ChainVerifier`] takes its bundles from.
+#[derive(Debug, Clone)]
+enum Bundles {
+    Fixed(Arc<TrustBundleSet>),
+    Shared(SharedTrustBundles),
 }
 
 impl ChainVerifier {
     /// Trusts every trust domain that has a bundle in `bundles`.
     pub fn new(bundles: Arc<TrustBundleSet>) -> Self {
-        ChainVerifier { bundles, accepted: None, algorithms: SIGNATURE_ALGORITHMS }
+        ChainVerifier { bundles: Bundles::Fixed(bundles), accepted: None, algorithms: SIGNATURE_ALGORITHMS }
+    }
+
+    /// Trusts every trust domain that has a bundle in the set `bundles` holds at the time of each
+    /// verification, so a replaced set applies to the next verification.
+    pub fn shared(bundles: SharedTrustBundles) -> Self {
+        ChainVerifier { bundles: Bundles::Shared(bundles), accepted: None, algorithms: SIGNATURE_ALGORITHMS }
     }
 
     /// Accepts peers only from these trust domains (each still needs a bundle).
@@ -177,9 +194,12 @@ impl ChainVerifier {
         self
     }
 
-    /// The bundles trusted.
-    pub fn bundles(&self) -> &Arc<TrustBundleSet> {
-        &self.bundles
+    /// The bundles trusted now.
+    pub fn bundles(&self) -> Arc<TrustBundleSet> {
+        match &self.bundles {
+            Bundles::Fixed(bundles) => Arc::clone(bundles),
+            Bundles::Shared(shared) => shared.current(),
+        }
     }
 
     /// Whether peers from `trust_domain` are accepted (a bundle is needed too).
@@ -215,7 +235,8 @@ impl ChainVerifier {
                 spiffe_id: spiffe_id.clone(),
             });
         }
-        let Some(bundle) = self.bundles.get(trust_domain) else {
+        let bundles = self.bundles();
+        let Some(bundle) = bundles.get(trust_domain) else {
             return Err(VerifyError::UnknownTrustDomain {
                 trust_domain: trust_domain.to_owned(),
                 spiffe_id: spiffe_id.clone(),

@@ -11,6 +11,8 @@
 //!   each upstream and a client proxy does with the workload's connection.
 //! - [`connect_tcp`]: outbound TCP, optionally bound to the original source IP (transparently when it is not
 //!   the node's own), for the client's connections and for handlers' upstreams.
+//! - [`original_dst`]: the address a workload dialled before iptables/nftables redirected its connection to
+//!   the proxy (`SO_ORIGINAL_DST`, `IP6T_SO_ORIGINAL_DST`).
 //!
 //! What an untrusted peer controls is bounded: connections served at once, concurrent streams per connection
 //! (SETTINGS), header list size, TLS handshake time, PING keepalive, idle connections, and what a relay
@@ -87,6 +89,7 @@ mod client;
 mod copy;
 mod error;
 mod keepalive;
+mod original_dst;
 mod server;
 mod socket;
 mod stream;
@@ -95,6 +98,7 @@ mod trace;
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, Destination, HboneClient, Tunnel};
 pub use copy::relay;
 pub use error::{ClientError, ServerError};
+pub use original_dst::{OriginalDstError, original_dst};
 pub use server::{Drained, Handler, HboneServer, InboundRequest, ServerLimits};
 pub use socket::{ConnectTcpError, connect_tcp};
 pub use stream::HboneStream;

@@ -2,10 +2,13 @@
 
 use std::fmt;
 
+use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 
 use crate::bundle::{certificates_pem, encode_pem};
 use crate::spiffe::SpiffeId;
+use crate::tls::{TlsError, WorkloadCertificate};
 
 /// A workload X.509-SVID as issued: the chain (leaf, then the issuing CA and its intermediates, without the
 /// root), the root, and the private key when the CA generated it.
@@ -72,6 +75,36 @@ impl IssuedSvid {
     /// The leaf's `notAfter`.
     pub fn not_after(&self) -> UnixTime {
         self.not_after
+    }
+
+    /// The chain and generated key as a [`WorkloadCertificate`] for [`crate::tls`] and [`crate::store`], as DER
+    /// (no PEM in between). Fails with [`TlsError::NoPrivateKey`] when the SVID was issued for a CSR.
+    pub fn to_workload_certificate(&self) -> Result<WorkloadCertificate, TlsError> {
+        let key = self.private_key_der().ok_or_else(|| TlsError::NoPrivateKey { spiffe_id: self.spiffe_id.clone() })?;
+        Ok(WorkloadCertificate::issued(
+            self.chain.clone(),
+            key,
+            self.spiffe_id.clone(),
+            self.not_before,
+            self.not_after,
+        ))
+    }
+
+    /// The chain and generated key as rustls's [`CertifiedKey`], the key loaded by `provider`. Fails with
+    /// [`TlsError::NoPrivateKey`] when the SVID was issued for a CSR.
+    pub fn certified_key(&self, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+        self.to_workload_certificate()?.certified_key(provider)
+    }
+}
+
+impl TryFrom<IssuedSvid> for WorkloadCertificate {
+    type Error = TlsError;
+
+    /// The chain and generated key, moved (no PEM in between); [`TlsError::NoPrivateKey`] for a CSR's SVID.
+    fn try_from(issued: IssuedSvid) -> Result<Self, TlsError> {
+        let IssuedSvid { spiffe_id, chain, key, not_before, not_after, .. } = issued;
+        let key = key.ok_or_else(|| TlsError::NoPrivateKey { spiffe_id: spiffe_id.clone() })?;
+        Ok(WorkloadCertificate::issued(chain, PrivateKeyDer::Pkcs8(key), spiffe_id, not_before, not_after))
     }
 }
 

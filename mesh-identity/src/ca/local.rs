@@ -1,8 +1,10 @@
 //! The local CA: a signing certificate and key, the chain above it, and issuance of workload SVIDs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{Issuer, KeyPair, PublicKeyData};
+use rustls::crypto::CryptoProvider;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer, UnixTime};
 use x509_parser::certificate::X509Certificate;
 
@@ -64,31 +66,47 @@ pub struct LocalCa {
     /// The earliest `notAfter` of this CA, its parents and the root: the latest end of anything it issues.
     pub(crate) chain_not_after: UnixTime,
     pub(crate) max_workload_ttl: Duration,
+    /// Where serial numbers come from (see [`crate::crypto`]).
+    pub(crate) provider: Arc<CryptoProvider>,
 }
 
 impl LocalCa {
-    /// A new self-signed root CA for `trust_domain`, valid from `now` for `options.ttl`.
+    /// A new self-signed root CA for `trust_domain`, valid from `now` for `options.ttl`, drawing serial numbers
+    /// from [`crate::crypto::provider`].
     pub fn new_root(trust_domain: TrustDomain, options: &CaOptions, now: UnixTime) -> Result<Self, CaError> {
+        Self::new_root_with_provider(trust_domain, options, now, crate::crypto::provider())
+    }
+
+    /// A new self-signed root CA as [`LocalCa::new_root`], drawing serial numbers from `provider`'s secure
+    /// random generator (see [`crate::crypto`] for keys).
+    pub fn new_root_with_provider(
+        trust_domain: TrustDomain,
+        options: &CaOptions,
+        now: UnixTime,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, CaError> {
         let validity = Validity::new(now, options.ttl, None)?;
         let subject = CaSubject {
             organization: options.organization.as_deref().unwrap_or(trust_domain.as_str()),
             common_name: options.common_name.as_deref().unwrap_or("Root CA"),
         };
-        let params = profile::ca(&subject, validity, options.path_len, true)?;
+        let params = profile::ca(&subject, validity, options.path_len, true, &provider)?;
         let key = key::generate(options.key_algorithm)?;
         let cert = params.self_signed(&key)?.der().clone();
-        Self::assemble(trust_domain, key, cert.clone(), Vec::new(), cert, Vec::new())
+        Ok(Self::assemble(trust_domain, key, cert.clone(), Vec::new(), cert, Vec::new())?
+            .with_crypto_provider(provider))
     }
 
     /// A new intermediate CA signed by this one, valid from `now` for `options.ttl` but never past the
-    /// `notAfter` of this CA or any certificate above it. It issues for the same trust domain; its workload chains carry it and this CA's chain.
+    /// `notAfter` of this CA or any certificate above it. It issues for the same trust domain; its workload
+    /// chains carry it and this CA's chain. It uses this CA's crypto provider.
     pub fn new_intermediate(&self, options: &CaOptions, now: UnixTime) -> Result<Self, CaError> {
         self.check_valid_at(now)?;
         let validity = Validity::new(now, options.ttl, Some(self.chain_not_after))?;
         let organization = options.organization.as_deref().unwrap_or(self.trust_domain.as_str());
         let subject =
             CaSubject { organization, common_name: options.common_name.as_deref().unwrap_or("Intermediate CA") };
-        let params = profile::ca(&subject, validity, options.path_len, false)?;
+        let params = profile::ca(&subject, validity, options.path_len, false, &self.provider)?;
         let key = key::generate(options.key_algorithm)?;
         let cert = params.signed_by(&key, &self.issuer)?.der().clone();
         let mut parents = Vec::with_capacity(self.parents.len() + 1);
@@ -98,7 +116,7 @@ impl LocalCa {
         parents.extend(self.parents.iter().cloned());
         let other_roots = self.bundle.roots().iter().filter(|r| **r != self.root).cloned().collect();
         let ca = Self::assemble(self.trust_domain.clone(), key, cert, parents, self.root.clone(), other_roots)?;
-        Ok(ca.with_max_workload_ttl(self.max_workload_ttl))
+        Ok(ca.with_max_workload_ttl(self.max_workload_ttl).with_crypto_provider(Arc::clone(&self.provider)))
     }
 
     /// Checks the CA certificate and key and builds the CA. `parents` and `root` are taken as given; callers
@@ -141,6 +159,7 @@ impl LocalCa {
             validity,
             chain_not_after,
             max_workload_ttl: DEFAULT_MAX_WORKLOAD_TTL,
+            provider: crate::crypto::provider(),
         })
     }
 
@@ -148,6 +167,17 @@ impl LocalCa {
     pub fn with_max_workload_ttl(mut self, max: Duration) -> Self {
         self.max_workload_ttl = max;
         self
+    }
+
+    /// Draws serial numbers from `provider`'s secure random generator from now on (see [`crate::crypto`]).
+    pub fn with_crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// The crypto provider serial numbers are drawn from.
+    pub fn crypto_provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
     }
 
     /// Issues an SVID for `identity` with a fresh ECDSA P-256 key; see [`LocalCa::issue_with_key`].
@@ -213,7 +243,7 @@ impl LocalCa {
         }
         self.check_valid_at(now)?;
         let validity = Validity::new(now, ttl, Some(self.chain_not_after))?;
-        let params = profile::leaf(identity.spiffe_id(), validity)?;
+        let params = profile::leaf(identity.spiffe_id(), validity, &self.provider)?;
         let leaf = params.signed_by(public_key, &self.issuer)?.der().clone();
         Ok(IssuedSvid {
             spiffe_id: identity.spiffe_id().clone(),

@@ -9,6 +9,9 @@
 //! Leaves follow istiod's profile: empty subject, the SPIFFE ID as the only SAN, keyUsage digitalSignature and
 //! keyEncipherment, extendedKeyUsage serverAuth and clientAuth, CA:FALSE. Generation uses `rcgen`, inspection
 //! `x509-parser`. Time is always an argument.
+//!
+//! Serial numbers are drawn from the CA's rustls crypto provider ([`LocalCa::with_crypto_provider`]); keys
+//! and signatures from *ring*'s system generator. [`crate::crypto`] says exactly where each comes from.
 
 mod csr;
 mod error;

@@ -6,7 +6,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
     SanType, SerialNumber,
 };
-use ring::rand::{SecureRandom, SystemRandom};
+use rustls::crypto::CryptoProvider;
 use rustls_pki_types::UnixTime;
 
 use super::CaError;
@@ -58,8 +58,9 @@ pub(crate) fn ca(
     validity: Validity,
     path_len: Option<u8>,
     self_signed: bool,
+    provider: &CryptoProvider,
 ) -> Result<CertificateParams, CaError> {
-    let mut params = base(validity)?;
+    let mut params = base(validity, provider)?;
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, subject.organization);
     name.push(DnType::CommonName, subject.common_name);
@@ -72,8 +73,8 @@ pub(crate) fn ca(
 
 /// A workload leaf as istiod issues it: empty subject, the SPIFFE ID as the only (critical) SAN, keyUsage
 /// digitalSignature and keyEncipherment, extendedKeyUsage serverAuth and clientAuth, CA:FALSE.
-pub(crate) fn leaf(id: &SpiffeId, validity: Validity) -> Result<CertificateParams, CaError> {
-    let mut params = base(validity)?;
+pub(crate) fn leaf(id: &SpiffeId, validity: Validity, provider: &CryptoProvider) -> Result<CertificateParams, CaError> {
+    let mut params = base(validity, provider)?;
     params.distinguished_name = DistinguishedName::new();
     let uri = rcgen::string::Ia5String::try_from(id.as_str())?;
     params.subject_alt_names = vec![SanType::URI(uri)];
@@ -84,19 +85,19 @@ pub(crate) fn leaf(id: &SpiffeId, validity: Validity) -> Result<CertificateParam
     Ok(params)
 }
 
-fn base(validity: Validity) -> Result<CertificateParams, CaError> {
+fn base(validity: Validity, provider: &CryptoProvider) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     validity.apply(&mut params);
-    params.serial_number = Some(random_serial()?);
+    params.serial_number = Some(random_serial(provider)?);
     Ok(params)
 }
 
-/// A random positive 128-bit serial number (RFC 5280 allows up to 20 octets).
-fn random_serial() -> Result<SerialNumber, CaError> {
+/// A random positive 128-bit serial number (RFC 5280 allows up to 20 octets), from `provider`'s secure random
+/// generator.
+pub(crate) fn random_serial(provider: &CryptoProvider) -> Result<SerialNumber, CaError> {
     let mut bytes = [0u8; 16];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| CaError::Generation("the system random number generator failed".into()))?;
+    crate::crypto::fill_random(provider, &mut bytes)
+        .map_err(|_| CaError::Generation("the crypto provider's random number generator failed".into()))?;
     // Positive, and 16 octets long once DER-encoded.
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
     Ok(SerialNumber::from_slice(&bytes))
