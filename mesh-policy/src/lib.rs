@@ -41,7 +41,7 @@
 //! an immutable [`Snapshot`] that checks ([`Snapshot::check`]) and traces ([`Snapshot::trace`]) run against.
 #![forbid(unsafe_code)]
 
-mod analyze;
+pub mod analyze;
 pub mod cluster;
 // Internal: validation and lowering, evaluation, and the compiled form are not part of the public API; their
 // `pub` items are visible to the crate only.
@@ -66,6 +66,7 @@ pub mod scenario;
 pub mod snapshot;
 pub mod trace;
 
+pub use analyze::{Finding, Involved, Severity};
 pub use compile::DRY_RUN_ANNOTATION;
 pub use config::MeshConfig;
 pub use crd::{Action, MtlsMode};

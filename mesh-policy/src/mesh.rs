@@ -268,10 +268,8 @@ impl Mesh {
         self.current.apply_warnings()
     }
 
-    /// Findings about the applied configuration as a whole: every resource's warnings, and cross-resource
-    /// problems such as waypoint policies that read token claims where no RequestAuthentication validates
-    /// tokens.
-    pub fn analyze(&self) -> Vec<Warning> {
+    /// Findings about the applied configuration as a whole; see [`Snapshot::analyze`].
+    pub fn analyze(&self) -> Vec<crate::analyze::Finding> {
         self.current.analyze()
     }
 

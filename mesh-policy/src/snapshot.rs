@@ -135,9 +135,17 @@ impl Snapshot {
         self.len() == 0
     }
 
-    /// Findings about the configuration as a whole.
-    pub fn analyze(&self) -> Vec<Warning> {
+    /// Findings about the configuration as a whole, most severe first: each with a stable code, the resources
+    /// involved, a message and a fix.
+    pub fn analyze(&self) -> Vec<crate::analyze::Finding> {
         crate::analyze::analyze(self)
+    }
+
+    /// The policies ztunnel enforces for a target, in evaluation order.
+    pub(crate) fn ztunnel_policies(&self, target: &Target<'_>) -> Vec<&PolicyRef> {
+        let mut out = Vec::new();
+        self.index.for_each_ztunnel(target, |p| out.push(p));
+        out
     }
 
     /// The effective mTLS mode ztunnel applies to plaintext arriving at a workload port.

@@ -1,96 +1,98 @@
-//! Apply-time warnings and cross-resource findings.
+//! The analyzer: every finding triggered by a manifest and absent from its correct counterpart
+//! (tests/analyzer/findings.yaml), and the guides' scenarios as regression cases.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use mesh_policy::{Kind, Mesh, ResourceId};
+use std::path::Path;
 
-const HTTP_AT_ZTUNNEL: &str = r#"
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: get-only, namespace: shop}
-spec:
-  rules:
-  - to: [{operation: {methods: ["GET"]}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: no-admin, namespace: shop}
-spec:
-  action: DENY
-  rules:
-  - to: [{operation: {paths: ["/admin"]}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: no-admin-on-80, namespace: shop}
-spec:
-  action: DENY
-  rules:
-  - to: [{operation: {ports: ["80"], paths: ["/admin"]}}]
-"#;
+use mesh_policy::{Kind, Mesh, ResourceId, Severity};
+use serde::Deserialize;
 
-#[test]
-fn http_attributes_at_ztunnel_are_reported() {
-    let mut mesh = Mesh::default();
-    let report = mesh.apply_yaml(HTTP_AT_ZTUNNEL).unwrap();
-    let text: Vec<String> = report.warnings.iter().map(ToString::to_string).collect();
-    assert_eq!(text.len(), 3, "{text:#?}");
-    assert!(text[0].starts_with("AuthorizationPolicy shop/get-only: spec.rules[0]: uses HTTP attributes (methods)"));
-    assert!(text[0].contains("never matches there"));
-    assert!(text[1].starts_with("AuthorizationPolicy shop/no-admin: spec.rules[0]"));
-    assert!(text[1].contains("is not enforced at ztunnel"));
-    assert!(text[2].contains("HTTP attributes (paths) are not enforced at ztunnel"));
-    assert_eq!(mesh.analyze(), report.warnings);
-
-    assert!(mesh.remove(&ResourceId::new(Kind::AuthorizationPolicy, "shop", "get-only")));
-    assert_eq!(mesh.analyze().len(), 2);
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    manifests: String,
+    expect: Vec<String>,
 }
 
-const CLAIMS_POLICY: &str = r#"
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: admins, namespace: shop}
-spec:
-  targetRefs: [{kind: Service, group: "", name: api}]
-  rules:
-  - when: [{key: "request.auth.claims[groups]", values: ["admin"]}]
-"#;
-
-const REQUEST_AUTH: &str = r#"
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: jwt, namespace: shop}
-spec:
-  targetRefs: [{kind: Service, group: "", name: api}]
-  jwtRules: [{issuer: "https://idp.example.com"}]
-"#;
+fn codes(mesh: &Mesh) -> Vec<String> {
+    let mut codes: Vec<String> = mesh.analyze().iter().map(|f| f.code.to_owned()).collect();
+    codes.sort();
+    codes.dedup();
+    codes
+}
 
 #[test]
-fn claims_without_request_authentication_are_reported() {
+fn each_finding_is_triggered_and_only_where_it_applies() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/analyzer/findings.yaml");
+    let cases: Vec<Case> = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut failures = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for case in &cases {
+        let mut mesh = Mesh::default();
+        if let Err(e) = mesh.apply_yaml(&case.manifests) {
+            failures.push(format!("{}: manifests do not apply: {e}", case.name));
+            continue;
+        }
+        let mut expect = case.expect.clone();
+        expect.sort();
+        let got = codes(&mesh);
+        if got != expect {
+            let detail: Vec<String> = mesh.analyze().iter().map(ToString::to_string).collect();
+            failures.push(format!("{}: expected {expect:?}, got {got:?}\n    {}", case.name, detail.join("\n    ")));
+        }
+        seen.extend(got);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(seen.len() >= 20, "the corpus triggers only {} codes: {seen:?}", seen.len());
+}
+
+fn payments(files: &[&str]) -> Mesh {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests/payments");
     let mut mesh = Mesh::default();
-    mesh.apply_yaml(CLAIMS_POLICY).unwrap();
+    for f in files {
+        mesh.apply_yaml(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
+    }
+    mesh
+}
+
+#[test]
+fn the_payments_guide_as_printed_reports_the_waypoint_identity_and_nothing_else() {
+    let mesh = payments(&["cluster.yaml", "policies.yaml"]);
     let findings = mesh.analyze();
-    assert_eq!(findings.len(), 1);
-    assert!(findings[0].to_string().contains("no RequestAuthentication targets Service api"));
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!((f.code, f.severity), ("waypoint-identity-not-allowed", Severity::Error));
+    let policy = ResourceId::new(Kind::AuthorizationPolicy, "payments", "ledger-allow-accounts-l4");
+    assert_eq!(f.resources[0].resource, policy);
+    assert_eq!(f.resources[0].field.as_deref(), Some("spec.rules[0].from[0].source.principals"));
+    assert_eq!(f.resources[1].resource, ResourceId::new(Kind::Service, "payments", "ledger"));
+    assert_eq!(f.resources[2].resource, ResourceId::new(Kind::Gateway, "payments", "payments-waypoint"));
+    assert!(f.fix.contains("cluster.local/ns/payments/sa/payments-waypoint"), "{}", f.fix);
+    assert!(f.message.contains("refused (503)"), "{}", f.message);
+    let json = serde_json::to_value(f).unwrap();
+    assert_eq!(json["resources"][0]["kind"], "AuthorizationPolicy");
+    assert_eq!(json["resources"][0]["namespace"], "payments");
+    assert_eq!(json["severity"], "error");
 
-    mesh.apply_yaml(REQUEST_AUTH).unwrap();
-    assert!(mesh.analyze().is_empty());
+    let fixed = payments(&["cluster.yaml", "policies.yaml", "waypoint-identity.yaml"]);
+    assert_eq!(fixed.analyze(), vec![]);
 }
 
 #[test]
-fn a_gateway_class_request_authentication_covers_every_waypoint() {
+fn apply_warnings_are_findings_with_codes() {
     let mut mesh = Mesh::default();
-    mesh.apply_yaml(CLAIMS_POLICY).unwrap();
-    mesh.apply_yaml(
-        r#"
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: mesh-jwt, namespace: istio-system}
-spec:
-  targetRefs: [{kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}]
-  jwtRules: [{issuer: "https://idp.example.com"}]
-"#,
-    )
-    .unwrap();
+    let report = mesh
+        .apply_yaml(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: get-only, namespace: shop}\nspec: {rules: [{to: [{operation: {methods: [GET]}}]}]}\n",
+        )
+        .unwrap();
+    assert_eq!(report.warnings.len(), 1);
+    let findings = mesh.analyze();
+    assert_eq!(findings[0].code, "ztunnel-allow-never-matches");
+    assert_eq!(findings[0].resources[0].field.as_deref(), Some("spec.rules[0]"));
+    assert_eq!(findings[0].message, report.warnings[0].detail.message);
+    assert!(mesh.remove(&ResourceId::new(Kind::AuthorizationPolicy, "shop", "get-only")));
     assert!(mesh.analyze().is_empty());
 }

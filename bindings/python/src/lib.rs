@@ -8,6 +8,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
+mod finding;
 mod trace;
 
 pyo3::create_exception!(_native, MeshPolicyError, PyValueError, "Base of every mesh_policy error; a ValueError.");
@@ -129,9 +130,10 @@ impl Mesh {
         Ok(trace::Trace { inner: result })
     }
 
-    /// Findings about the applied configuration: warnings from applying, and cross-resource problems.
-    fn analyze(&self) -> Vec<String> {
-        self.inner.analyze().iter().map(ToString::to_string).collect()
+    /// Findings about the applied configuration, most severe first: Finding objects with a stable code, a
+    /// severity, the resources involved, a message and a fix.
+    fn analyze(&self) -> Vec<finding::Finding> {
+        self.inner.analyze().into_iter().map(|inner| finding::Finding { inner }).collect()
     }
 
     fn __len__(&self) -> usize {
@@ -244,6 +246,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Mesh>()?;
     m.add_class::<Decision>()?;
     m.add_class::<trace::Trace>()?;
+    m.add_class::<finding::Finding>()?;
     m.add_class::<trace::Hop>()?;
     m.add("MeshPolicyError", m.py().get_type::<MeshPolicyError>())?;
     m.add("InvalidManifestError", m.py().get_type::<InvalidManifestError>())?;

@@ -172,4 +172,10 @@ spec:
 """)
     assert len(report["warnings"]) == 1
     assert "never matches there" in report["warnings"][0]
-    assert mesh.analyze() == report["warnings"]
+    [finding] = mesh.analyze()
+    assert finding.code == "ztunnel-allow-never-matches"
+    assert finding.severity == "error"
+    assert finding.resources == [{"kind": "AuthorizationPolicy", "namespace": "shop", "name": "get-only", "field": "spec.rules[0]"}]
+    assert finding.message in report["warnings"][0]
+    assert finding.fix
+    assert finding.to_dict()["code"] == "ztunnel-allow-never-matches"

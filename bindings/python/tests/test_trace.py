@@ -117,3 +117,17 @@ def test_names_the_manifests_do_not_define_are_errors(issuer):
         mesh.trace({"source": {"pod": "payments/ghost"}, "destination": "ledger:8080"})
     with pytest.raises(InvalidRequestError, match="unknown field"):
         mesh.trace({"source": {"pod": "payments/accounts-0"}, "destination": "ledger:8080", "htp": {}})
+
+
+def test_analyze_names_the_guides_waypoint_identity_mistake(issuer):
+    mesh = mesh_with(issuer)
+    [finding] = mesh.analyze()
+    assert finding.code == "waypoint-identity-not-allowed"
+    assert finding.resources[0] == {
+        "kind": "AuthorizationPolicy",
+        "namespace": "payments",
+        "name": "ledger-allow-accounts-l4",
+        "field": "spec.rules[0].from[0].source.principals",
+    }
+    assert "cluster.local/ns/payments/sa/payments-waypoint" in finding.fix
+    assert mesh_with(issuer, "waypoint-identity.yaml").analyze() == []

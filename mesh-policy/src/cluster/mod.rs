@@ -14,8 +14,8 @@ mod validate;
 
 pub use labels::{Addressed, WaypointFor};
 pub use model::{
-    Cluster, ServiceId, ServicePort, ServiceView, TargetPort, Waypoint, WaypointBinding, WaypointId, WaypointLabel,
-    Workload, WorkloadId, WorkloadKind,
+    Cluster, ServiceId, ServicePort, ServiceView, TargetPort, Unusable, Waypoint, WaypointBinding, WaypointId,
+    WaypointLabel, Workload, WorkloadId, WorkloadKind,
 };
 pub use resolve::{ResolveError, Resolved};
 

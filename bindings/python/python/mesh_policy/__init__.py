@@ -13,6 +13,7 @@
 
 from ._native import (
     Decision,
+    Finding,
     Hop,
     InvalidManifestError,
     InvalidRequestError,
@@ -21,4 +22,4 @@ from ._native import (
     Trace,
 )
 
-__all__ = ["Decision", "Hop", "InvalidManifestError", "InvalidRequestError", "Mesh", "MeshPolicyError", "Trace"]
+__all__ = ["Decision", "Finding", "Hop", "InvalidManifestError", "InvalidRequestError", "Mesh", "MeshPolicyError", "Trace"]

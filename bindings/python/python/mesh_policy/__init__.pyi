@@ -42,6 +42,36 @@ class EndpointTraceDict(TypedDict):
 class TraceDict(EndpointTraceDict):
     endpoints: list[EndpointTraceDict]
 
+class InvolvedDict(TypedDict):
+    kind: str
+    namespace: Optional[str]
+    name: str
+    field: Optional[str]
+
+class FindingDict(TypedDict):
+    code: str
+    severity: Literal["error", "warning", "info"]
+    resources: list[InvolvedDict]
+    message: str
+    fix: str
+
+class Finding:
+    """An analyzer finding."""
+
+    @property
+    def code(self) -> str:
+        """A stable code, e.g. "waypoint-identity-not-allowed"."""
+    @property
+    def severity(self) -> Literal["error", "warning", "info"]: ...
+    @property
+    def resources(self) -> list[InvolvedDict]:
+        """The resources involved, the first being the one to change."""
+    @property
+    def message(self) -> str: ...
+    @property
+    def fix(self) -> str: ...
+    def to_dict(self) -> FindingDict: ...
+
 class MeshPolicyError(ValueError):
     """Base of every mesh_policy error."""
 
@@ -139,6 +169,6 @@ class Mesh:
         default: the current time). Raises InvalidRequestError."""
     def trace(self, request: dict[str, Any], now: Optional[float] = None) -> Trace:
         """Follow a connection or request across every hop (the shape of shared/spec/trace.md)."""
-    def analyze(self) -> list[str]:
+    def analyze(self) -> list[Finding]:
         """Findings about the applied configuration: apply-time warnings and cross-resource problems."""
     def __len__(self) -> int: ...
