@@ -96,3 +96,27 @@ fn apply_warnings_are_findings_with_codes() {
     assert!(mesh.remove(&ResourceId::new(Kind::AuthorizationPolicy, "shop", "get-only")));
     assert!(mesh.analyze().is_empty());
 }
+
+fn bookinfo(policies: &str) -> Mesh {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests/bookinfo");
+    let mut mesh = Mesh::default();
+    mesh.apply_yaml(&std::fs::read_to_string(dir.join("cluster.yaml")).unwrap()).unwrap();
+    mesh.apply_yaml(policies).unwrap();
+    mesh
+}
+
+#[test]
+fn bookinfo_reports_the_missing_default_deny_and_before_the_last_step_the_waypoint_identity() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests/bookinfo");
+    let last = std::fs::read_to_string(dir.join("policies.yaml")).unwrap();
+    // The guide applies no namespace-wide default deny: a posture gap, reported as a warning.
+    assert_eq!(codes(&bookinfo(&last)), ["namespace-without-default-deny"]);
+    // Before its last step, productpage's L4 ALLOW names only the ingress gateway.
+    let before = last.replace("        - cluster.local/ns/default/sa/waypoint\n", "");
+    assert_ne!(before, last);
+    let mesh = bookinfo(&before);
+    assert_eq!(codes(&mesh), ["namespace-without-default-deny", "waypoint-identity-not-allowed"]);
+    let f = mesh.analyze().into_iter().find(|f| f.code == "waypoint-identity-not-allowed").unwrap();
+    assert!(f.fix.contains("cluster.local/ns/default/sa/waypoint"), "{}", f.fix);
+    assert_eq!(f.resources[0].resource, ResourceId::new(Kind::AuthorizationPolicy, "default", "productpage-ztunnel"));
+}

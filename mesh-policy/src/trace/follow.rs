@@ -72,15 +72,18 @@ impl Snapshot {
             }
         };
         let ip = req.source.ip.or_else(|| workload.and_then(|w| w.ips.first().copied()));
-        let principal = workload.filter(|w| w.enrolled).map(|w| w.principal.as_str());
+        // A Gateway's proxy (an ingress gateway, a waypoint) speaks HBONE with its own identity.
+        let principal = workload.filter(|w| w.enrolled || w.gateway.is_some()).map(|w| w.principal.as_str());
         Ok(Client { workload, ip, principal })
     }
 
     fn target<'a>(&'a self, resolved: Resolved, client: &Client<'_>) -> Result<Target<'a>, TraceError> {
         let cluster = self.cluster();
         // The source's node proxy sends traffic to a waypoint; a client outside the mesh reaches the
-        // destination directly.
-        let routed = client.principal.is_some();
+        // destination directly, and so does an ingress gateway unless the Service asks for its waypoint
+        // (istio.io/ingress-use-waypoint).
+        let gateway_client = client.workload.is_some_and(|w| w.gateway.is_some());
+        let in_mesh = client.workload.is_some_and(|w| w.enrolled);
         match resolved {
             Resolved::Service { service, port } => {
                 let Some(s) = cluster.service(service) else {
@@ -91,13 +94,16 @@ impl Snapshot {
                 if endpoints.is_empty() && !(s.kind() == crate::request::ServiceKind::ServiceEntry && s.external) {
                     return Err(TraceError::NoEndpoints { service: s.id.to_string(), port });
                 }
+                let ingress = gateway_client
+                    && s.labels.get(crate::cluster::labels::INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
+                let routed = in_mesh || ingress;
                 let waypoint = s.waypoint.waypoint().filter(|_| routed).and_then(|w| cluster.waypoint(w));
                 Ok(Target { service: Some(s), port, endpoints, waypoint })
             }
             Resolved::Workload { workload, port } => {
                 let w = cluster.workload(workload);
                 let waypoint =
-                    w.and_then(|w| w.waypoint.waypoint()).filter(|_| routed).and_then(|id| cluster.waypoint(id));
+                    w.and_then(|w| w.waypoint.waypoint()).filter(|_| in_mesh).and_then(|id| cluster.waypoint(id));
                 Ok(Target { service: None, port, endpoints: vec![(workload, port)], waypoint })
             }
         }
