@@ -91,6 +91,30 @@ struct Prepared {
     cluster: Vec<(ResourceId, ClusterObject)>,
 }
 
+impl Prepared {
+    /// Puts the compiled resources in, replacing those of the same ids; returns the report.
+    fn install(self, resources: &mut Resources) -> ApplyReport {
+        for (c, warnings) in self.resources {
+            resources.warnings.insert(c.id().clone(), warnings);
+            match c {
+                Compiled::AuthorizationPolicy(p) => {
+                    resources.policies.insert(p.id.clone(), p);
+                }
+                Compiled::PeerAuthentication(p) => {
+                    resources.peers.insert(p.id.clone(), p);
+                }
+                Compiled::RequestAuthentication(p) => {
+                    resources.request_auths.insert(p.id.clone(), p);
+                }
+            }
+        }
+        for (id, object) in self.cluster {
+            resources.cluster.insert(id, Arc::new(object));
+        }
+        self.report
+    }
+}
+
 impl Mesh {
     /// An empty mesh.
     pub fn new(config: MeshConfig) -> Self {
@@ -161,27 +185,6 @@ impl Mesh {
         }
     }
 
-    fn install(&mut self, mut resources: Resources, compiled: Prepared) {
-        for (c, warnings) in compiled.resources {
-            resources.warnings.insert(c.id().clone(), warnings);
-            match c {
-                Compiled::AuthorizationPolicy(p) => {
-                    resources.policies.insert(p.id.clone(), p);
-                }
-                Compiled::PeerAuthentication(p) => {
-                    resources.peers.insert(p.id.clone(), p);
-                }
-                Compiled::RequestAuthentication(p) => {
-                    resources.request_auths.insert(p.id.clone(), p);
-                }
-            }
-        }
-        for (id, object) in compiled.cluster {
-            resources.cluster.insert(id, Arc::new(object));
-        }
-        self.replace(resources);
-    }
-
     fn replace(&mut self, resources: Resources) {
         let next = self.current.generation() + 1;
         let snapshot = Snapshot::build(next, self.current.config().clone(), resources, Some(&self.current));
@@ -191,9 +194,9 @@ impl Mesh {
     /// Applies a multi-document YAML manifest.
     pub fn apply_yaml(&mut self, text: &str) -> Result<ApplyReport, ApplyError> {
         let compiled = self.compile(text).map_err(ApplyError)?;
-        let report = compiled.report.clone();
-        let resources = self.current.sources().clone();
-        self.install(resources, compiled);
+        let mut resources = self.current.sources().clone();
+        let report = compiled.install(&mut resources);
+        self.replace(resources);
         Ok(report)
     }
 
@@ -219,26 +222,10 @@ impl Mesh {
         let mut report = ApplyReport::default();
         let mut resources = Resources { jwks: self.current.sources().jwks.clone(), ..Resources::default() };
         for c in all {
-            report.applied.extend(c.report.applied.iter().cloned());
-            report.skipped.extend(c.report.skipped.iter().cloned());
-            report.warnings.extend(c.report.warnings.iter().cloned());
-            for (c, warnings) in c.resources {
-                resources.warnings.insert(c.id().clone(), warnings);
-                match c {
-                    Compiled::AuthorizationPolicy(p) => {
-                        resources.policies.insert(p.id.clone(), p);
-                    }
-                    Compiled::PeerAuthentication(p) => {
-                        resources.peers.insert(p.id.clone(), p);
-                    }
-                    Compiled::RequestAuthentication(p) => {
-                        resources.request_auths.insert(p.id.clone(), p);
-                    }
-                }
-            }
-            for (id, object) in c.cluster {
-                resources.cluster.insert(id, Arc::new(object));
-            }
+            let r = c.install(&mut resources);
+            report.applied.extend(r.applied);
+            report.skipped.extend(r.skipped);
+            report.warnings.extend(r.warnings);
         }
         self.replace(resources);
         Ok(report)

@@ -166,18 +166,14 @@ fn claims_without_validator(s: &Snapshot, p: &CompiledPolicy, out: &mut Vec<Find
 
 fn audiences_not_accepted(s: &Snapshot, p: &CompiledPolicy, out: &mut Vec<Finding>) {
     let ns = p.id.namespace();
-    let accepted: Vec<&str> = s
+    let rules: Vec<&crate::crd::JwtRule> = s
         .request_authentications()
         .filter(|ra| targets(&p.scope).iter().any(|t| covers(s, ra.id.namespace(), &ra.scope, t, ns)))
         .flat_map(|ra| ra.rules.iter())
-        .flat_map(|r| r.audiences.iter().flatten().map(String::as_str))
         .collect();
+    let accepted: Vec<&str> = rules.iter().flat_map(|r| r.audiences.iter().flatten().map(String::as_str)).collect();
     // A rule without audiences accepts any audience; only when every rule names them can a value be unreachable.
-    let any_open = s
-        .request_authentications()
-        .filter(|ra| targets(&p.scope).iter().any(|t| covers(s, ra.id.namespace(), &ra.scope, t, ns)))
-        .flat_map(|ra| ra.rules.iter())
-        .any(|r| r.audiences.as_ref().is_none_or(Vec::is_empty));
+    let any_open = rules.iter().any(|r| r.audiences.as_ref().is_none_or(Vec::is_empty));
     if accepted.is_empty() || any_open {
         return;
     }
