@@ -23,11 +23,13 @@ pub(crate) fn complete(
     dest: &Destination,
     at: Enforcement,
 ) -> Result<Option<Destination>, RequestError> {
-    if cluster.is_empty() {
+    let names_service = dest.service.is_some();
+    let names_ip = dest.ip.is_some() && dest.workload_labels.is_empty();
+    if cluster.is_empty() || !(names_service || names_ip) {
         return Ok(None);
     }
-    let mut out = dest.clone();
-    let mut changed = false;
+    // Cloned only when something is filled in.
+    let mut out: Option<Destination> = None;
     if let Some(service) = dest.service.as_deref() {
         let kind = match dest.service_kind.unwrap_or_default() {
             ServiceKind::Service => Kind::Service,
@@ -38,8 +40,9 @@ pub(crate) fn complete(
             return Err(error("destination.service", format!("the manifests define no {id}")));
         };
         if at == Enforcement::Waypoint && dest.waypoint.is_none() {
-            out.waypoint = waypoint_name(&s.waypoint, &dest.namespace);
-            changed |= out.waypoint.is_some();
+            if let Some(w) = waypoint_name(&s.waypoint, &dest.namespace) {
+                out.get_or_insert_with(|| dest.clone()).waypoint = Some(w);
+            }
         }
     }
     if let Some(ip) = dest.ip.filter(|_| dest.workload_labels.is_empty()) {
@@ -57,12 +60,12 @@ pub(crate) fn complete(
                         format!("{:?} contradicts the workload at {ip}, {}", dest.namespace, w.id),
                     ));
                 }
+                let out = out.get_or_insert_with(|| dest.clone());
                 out.namespace = w.namespace().to_owned();
                 out.workload_labels = w.labels.clone();
                 if at == Enforcement::Waypoint && dest.waypoint.is_none() && dest.service.is_none() {
                     out.waypoint = waypoint_name(&w.waypoint, w.namespace());
                 }
-                changed = true;
             }
             Ok(Resolved::Service { service, .. }) if dest.service.is_none() => {
                 let Some(s) = cluster.service(service) else { return Ok(None) };
@@ -72,17 +75,17 @@ pub(crate) fn complete(
                         format!("{:?} contradicts the service at {ip}, {}", dest.namespace, s.id),
                     ));
                 }
+                let out = out.get_or_insert_with(|| dest.clone());
                 out.namespace = s.id.namespace().to_owned();
                 out.service = Some(s.id.name().to_owned());
                 out.service_kind = Some(s.kind());
                 if at == Enforcement::Waypoint && dest.waypoint.is_none() {
                     out.waypoint = waypoint_name(&s.waypoint, s.id.namespace());
                 }
-                changed = true;
             }
             Ok(_) => {}
             Err(e) => return Err(error("destination.ip", e.to_string())),
         }
     }
-    Ok(changed.then_some(out))
+    Ok(out)
 }
