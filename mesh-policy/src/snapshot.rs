@@ -239,13 +239,8 @@ impl Snapshot {
         if req.destination.namespace.is_empty() && req.destination.ip.is_none() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
-        match crate::named::complete(&self.cluster, &req.destination, at)? {
-            Some(destination) => {
-                let completed = CheckRequest { destination, ..req.clone() };
-                self.evaluate(&completed, at, now)
-            }
-            None => self.evaluate(req, at, now),
-        }
+        let completed = crate::named::complete(&self.cluster, &req.destination, at)?;
+        self.evaluate_for(req, completed.as_ref().unwrap_or(&req.destination), at, now)
     }
 
     /// Evaluates a request in the shared shape at an enforcement point.
@@ -255,10 +250,22 @@ impl Snapshot {
         at: Enforcement,
         now: Option<u64>,
     ) -> Result<Decision, RequestError> {
-        if req.destination.namespace.is_empty() {
+        self.evaluate_for(req, &req.destination, at, now)
+    }
+
+    /// Evaluates a request whose destination the cluster model may have completed (`destination`; its address
+    /// and port are the request's).
+    fn evaluate_for(
+        &self,
+        req: &CheckRequest,
+        destination: &Destination,
+        at: Enforcement,
+        now: Option<u64>,
+    ) -> Result<Decision, RequestError> {
+        if destination.namespace.is_empty() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
-        let target = Target::from(&req.destination);
+        let target = Target::from(destination);
         match at {
             Enforcement::Ztunnel => {
                 let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
