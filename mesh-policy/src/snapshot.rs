@@ -179,16 +179,12 @@ impl Snapshot {
     /// as Envoy's network RBAC filter reads them (an ALLOW rule with HTTP attributes never matches; a DENY rule
     /// matches without them). A denial has no HTTP status: the connection is closed.
     pub fn check_waypoint_tcp(&self, req: &CheckRequest) -> Result<Decision, RequestError> {
-        let completed = crate::named::complete(&self.cluster, &req.destination, Enforcement::Waypoint)?;
-        let req = match completed {
-            Some(destination) => &CheckRequest { destination, ..req.clone() },
-            None => req,
-        };
-        if req.destination.namespace.is_empty() {
+        let target = crate::named::target(&self.cluster, self.generation, &req.destination, Enforcement::Waypoint)?;
+        if target.namespace.is_empty() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
         let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
-        Ok(self.tcp_waypoint_decision(&Target::from(&req.destination), &attrs))
+        Ok(self.tcp_waypoint_decision(&target, &attrs))
     }
 
     /// The target of a connection to a workload of the cluster model, on `port`: its namespace, labels and
@@ -239,8 +235,8 @@ impl Snapshot {
         if req.destination.namespace.is_empty() && req.destination.ip.is_none() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
-        let completed = crate::named::complete(&self.cluster, &req.destination, at)?;
-        self.evaluate_for(req, completed.as_ref().unwrap_or(&req.destination), at, now)
+        let target = crate::named::target(&self.cluster, self.generation, &req.destination, at)?;
+        self.evaluate_for(req, &target, at, now)
     }
 
     /// Evaluates a request in the shared shape at an enforcement point.
@@ -250,22 +246,22 @@ impl Snapshot {
         at: Enforcement,
         now: Option<u64>,
     ) -> Result<Decision, RequestError> {
-        self.evaluate_for(req, &req.destination, at, now)
+        self.evaluate_for(req, &Target::from(&req.destination), at, now)
     }
 
-    /// Evaluates a request whose destination the cluster model may have completed (`destination`; its address
-    /// and port are the request's).
+    /// Evaluates a request whose destination the cluster model may have completed (`target`; its address and
+    /// port are the request's).
     fn evaluate_for(
         &self,
         req: &CheckRequest,
-        destination: &Destination,
+        target: &Target<'_>,
         at: Enforcement,
         now: Option<u64>,
     ) -> Result<Decision, RequestError> {
-        if destination.namespace.is_empty() {
+        if target.namespace.is_empty() {
             return Err(RequestError(FieldError::new("destination.namespace", "must be set")));
         }
-        let target = Target::from(destination);
+        let target = *target;
         match at {
             Enforcement::Ztunnel => {
                 let attrs = Attributes::new(req, false, self.config.path_normalization, None)?;
