@@ -328,7 +328,7 @@ fn waypoint_request() -> CheckRequest {
             method: "POST".into(),
             path: "/ledger/v1/debit?x=1".into(),
             host: Some("ledger.payments.svc.cluster.local:8080".into()),
-            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+            headers: [("content-type", "application/json")].into_iter().collect(),
         }),
         jwt: Some(JwtAttributes {
             principal: Some("https://idp.example.com/accounts-service".into()),

@@ -76,7 +76,7 @@ fn mesh_request(with_token: bool) -> CheckRequest {
             method: "POST".into(),
             path: "/ledger/v1/debit?x=1".into(),
             host: None,
-            headers: BTreeMap::new(),
+            headers: Default::default(),
         }),
         jwt: with_token.then(|| JwtAttributes {
             principal: Some(TOKEN_PRINCIPAL.into()),

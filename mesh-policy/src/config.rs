@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::FieldError;
 use crate::model::path::PathNormalization;
 
 /// Mesh-wide settings, as `meshConfig` and istiod's environment set them.
@@ -36,5 +37,28 @@ impl MeshConfig {
     /// The trust domain followed by its aliases.
     pub fn trust_domains(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.trust_domain.as_str()).chain(self.trust_domain_aliases.iter().map(String::as_str))
+    }
+}
+
+impl MeshConfig {
+    /// Checks the settings: the trust domain and every alias must be SPIFFE trust domain names (lower-case
+    /// letters, digits, `.`, `-`, `_`; not empty, so not `*` either), and the root namespace must be set.
+    /// A mesh with invalid settings refuses every apply.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut domain = |field: String, name: &str| {
+            if let Err(e) = mesh_identity::spiffe::TrustDomain::new(name) {
+                let hint = if name == "*" { ": a wildcard alias would accept every trust domain" } else { "" };
+                errors.push(FieldError::new(field, format!("{name:?} is not a SPIFFE trust domain ({e}){hint}")));
+            }
+        };
+        domain("trust_domain".into(), &self.trust_domain);
+        for (i, alias) in self.trust_domain_aliases.iter().enumerate() {
+            domain(format!("trust_domain_aliases[{i}]"), alias);
+        }
+        if self.root_namespace.is_empty() {
+            errors.push(FieldError::new("root_namespace", "must be set"));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }

@@ -133,13 +133,24 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
             return;
         }
     }
-    let Some(our_kind) = Kind::from_name(&kind).filter(|_| group == GROUP) else {
-        manifest.skipped.push(Skipped { document, api_version, kind, name });
-        return;
-    };
     let resource_name = || {
         let ns = value.get("metadata").and_then(|m| str_field(m, "namespace")).unwrap_or("default");
         format!("{kind} {ns}/{}", name.as_deref().unwrap_or("<unnamed>"))
+    };
+    let our_kind = match classify(group, &kind) {
+        Class::Ours(k) => k,
+        Class::Other => {
+            manifest.skipped.push(Skipped { document, api_version, kind, name });
+            return;
+        }
+        Class::Mistake(field, message) => {
+            errors.push(ManifestError::Invalid {
+                document,
+                resource: resource_name(),
+                errors: vec![FieldError::new(field, message)],
+            });
+            return;
+        }
     };
     if !VERSIONS.contains(&version) {
         errors.push(ManifestError::Invalid {
@@ -183,4 +194,73 @@ fn typed<S: DeserializeOwned>(value: Value) -> Result<Object<S>, FieldError> {
         }
         FieldError::new(if field == "." { String::new() } else { field }, message)
     })
+}
+
+/// What a document's group and kind make of it.
+enum Class {
+    /// One of the kinds this crate evaluates.
+    Ours(Kind),
+    /// A kind of another group: skipped and listed.
+    Other,
+    /// Almost certainly meant as one of ours, but misspelled: `(field, message)`. Skipping it would silently
+    /// drop a policy (a DENY-all left out allows everything).
+    Mistake(&'static str, String),
+}
+
+const KINDS: [Kind; 3] = [Kind::AuthorizationPolicy, Kind::RequestAuthentication, Kind::PeerAuthentication];
+
+fn classify(group: &str, kind: &str) -> Class {
+    let known = Kind::from_name(kind);
+    let near_kind = || KINDS.into_iter().find(|k| near(kind, k.as_str()));
+    if group == GROUP {
+        return match (known, near_kind()) {
+            (Some(k), _) => Class::Ours(k),
+            (None, Some(k)) => Class::Mistake("kind", format!("unknown kind {kind:?} in {GROUP}: did you mean {k}?")),
+            (None, None) => Class::Mistake(
+                "kind",
+                format!(
+                    "unknown kind {kind:?} in {GROUP}: the group has AuthorizationPolicy, RequestAuthentication and \
+                     PeerAuthentication"
+                ),
+            ),
+        };
+    }
+    if near(group, GROUP) {
+        let meant = known.or_else(near_kind).map_or_else(|| kind.to_owned(), |k| k.as_str().to_owned());
+        return Class::Mistake(
+            "apiVersion",
+            format!("unknown API group {group:?}: did you mean {GROUP} (kind {meant})?"),
+        );
+    }
+    // The core group has none of these kinds: `apiVersion: v1` with one of our kinds is a missing group.
+    if group.is_empty() {
+        if let Some(k) = known.or_else(near_kind) {
+            return Class::Mistake("apiVersion", format!("{k} is in the API group {GROUP}: write {GROUP}/v1"));
+        }
+    }
+    Class::Other
+}
+
+/// Whether `a` is `b` differing only in ASCII case, or within two single-character edits of it: a typo.
+fn near(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || within_edits(&a.to_ascii_lowercase(), &b.to_ascii_lowercase(), 2)
+}
+
+/// Whether the Levenshtein distance of `a` and `b` is at most `max` (cost bounded by the length of `b`).
+fn within_edits(a: &str, b: &str, max: usize) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > max {
+        return false;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()] <= max
 }

@@ -89,14 +89,25 @@ impl Mesh {
 
     /// Applies a multi-document YAML manifest.
     pub fn apply_yaml(&mut self, text: &str) -> Result<ApplyReport, ApplyError> {
+        self.config.validate().map_err(|e| ApplyError(vec![ManifestError::Config(e)]))?;
         let parsed = manifest::parse(text).map_err(ApplyError)?;
         let mut report = ApplyReport { skipped: parsed.skipped, ..ApplyReport::default() };
         let mut compiled = Vec::new();
         let mut errors = Vec::new();
+        let mut first_document = rustc_hash::FxHashMap::default();
         for (document, resource) in &parsed.resources {
             match compile::resource(resource, &self.config) {
-                Ok((c, warnings)) => {
+                Ok((c, mut warnings)) => {
                     let id = c.id().clone();
+                    if let Some(first) = first_document.insert(id.clone(), *document) {
+                        warnings.push(FieldError::new(
+                            "metadata.name",
+                            format!(
+                                "defined in document {first} and again in document {document} of the same manifest: \
+                                 the later definition replaces the earlier"
+                            ),
+                        ));
+                    }
                     let warnings: Vec<Warning> =
                         warnings.into_iter().map(|detail| Warning { resource: id.clone(), detail }).collect();
                     report.warnings.extend(warnings.iter().cloned());

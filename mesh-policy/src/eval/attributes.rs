@@ -55,10 +55,10 @@ pub struct Attributes<'a> {
     /// Peer principal; `None` for plaintext.
     pub principal: Option<&'a str>,
     identity: OnceCell<Option<Identity<'a>>>,
-    /// Direct peer address.
+    /// Direct peer address; IPv4-mapped IPv6 as IPv4.
     pub source_ip: Option<IpAddr>,
     remote_ip: Option<IpAddr>,
-    /// Destination address.
+    /// Destination address; IPv4-mapped IPv6 as IPv4.
     pub destination_ip: Option<IpAddr>,
     /// Destination port.
     pub destination_port: Option<u16>,
@@ -118,9 +118,9 @@ impl<'a> Attributes<'a> {
         Ok(Attributes {
             principal,
             identity,
-            source_ip: req.source.ip,
-            remote_ip: req.source.remote_ip,
-            destination_ip: req.destination.ip,
+            source_ip: req.source.ip.map(|ip| ip.to_canonical()),
+            remote_ip: req.source.remote_ip.map(|ip| ip.to_canonical()),
+            destination_ip: req.destination.ip.map(|ip| ip.to_canonical()),
             destination_port: req.destination.port,
             http,
             path,
@@ -153,9 +153,9 @@ impl<'a> Attributes<'a> {
     }
 
     /// `:authority`.
-    pub fn host(&self) -> Option<&'a str> {
+    pub fn host(&self) -> Option<Cow<'a, str>> {
         let h = self.http?;
-        h.host.as_deref().or_else(|| self.header("host"))
+        h.host.as_deref().map(Cow::Borrowed).or_else(|| self.header("host"))
     }
 
     /// `:method`.
@@ -168,9 +168,9 @@ impl<'a> Attributes<'a> {
         self.path.as_deref()
     }
 
-    /// A header by lower-case name.
-    pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.http?.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    /// A header by name, any case: repeated headers joined with `,` in request order, as Envoy matches them.
+    pub fn header(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.http?.headers.get(name)
     }
 
     /// The token's `(iss, sub)`: from the claims, or the principal split at its last `/`.

@@ -63,7 +63,7 @@ impl Authenticators {
         http: &HttpRequest,
         now: Option<u64>,
     ) -> Result<Option<(JwtAttributes, TokenForwarding)>, String> {
-        let headers = http.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let headers = http.headers.iter();
         let mut rejection = None;
         for ra in applicable {
             let Some(auth) = self.0.get(&ra.id) else { continue };

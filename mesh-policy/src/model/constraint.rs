@@ -88,10 +88,10 @@ impl Constraint {
             Test::RequestPrincipal(ms) => {
                 a.token_subject().is_some_and(|(iss, sub)| ms.iter().any(|m| m.matches(iss, sub)))
             }
-            Test::Host(ms) => a.host().is_some_and(|h| ms.iter().any(|m| m.matches_ignore_case(h))),
+            Test::Host(ms) => a.host().is_some_and(|h| ms.iter().any(|m| m.matches_ignore_case(&h))),
             Test::Method(ms) => a.method().is_some_and(|v| ms.iter().any(|m| m.matches(v))),
             Test::Path(ms) => a.path().is_some_and(|p| ms.iter().any(|m| m.matches(p))),
-            Test::Header(name, ms) => a.header(name).is_some_and(|v| ms.iter().any(|m| m.matches(v))),
+            Test::Header(name, ms) => a.header(name).is_some_and(|v| ms.iter().any(|m| m.matches(&v))),
             Test::Claim(path, ms) => a.claim_matches(path, ms),
             Test::Audience(ms) => a.audiences_match(ms),
             Test::Presenter(ms) => a.presenter().is_some_and(|v| ms.iter().any(|m| m.matches(v))),

@@ -5,7 +5,7 @@ use std::fmt;
 /// How one configured value matches a string, as Istio turns a policy value into a matcher:
 /// `"*"` alone matches any non-empty value, a leading `*` is a suffix match, a trailing `*` a prefix match,
 /// anything else an exact match. A `*` in the middle is a literal character.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StringMatch {
     /// Equal to the value.
     Exact(Box<str>),
