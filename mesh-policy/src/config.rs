@@ -19,7 +19,14 @@ pub struct MeshConfig {
     pub path_normalization: PathNormalization,
     /// The GatewayClass of waypoints, for policies that target a GatewayClass. Default `istio-waypoint`.
     pub waypoint_gateway_class: String,
+    /// The largest manifest one apply reads, in bytes. Default [`DEFAULT_MAX_MANIFEST_BYTES`] (3 MiB), the
+    /// request body limit of the Kubernetes API server. Every other budget of the YAML reader (nodes, events,
+    /// alias expansion) scales with the size of the manifest.
+    pub max_manifest_bytes: usize,
 }
+
+/// The default [`MeshConfig::max_manifest_bytes`]: 3 MiB, as the Kubernetes API server limits a request body.
+pub const DEFAULT_MAX_MANIFEST_BYTES: usize = 3 << 20;
 
 impl Default for MeshConfig {
     fn default() -> Self {
@@ -29,6 +36,7 @@ impl Default for MeshConfig {
             trust_domain_aliases: Vec::new(),
             path_normalization: PathNormalization::Base,
             waypoint_gateway_class: "istio-waypoint".into(),
+            max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
         }
     }
 }

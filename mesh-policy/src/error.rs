@@ -83,6 +83,14 @@ pub enum ManifestError {
         /// What is missing.
         message: String,
     },
+    /// The manifest is larger than one apply reads ([`crate::MeshConfig::max_manifest_bytes`]).
+    #[error("manifest of {bytes} bytes exceeds the limit of {limit} bytes (MeshConfig.max_manifest_bytes)")]
+    TooLarge {
+        /// Size of the manifest.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The mesh's settings are invalid, so nothing is applied.
     #[error("mesh config: {}", join(.0))]
     Config(Vec<FieldError>),

@@ -186,10 +186,10 @@ impl Index {
     /// Calls `f` for each policy the waypoint enforces for the destination: those targeting the waypoint's
     /// GatewayClass (root namespace), the waypoint Gateway, and the Service or ServiceEntry addressed.
     pub(crate) fn for_each_waypoint<'a>(&'a self, dest: &Destination, mut f: impl FnMut(&'a PolicyRef)) {
-        if dest.waypoint.is_some() {
-            if let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class) {
-                ps.iter().for_each(&mut f);
-            }
+        if dest.waypoint.is_some()
+            && let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class)
+        {
+            ps.iter().for_each(&mut f);
         }
         let Some(ns) = self.namespace(&dest.namespace) else { return };
         if let Some(ps) = dest.waypoint.as_deref().and_then(|w| ns.gateways.get(w)) {

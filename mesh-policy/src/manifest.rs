@@ -4,6 +4,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
+use crate::config::DEFAULT_MAX_MANIFEST_BYTES;
 use crate::crd::{AuthorizationPolicySpec, ObjectMeta, PeerAuthenticationSpec, RequestAuthenticationSpec};
 use crate::error::{FieldError, ManifestError};
 use crate::resource::Kind;
@@ -85,24 +86,87 @@ pub struct Manifest {
     pub skipped: Vec<Skipped>,
 }
 
-/// Parses a multi-document YAML stream. `List` objects (as `kubectl get -o yaml` prints) are unpacked.
-/// Errors are collected for every document rather than stopping at the first.
+/// Parses a multi-document YAML stream of at most [`DEFAULT_MAX_MANIFEST_BYTES`]. `List` objects (as
+/// `kubectl get -o yaml` prints) are unpacked. Errors are collected for every document rather than stopping at
+/// the first.
 pub fn parse(text: &str) -> Result<Manifest, Vec<ManifestError>> {
+    parse_with_limit(text, DEFAULT_MAX_MANIFEST_BYTES)
+}
+
+/// [`parse`] with a limit on the size of the stream, in bytes.
+///
+/// Reading is bounded by the input: a stream over `max_bytes` is refused before it is parsed, and the YAML
+/// reader's budgets (nodes, events, scalar bytes, alias replay) are set in proportion to the stream's size, so
+/// that aliases cannot expand to much more than the text itself. Nesting deeper than [`MAX_DEPTH`] is refused.
+/// Duplicate keys in a mapping are an error. A UTF-8 byte order mark at the start is skipped, as kubectl does.
+///
+/// Documents are numbered among the stream's non-empty documents.
+pub fn parse_with_limit(text: &str, max_bytes: usize) -> Result<Manifest, Vec<ManifestError>> {
+    if text.len() > max_bytes {
+        return Err(vec![ManifestError::TooLarge { bytes: text.len(), limit: max_bytes }]);
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, reader_options(text.len()))
+        .map_err(|e| vec![yaml_error(text, &e)])?;
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let document = i + 1;
-        match Value::deserialize(doc) {
-            Ok(Value::Null) => {}
-            Ok(value) => object(document, value, &mut manifest, &mut errors),
-            Err(e) => {
-                errors.push(ManifestError::Yaml { document, message: e.to_string() });
-                // The stream cannot be resynchronised after a syntax error.
-                break;
-            }
+    for (i, value) in docs.into_iter().enumerate() {
+        if !value.is_null() {
+            object(i + 1, value, &mut manifest, &mut errors);
         }
     }
     if errors.is_empty() { Ok(manifest) } else { Err(errors) }
+}
+
+/// Deepest nesting of collections a manifest may use. Kubernetes objects, `managedFields` included, stay
+/// well within it.
+pub const MAX_DEPTH: usize = 64;
+
+/// The YAML reader's budgets for a stream of `len` bytes: without aliases a stream cannot hold more nodes,
+/// events or scalar bytes than these; aliases may replay about half the stream again, and no more.
+fn reader_options(len: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = len / 4 + 16;
+    budget.max_nodes = len + 1024;
+    budget.max_events = 2 * len + 1024;
+    budget.max_aliases = len / 4 + 16;
+    budget.max_anchors = len / 4 + 16;
+    budget.max_total_scalar_bytes = len + len / 2 + 1024;
+    budget.max_depth = MAX_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = len / 2 + 1024;
+    options
+}
+
+/// A syntax error or exceeded budget, with the document it is in.
+fn yaml_error(text: &str, e: &serde_saphyr::Error) -> ManifestError {
+    let message = e.to_string();
+    let message = message.strip_prefix("error: ").unwrap_or(&message).to_owned();
+    let document = match e.location() {
+        Some(at) => document_at(text, usize::try_from(at.line()).unwrap_or(usize::MAX)),
+        None => 1,
+    };
+    ManifestError::Yaml { document, message }
+}
+
+/// The 1-based index of the document that holds 1-based `line`: one more than the `---` separators before it
+/// that follow some content.
+fn document_at(text: &str, line: usize) -> usize {
+    let mut document = 1;
+    let mut content = false;
+    for l in text.lines().take(line.saturating_sub(1)) {
+        let separator = l.strip_prefix("---").is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+        if separator {
+            if content {
+                document += 1;
+            }
+            content = false;
+        } else if !l.trim_start().is_empty() && !l.trim_start().starts_with('#') {
+            content = true;
+        }
+    }
+    document
 }
 
 fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -125,13 +189,13 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
     let name = value.get("metadata").and_then(|m| str_field(m, "name")).map(str::to_owned);
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version.as_str()));
 
-    if kind.ends_with("List") {
-        if let Some(Value::Sequence(items)) = value.get("items") {
-            for item in items.clone() {
-                object(document, item, manifest, errors);
-            }
-            return;
+    if kind.ends_with("List")
+        && let Some(Value::Sequence(items)) = value.get("items")
+    {
+        for item in items.clone() {
+            object(document, item, manifest, errors);
         }
+        return;
     }
     let resource_name = || {
         let ns = value.get("metadata").and_then(|m| str_field(m, "namespace")).unwrap_or("default");
@@ -233,10 +297,10 @@ fn classify(group: &str, kind: &str) -> Class {
         );
     }
     // The core group has none of these kinds: `apiVersion: v1` with one of our kinds is a missing group.
-    if group.is_empty() {
-        if let Some(k) = known.or_else(near_kind) {
-            return Class::Mistake("apiVersion", format!("{k} is in the API group {GROUP}: write {GROUP}/v1"));
-        }
+    if group.is_empty()
+        && let Some(k) = known.or_else(near_kind)
+    {
+        return Class::Mistake("apiVersion", format!("{k} is in the API group {GROUP}: write {GROUP}/v1"));
     }
     Class::Other
 }

@@ -90,7 +90,7 @@ impl Mesh {
     /// Applies a multi-document YAML manifest.
     pub fn apply_yaml(&mut self, text: &str) -> Result<ApplyReport, ApplyError> {
         self.config.validate().map_err(|e| ApplyError(vec![ManifestError::Config(e)]))?;
-        let parsed = manifest::parse(text).map_err(ApplyError)?;
+        let parsed = manifest::parse_with_limit(text, self.config.max_manifest_bytes).map_err(ApplyError)?;
         let mut report = ApplyReport { skipped: parsed.skipped, ..ApplyReport::default() };
         let mut compiled = Vec::new();
         let mut errors = Vec::new();

@@ -29,6 +29,11 @@ fn hostile_corpus() {
     assert!(total >= 20, "the corpus holds only {total} cases");
 }
 
+/// A mesh that reads manifests up to 64 MiB.
+fn big_mesh() -> Mesh {
+    Mesh::new(MeshConfig { max_manifest_bytes: 64 << 20, ..MeshConfig::default() })
+}
+
 fn request(json: serde_json::Value) -> CheckRequest {
     serde_json::from_value(json).unwrap()
 }
@@ -148,8 +153,8 @@ fn error_messages_are_bounded() {
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: a}}\n\
          spec:\n  rules: [{{from: [{{source: {{ipBlocks: [\"{huge}\"]}}}}]}}]\n"
     );
-    let message = apply_err(&mut Mesh::default(), &yaml);
-    assert!(message.contains("bad IP address"), "{}", &message[..200]);
+    let message = apply_err(&mut big_mesh(), &yaml);
+    assert!(message.contains("bad IP address"), "{message:.200}");
     assert!(message.len() < 4096, "message of {} bytes", message.len());
 
     let mut many = String::new();
@@ -174,7 +179,11 @@ fn huge_lists_compile() {
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: a}}\n\
          spec:\n  targetRefs: [{{kind: Service, group: \"\", name: x}}]\n  rules: [{{from: [{{source: {{principals: [{principals}]}}}}]}}]\n"
     );
-    let mut mesh = Mesh::new(MeshConfig { trust_domain_aliases: vec!["old.example".into()], ..MeshConfig::default() });
+    let mut mesh = Mesh::new(MeshConfig {
+        trust_domain_aliases: vec!["old.example".into()],
+        max_manifest_bytes: 64 << 20,
+        ..MeshConfig::default()
+    });
     mesh.apply_yaml(&yaml).unwrap();
     let req = request(serde_json::json!({
         "destination": {"namespace": "a", "service": "x"},
@@ -198,4 +207,115 @@ fn huge_lists_compile() {
         "http": {"method": "GET", "path": "/"},
     }));
     assert_eq!(mesh.check(&req).unwrap().policy.as_deref(), Some("a/wide"));
+}
+
+#[test]
+fn manifests_over_the_size_limit_are_refused() {
+    let padding = format!("# {}\n", "x".repeat(3 << 20));
+    let message = apply_err(&mut Mesh::default(), &format!("{padding}{ALIAS_POLICY}"));
+    let expected =
+        format!("manifest of {} bytes exceeds the limit of 3145728 bytes", padding.len() + ALIAS_POLICY.len());
+    assert!(message.starts_with(&expected), "{message}");
+    let small = Mesh::new(MeshConfig { max_manifest_bytes: 100, ..MeshConfig::default() });
+    assert!(apply_err(&mut { small }, ALIAS_POLICY).contains("exceeds the limit of 100 bytes"));
+}
+
+#[test]
+fn aliases_cannot_expand_past_the_input() {
+    // 1 MB of aliases to a 1 MiB string.
+    let mut bomb = format!("a: &a {}\nb: [", "x".repeat(1 << 20));
+    bomb.push_str(&"*a,".repeat(8000));
+    bomb.push_str("]\n");
+    let message = apply_err(&mut Mesh::default(), &bomb);
+    assert!(message.starts_with("document 1: invalid YAML: "), "{message:.300}");
+    assert!(message.contains("budget breached"), "{message:.300}");
+    // 30 KB of aliases to a list of 6000 items.
+    let mut bomb = String::from("a: &a [");
+    for i in 0..6000 {
+        write!(bomb, "{i},").unwrap();
+    }
+    bomb.push_str("]\nb: [");
+    bomb.push_str(&"*a,".repeat(3000));
+    bomb.push_str("]\n");
+    let message = apply_err(&mut Mesh::default(), &bomb);
+    assert!(message.starts_with("document 1: invalid YAML: "), "{message:.300}");
+    assert!(message.contains("alias replay limit exceeded") || message.contains("budget breached"), "{message:.300}");
+    // Aliases that stay small still load.
+    let yaml = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: a}
+spec:
+  rules:
+  - from: &from [{source: {namespaces: [a]}}]
+  - from: *from
+    to: [{operation: {ports: ["80"]}}]
+"#;
+    assert_eq!(Mesh::default().apply_yaml(yaml).unwrap().applied.len(), 1);
+}
+
+#[test]
+fn deep_nesting_is_refused_early() {
+    for deep in ["{a: ".repeat(40_000), "[".repeat(1_000_000), "a:\n".to_owned() + &"- ".repeat(5_000) + "x\n"] {
+        let message = apply_err(&mut Mesh::default(), &deep);
+        assert!(message.starts_with("document 1: invalid YAML: "), "{message:.300}");
+        assert!(message.contains("limit") || message.contains("budget"), "{message:.300}");
+    }
+}
+
+#[test]
+fn yaml_errors_name_the_document_and_line() {
+    let yaml = format!("{ALIAS_POLICY}---\n# a comment\napiVersion: v1\nkind: [\n");
+    let message = apply_err(&mut Mesh::default(), &yaml);
+    assert!(message.starts_with("document 2: invalid YAML: line 12 column 7: unclosed bracket"), "{message}");
+    let dup = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, name: q}\n";
+    let message = apply_err(&mut Mesh::default(), dup);
+    assert!(message.contains("duplicate mapping key"), "{message}");
+}
+
+#[test]
+fn byte_order_mark_lists_and_kubectl_output_load() {
+    let mut mesh = Mesh::default();
+    let report = mesh.apply_yaml(&format!("\u{feff}{ALIAS_POLICY}")).unwrap();
+    assert_eq!(report.applied.len(), 1);
+    let list = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata:
+    annotations:
+      kubectl.kubernetes.io/last-applied-configuration: |
+        {"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy"}
+    creationTimestamp: "2026-01-02T03:04:05Z"
+    generation: 1
+    managedFields:
+    - apiVersion: security.istio.io/v1
+      fieldsType: FieldsV1
+      fieldsV1:
+        f:metadata: {f:annotations: {.: {}, f:kubectl.kubernetes.io/last-applied-configuration: {}}}
+        f:spec: {.: {}, f:rules: {}}
+      manager: kubectl-client-side-apply
+      operation: Update
+      time: "2026-01-02T03:04:05Z"
+    name: from-a
+    namespace: a
+    resourceVersion: "12345"
+    uid: 0b1c2d3e-0000-4000-8000-000000000000
+  spec:
+    rules:
+    - from:
+      - source: {namespaces: [a]}
+  status: {}
+- apiVersion: security.istio.io/v1
+  kind: PeerAuthentication
+  metadata: {name: strict, namespace: a}
+  spec: {mtls: {mode: STRICT}}
+metadata:
+  resourceVersion: ""
+"#;
+    let report = mesh.apply_yaml(list).unwrap();
+    let applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
+    assert_eq!(applied, ["AuthorizationPolicy a/from-a", "PeerAuthentication a/strict"]);
 }

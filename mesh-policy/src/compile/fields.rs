@@ -118,10 +118,10 @@ pub(crate) fn ip_net(value: &str) -> Result<IpNet, String> {
 /// (`::/0`, `::ffff:0:0/96`) also holds every IPv4 address.
 pub(crate) fn canonical_nets(net: IpNet) -> Vec<IpNet> {
     let IpNet::V6(v6) = net else { return vec![net] };
-    if let Some(v4) = v6.network().to_ipv4_mapped() {
-        if v6.prefix_len() >= 96 {
-            return IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_or_else(|_| vec![net], |n| vec![n]);
-        }
+    if let Some(v4) = v6.network().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+    {
+        return IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_or_else(|_| vec![net], |n| vec![n]);
     }
     let mapped_block = ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
     match mapped_block {
@@ -236,13 +236,13 @@ pub(crate) fn targets(
         if name.is_empty() {
             p.error(format!("{field}.name"), "targetRef name must be set");
         }
-        if let Some(ns) = r.namespace.as_deref() {
-            if ns != namespace {
-                p.error(
-                    format!("{field}.namespace"),
-                    format!("cross namespace referencing is not supported: must be empty or {namespace:?}"),
-                );
-            }
+        if let Some(ns) = r.namespace.as_deref()
+            && ns != namespace
+        {
+            p.error(
+                format!("{field}.namespace"),
+                format!("cross namespace referencing is not supported: must be empty or {namespace:?}"),
+            );
         }
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("");

@@ -96,13 +96,13 @@ impl<'a> Attributes<'a> {
         let identity = OnceCell::new();
         if let Some(ns) = req.source.namespace.as_deref() {
             // A plaintext peer (or a non-Istio principal) has no namespace to match: the field is ignored.
-            if let Some(id) = *identity.get_or_init(|| principal.and_then(Identity::parse)) {
-                if ns != id.namespace {
-                    return Err(RequestError(FieldError::new(
-                        "source.namespace",
-                        format!("{ns:?} contradicts the principal's namespace {:?}", id.namespace),
-                    )));
-                }
+            if let Some(id) = *identity.get_or_init(|| principal.and_then(Identity::parse))
+                && ns != id.namespace
+            {
+                return Err(RequestError(FieldError::new(
+                    "source.namespace",
+                    format!("{ns:?} contradicts the principal's namespace {:?}", id.namespace),
+                )));
             }
         }
         let http = if l7 { req.http.as_ref() } else { None };

@@ -76,15 +76,15 @@ pub(crate) fn ztunnel(index: &Index, req: &crate::request::CheckRequest, attrs: 
     if attrs.principal.is_none() {
         let [mesh, ns, workload] = index.peer_authentications(&req.destination);
         let eff = peer_authentication::resolve(mesh, ns, workload, req.destination.port);
-        if eff.mode == MtlsMode::Strict {
-            if let Some(policy) = eff.policy {
-                return Decision::new(
-                    false,
-                    Action::Deny,
-                    Reason::StrictMtls { policy, port_level: eff.port_level },
-                    Enforcement::Ztunnel,
-                );
-            }
+        if eff.mode == MtlsMode::Strict
+            && let Some(policy) = eff.policy
+        {
+            return Decision::new(
+                false,
+                Action::Deny,
+                Reason::StrictMtls { policy, port_level: eff.port_level },
+                Enforcement::Ztunnel,
+            );
         }
     }
     let mut walk = Walk::default();
