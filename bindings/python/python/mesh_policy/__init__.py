@@ -10,10 +10,11 @@
 
 from ._native import (
     Decision,
+    InvalidConfigError,
     InvalidManifestError,
     InvalidRequestError,
     Mesh,
     MeshPolicyError,
 )
 
-__all__ = ["Decision", "InvalidManifestError", "InvalidRequestError", "Mesh", "MeshPolicyError"]
+__all__ = ["Decision", "InvalidConfigError", "InvalidManifestError", "InvalidRequestError", "Mesh", "MeshPolicyError"]
