@@ -319,3 +319,185 @@ metadata:
     let applied: Vec<String> = report.applied.iter().map(ToString::to_string).collect();
     assert_eq!(applied, ["AuthorizationPolicy a/from-a", "PeerAuthentication a/strict"]);
 }
+
+mod generated {
+    //! Generated manifests that mix valid fields with the hostile values above, and generated requests.
+
+    use mesh_policy::{CheckRequest, Mesh};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            // Values that are valid in most fields, some of them suspicious (warnings, not errors).
+            8 => prop::sample::select(vec![
+                "*", "cluster.local/ns/a/sa/x", "cluster.local/ns/*/sa/x", " GET", "get", "GET", "/a/*/b", "a,b",
+                "10.0.0.0/8", "::ffff:10.0.0.0/104", "::/0", "8080", "08080",
+            ])
+            .prop_map(str::to_owned),
+            // Values that are invalid in most fields.
+            1 => prop::sample::select(vec!["010.0.0.0/8", "+8080", ""]).prop_map(str::to_owned),
+            1 => "[ -~]{0,12}",
+        ]
+    }
+
+    fn values() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(text(), 1..3)
+    }
+
+    fn source() -> impl Strategy<Value = Value> {
+        let field = prop::sample::select(vec![
+            "principals",
+            "notPrincipals",
+            "namespaces",
+            "notNamespaces",
+            "ipBlocks",
+            "notIpBlocks",
+            "remoteIpBlocks",
+            "requestPrincipals",
+            "serviceAccounts",
+        ]);
+        (field, values()).prop_map(|(f, v)| json!({ f: v }))
+    }
+
+    fn operation() -> impl Strategy<Value = Value> {
+        let field =
+            prop::sample::select(vec!["hosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths"]);
+        (field, values()).prop_map(|(f, v)| json!({ f: v }))
+    }
+
+    fn condition() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec![
+            "source.ip",
+            "destination.ip",
+            "remote.ip",
+            "request.headers[x-evil]",
+            "request.headers[X-Evil]",
+            "source.principal",
+            "source.namespace",
+            "destination.port",
+            "request.auth.claims[groups]",
+        ]);
+        (key, values()).prop_map(|(k, v)| json!({"key": k, "values": v}))
+    }
+
+    fn rule() -> impl Strategy<Value = Value> {
+        (
+            prop::option::of(prop::collection::vec(source(), 0..2)),
+            prop::option::of(prop::collection::vec(operation(), 0..2)),
+            prop::option::of(prop::collection::vec(condition(), 0..2)),
+        )
+            .prop_map(|(from, to, when)| {
+                let mut r = serde_json::Map::new();
+                if let Some(f) = from {
+                    r.insert("from".into(), f.into_iter().map(|s| json!({"source": s})).collect());
+                }
+                if let Some(t) = to {
+                    r.insert("to".into(), t.into_iter().map(|o| json!({"operation": o})).collect());
+                }
+                if let Some(w) = when {
+                    r.insert("when".into(), Value::Array(w));
+                }
+                Value::Object(r)
+            })
+    }
+
+    fn document(i: usize) -> impl Strategy<Value = Value> {
+        let kind = prop_oneof![
+            12 => Just(("security.istio.io/v1", "AuthorizationPolicy")),
+            1 => Just(("security.istio.io/v1", "AuthorisationPolicy")),
+            1 => Just(("securty.istio.io/v1", "AuthorizationPolicy")),
+            1 => Just(("apps/v1", "Deployment")),
+        ];
+        let attach = prop_oneof![
+            Just(json!({})),
+            Just(json!({"selector": {"matchLabels": {"app": "api"}}})),
+            Just(json!({"targetRefs": [{"kind": "Service", "group": "", "name": "api"}]})),
+        ];
+        let action = prop::sample::select(vec!["ALLOW", "DENY", "AUDIT"]);
+        (kind, attach, action, prop::collection::vec(rule(), 0..3)).prop_map(move |((api, kind), attach, action, rules)| {
+            let mut spec = attach.as_object().cloned().unwrap_or_default();
+            spec.insert("action".into(), json!(action));
+            spec.insert("rules".into(), Value::Array(rules));
+            json!({"apiVersion": api, "kind": kind, "metadata": {"name": format!("p{i}"), "namespace": "shop"}, "spec": spec})
+        })
+    }
+
+    fn manifest() -> impl Strategy<Value = Vec<Value>> {
+        prop::collection::vec(0..4usize, 0..4)
+            .prop_flat_map(|ids| ids.into_iter().enumerate().map(|(i, _)| document(i)).collect::<Vec<_>>())
+    }
+
+    fn request() -> impl Strategy<Value = CheckRequest> {
+        let ip = prop::sample::select(vec!["10.0.0.1", "::ffff:10.0.0.1", "11.0.0.1", "::1"]);
+        let principal = prop::option::of(prop::sample::select(vec![
+            "cluster.local/ns/a/sa/x",
+            "cluster.local/ns/*/sa/x",
+            "evil.example/ns/a/sa/x",
+        ]));
+        let headers = prop::collection::vec((prop::sample::select(vec!["x-evil", "X-Evil", "host"]), text()), 0..3);
+        (ip, principal, headers, any::<bool>(), prop::sample::select(vec!["GET", "get", "POST"])).prop_map(
+            |(ip, principal, headers, http, method)| {
+                let mut req = json!({
+                    "destination": {"namespace": "shop", "service": "api", "workload_labels": {"app": "api"},
+                                    "port": 8080, "ip": ip},
+                    "source": {"ip": ip, "remote_ip": ip},
+                });
+                if let Some(p) = principal {
+                    req["source"]["principal"] = json!(p);
+                }
+                let mut h: CheckRequest = serde_json::from_value(req).unwrap();
+                if http {
+                    h.http = Some(mesh_policy::request::HttpRequest {
+                        method: method.into(),
+                        path: "/a/x/b".into(),
+                        host: None,
+                        headers: headers.into_iter().collect(),
+                    });
+                }
+                h
+            },
+        )
+    }
+
+    fn yaml(docs: &[Value]) -> String {
+        docs.iter().map(|d| serde_json::to_string(d).unwrap()).collect::<Vec<_>>().join("\n---\n")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any generated manifest applies or is refused with an error; any request is then decided or refused
+        /// with an error, never a panic. A DENY-all added on top denies every request it covers.
+        #[test]
+        fn generated_input_never_panics_and_deny_never_widens(docs in manifest(), req in request()) {
+            let mut mesh = Mesh::default();
+            if mesh.apply_yaml(&yaml(&docs)).is_err() {
+                // Refused as a whole: nothing applied, so there is nothing to decide with.
+                prop_assert!(mesh.is_empty());
+                return Ok(());
+            }
+            let before = mesh.check(&req).map(|d| d.allowed);
+            let deny = json!({
+                "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "zz-deny", "namespace": "shop"},
+                "spec": {"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}],
+                         "targetRefs": [{"kind": "Service", "group": "", "name": "api"}]},
+            });
+            let deny_l4 = json!({
+                "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                "metadata": {"name": "zz-deny-l4", "namespace": "shop"},
+                "spec": {"action": "DENY", "rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]},
+            });
+            mesh.apply_yaml(&yaml(&[deny, deny_l4])).unwrap();
+            let after = mesh.check(&req).map(|d| d.allowed);
+            if let (Ok(before), Ok(after)) = (&before, &after) {
+                prop_assert!(*before || !*after, "a DENY policy turned a denial into an allow");
+            }
+            let from_ten = req.source.ip.is_some_and(|ip| matches!(ip.to_canonical(), std::net::IpAddr::V4(v4) if v4.octets()[0] == 10));
+            if from_ten {
+                prop_assert!(!after.unwrap_or(false), "a source in 10.0.0.0/8 passed a DENY on it");
+            }
+        }
+    }
+}
