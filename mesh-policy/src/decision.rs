@@ -89,7 +89,11 @@ impl PartialEq for Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rule = |f: &mut fmt::Formatter<'_>, verb: &str, p: &PolicyRef, m: &RuleMatch| -> fmt::Result {
-            let expl = p.rules.get(m.rule).map(|r| r.explain(m.from, m.to).to_string()).unwrap_or_default();
+            let expl = p
+                .rules
+                .get(m.rule)
+                .map(|r| r.explain(m.from, m.to).with_principal(m.principal.as_deref()).to_string())
+                .unwrap_or_default();
             write!(f, "{verb} by {} rule {}: {expl}", p.id.qualified(), m.rule)
         };
         match self {

@@ -118,9 +118,9 @@ pub fn parse_with_limit(text: &str, max_bytes: usize) -> Result<Manifest, Vec<Ma
     if errors.is_empty() { Ok(manifest) } else { Err(errors) }
 }
 
-/// Deepest nesting of collections a manifest may use. Kubernetes objects, `managedFields` included, stay
-/// well within it.
-pub const MAX_DEPTH: usize = 64;
+/// Deepest nesting of collections a manifest may use. The kinds read here nest about 10 deep (12 in a `List`),
+/// `managedFields` included; a limit well above that also keeps the stack small on threads with little of it.
+pub const MAX_DEPTH: usize = 32;
 
 /// The YAML reader's budgets for a stream of `len` bytes: without aliases a stream cannot hold more nodes,
 /// events or scalar bytes than these; aliases may replay about half the stream again, and no more.
@@ -275,7 +275,8 @@ const KINDS: [Kind; 3] = [Kind::AuthorizationPolicy, Kind::RequestAuthentication
 
 fn classify(group: &str, kind: &str) -> Class {
     let known = Kind::from_name(kind);
-    let near_kind = || KINDS.into_iter().find(|k| near(kind, k.as_str()));
+    // Kinds are long: three edits still name one (`AuthorizationPolicies`).
+    let near_kind = || KINDS.into_iter().find(|k| near(kind, k.as_str(), 3));
     if group == GROUP {
         return match (known, near_kind()) {
             (Some(k), _) => Class::Ours(k),
@@ -289,7 +290,7 @@ fn classify(group: &str, kind: &str) -> Class {
             ),
         };
     }
-    if near(group, GROUP) {
+    if near(group, GROUP, 2) {
         let meant = known.or_else(near_kind).map_or_else(|| kind.to_owned(), |k| k.as_str().to_owned());
         return Class::Mistake(
             "apiVersion",
@@ -305,9 +306,9 @@ fn classify(group: &str, kind: &str) -> Class {
     Class::Other
 }
 
-/// Whether `a` is `b` differing only in ASCII case, or within two single-character edits of it: a typo.
-fn near(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b) || within_edits(&a.to_ascii_lowercase(), &b.to_ascii_lowercase(), 2)
+/// Whether `a` is `b` differing only in ASCII case, or within `max` single-character edits of it: a typo.
+fn near(a: &str, b: &str, max: usize) -> bool {
+    a.eq_ignore_ascii_case(b) || within_edits(&a.to_ascii_lowercase(), &b.to_ascii_lowercase(), max)
 }
 
 /// Whether the Levenshtein distance of `a` and `b` is at most `max` (cost bounded by the length of `b`).

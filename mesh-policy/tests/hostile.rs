@@ -34,6 +34,24 @@ fn big_mesh() -> Mesh {
     Mesh::new(MeshConfig { max_manifest_bytes: 64 << 20, ..MeshConfig::default() })
 }
 
+/// Every file under `tests/hostile/refused/` must be refused with the error its first line names
+/// (`# error: ...`).
+#[test]
+fn refused_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/refused");
+    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    assert!(entries.len() >= 5);
+    for path in entries {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = text.lines().next().and_then(|l| l.strip_prefix("# error: ")).unwrap();
+        match Mesh::default().apply_yaml(&text) {
+            Ok(r) => panic!("{}: applied {:?}", path.display(), r.applied),
+            Err(e) => assert!(e.to_string().contains(expected), "{}: {e}", path.display()),
+        }
+    }
+}
+
 fn request(json: serde_json::Value) -> CheckRequest {
     serde_json::from_value(json).unwrap()
 }
@@ -94,6 +112,24 @@ fn an_alias_is_only_the_domains_it_names() {
     assert!(check("cluster.local/ns/a/sa/x"));
     assert!(check("old.example/ns/a/sa/x"));
     assert!(!check("evil.example/ns/a/sa/x"));
+    // The reason names the principal as the peer presented it.
+    let reason = |principal: &str| {
+        let req = request(serde_json::json!({
+            "destination": {"namespace": "a", "service": "x"},
+            "source": {"principal": principal},
+            "http": {"method": "GET", "path": "/"},
+        }));
+        mesh.check(&req).unwrap().reason.to_string()
+    };
+    assert_eq!(
+        reason("old.example/ns/a/sa/x"),
+        "allowed by a/x-only rule 0: source principal is old.example/ns/a/sa/x (written cluster.local/ns/a/sa/x; \
+         its trust domain is an alias of the mesh's)"
+    );
+    assert_eq!(
+        reason("cluster.local/ns/a/sa/x"),
+        "allowed by a/x-only rule 0: source principal is cluster.local/ns/a/sa/x"
+    );
 }
 
 #[test]
@@ -252,6 +288,23 @@ spec:
     to: [{operation: {ports: ["80"]}}]
 "#;
     assert_eq!(Mesh::default().apply_yaml(yaml).unwrap().applied.len(), 1);
+}
+
+#[test]
+fn nesting_up_to_the_limit_loads_on_a_small_stack() {
+    // 31 levels under the document: the deepest accepted, read on a thread with a 1 MiB stack.
+    let mut yaml = String::from("apiVersion: example.com/v1\nkind: Deep\nspec:\n");
+    for i in 0..30 {
+        writeln!(yaml, "{}k{i}:", "  ".repeat(i + 1)).unwrap();
+    }
+    writeln!(yaml, "{}v", "  ".repeat(31)).unwrap();
+    let report = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(move || Mesh::default().apply_yaml(&yaml).map(|r| r.skipped.len()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(report.unwrap(), 1);
 }
 
 #[test]

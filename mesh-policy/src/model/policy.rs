@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::constraint::Constraint;
+use super::constraint::{Constraint, Test};
+use super::string_match::StringMatch;
 use crate::crd::Action;
 use crate::eval::attributes::Attributes;
 use crate::resource::ResourceId;
@@ -70,15 +71,19 @@ impl CompiledPolicy {
     /// The first rule that matches, with the indices of the `from` and `to` entries that matched.
     #[inline]
     pub fn first_match(&self, attrs: &Attributes<'_>) -> Option<RuleMatch> {
-        self.rules
-            .iter()
-            .enumerate()
-            .find_map(|(i, r)| r.matches(attrs).map(|(from, to)| RuleMatch { rule: i, from, to }))
+        self.rules.iter().enumerate().find_map(|(i, r)| {
+            r.matches(attrs).map(|(from, to)| RuleMatch {
+                rule: i,
+                from,
+                to,
+                principal: r.principal_through_alias(from, attrs),
+            })
+        })
     }
 }
 
 /// Which rule matched and through which `from` / `to` entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {
     /// Index of the rule in `spec.rules`.
     pub rule: usize,
@@ -86,6 +91,9 @@ pub struct RuleMatch {
     pub from: Option<usize>,
     /// Index of the matching `to` entry, when the rule has `to`.
     pub to: Option<usize>,
+    /// The peer's principal as it presented it, when the rule matched it only through the mesh's trust domain
+    /// aliases (no value as written matches it): explanations then name the principal as presented.
+    pub principal: Option<Arc<str>>,
 }
 
 /// A compiled rule: any `from` entry AND any `to` entry AND every `when` condition.
@@ -146,7 +154,20 @@ impl CompiledRule {
 
     /// Describes the parts of the rule that matched.
     pub fn explain(&self, from: Option<usize>, to: Option<usize>) -> RuleExplanation<'_> {
-        RuleExplanation { rule: self, from, to }
+        RuleExplanation { rule: self, from, to, principal: None }
+    }
+
+    /// The principal of `attrs` when a positive principal constraint of the matched parts holds only through
+    /// trust domain expansion.
+    fn principal_through_alias(&self, from: Option<usize>, attrs: &Attributes<'_>) -> Option<Arc<str>> {
+        let p = attrs.principal?;
+        let entry = from.and_then(|i| self.from.get(i)).map(|e| e.constraints.as_slice()).unwrap_or(&[]);
+        let through_alias = entry.iter().chain(&self.when).any(|c| {
+            matches!(c.test, Test::Principal(_))
+                && !c.negated
+                && !c.values.iter().any(|v| StringMatch::pattern_matches(v, p))
+        });
+        through_alias.then(|| p.into())
     }
 }
 
@@ -156,6 +177,15 @@ pub struct RuleExplanation<'a> {
     rule: &'a CompiledRule,
     from: Option<usize>,
     to: Option<usize>,
+    principal: Option<&'a str>,
+}
+
+impl<'a> RuleExplanation<'a> {
+    /// Names `principal` as the peer presented it where the rule matched it through a trust domain alias
+    /// ([`RuleMatch::principal`]).
+    pub fn with_principal(self, principal: Option<&'a str>) -> Self {
+        RuleExplanation { principal, ..self }
+    }
 }
 
 impl fmt::Display for RuleExplanation<'_> {
@@ -168,7 +198,15 @@ impl fmt::Display for RuleExplanation<'_> {
                 f.write_str(" and ")?;
             }
             first = false;
-            write!(f, "{c}")?;
+            match (self.principal, &c.test) {
+                (Some(p), Test::Principal(_)) if !c.negated => write!(
+                    f,
+                    "source principal is {p} (written {}{}; its trust domain is an alias of the mesh's)",
+                    c.values.first().map_or("", |v| &**v),
+                    if c.values.len() > 1 { ", ..." } else { "" }
+                )?,
+                _ => write!(f, "{c}")?,
+            }
         }
         if first {
             f.write_str("the rule matches every request")?;

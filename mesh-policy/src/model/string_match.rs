@@ -31,6 +31,20 @@ impl StringMatch {
         }
     }
 
+    /// Whether `s` matches the policy value `pattern`, as `StringMatch::parse(pattern).matches(s)` would,
+    /// without building the matcher.
+    pub fn pattern_matches(pattern: &str, s: &str) -> bool {
+        if pattern == "*" {
+            !s.is_empty()
+        } else if let Some(rest) = pattern.strip_prefix('*') {
+            s.ends_with(rest)
+        } else if let Some(rest) = pattern.strip_suffix('*') {
+            s.starts_with(rest)
+        } else {
+            s == pattern
+        }
+    }
+
     /// The matcher for a value compared without regard to ASCII case (hosts).
     pub fn parse_ignore_case(value: &str) -> Self {
         match Self::parse(value) {
@@ -99,6 +113,9 @@ mod tests {
         assert!(StringMatch::parse("*.com").matches("a.com"));
         assert!(!StringMatch::parse("a*b").matches("axb"));
         assert!(StringMatch::parse("a*b").matches("a*b"));
+        for (p, s) in [("*", "x"), ("*", ""), ("*.com", "a.com"), ("/api/*", "/api"), ("a*b", "a*b"), ("ab", "ab")] {
+            assert_eq!(StringMatch::pattern_matches(p, s), StringMatch::parse(p).matches(s), "{p} {s}");
+        }
     }
 
     #[test]
