@@ -14,7 +14,6 @@
 //!   iteration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench setup: fail loudly
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::str::FromStr;
 use std::time::Duration;
