@@ -380,65 +380,63 @@ mod generated {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
-    fn text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            // Values that are valid in most fields, some of them suspicious (warnings, not errors).
-            8 => prop::sample::select(vec![
-                "*", "cluster.local/ns/a/sa/x", "cluster.local/ns/*/sa/x", " GET", "get", "GET", "/a/*/b", "a,b",
-                "10.0.0.0/8", "::ffff:10.0.0.0/104", "::/0", "8080", "08080",
-            ])
-            .prop_map(str::to_owned),
-            // Values that are invalid in most fields.
+    /// Values for a kind of field: mostly valid (some suspicious, which warns), sometimes invalid.
+    fn values(pool: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+        let one = prop_oneof![
+            40 => prop::sample::select(pool).prop_map(str::to_owned),
             1 => prop::sample::select(vec!["010.0.0.0/8", "+8080", ""]).prop_map(str::to_owned),
             1 => "[ -~]{0,12}",
+        ];
+        prop::collection::vec(one, 1..3)
+    }
+
+    const PRINCIPALS: &[&str] =
+        &["*", "cluster.local/ns/a/sa/x", "cluster.local/ns/*/sa/x", "*/sa/x", " cluster.local/ns/a/sa/x"];
+    const NAMESPACES: &[&str] = &["a", "*", "a*", "sh*p"];
+    const IPS: &[&str] =
+        &["10.0.0.0/8", "::ffff:10.0.0.0/104", "::/0", "10.0.0.1", "::ffff:11.0.0.0/104", "11.0.0.0/8"];
+    const PORTS: &[&str] = &["8080", "08080", "80"];
+    const METHODS: &[&str] = &["GET", "get", " GET", "POST"];
+    const PATHS: &[&str] = &["/a/*/b", "/a/*", "/a/x/b", "*"];
+    const HOSTS: &[&str] = &["api.*.com", "*.com", "api", "*"];
+    const HEADERS: &[&str] = &["1", "0,1", "a,b", "*", " 1"];
+
+    fn source() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            (prop::sample::select(vec!["principals", "notPrincipals"]), values(PRINCIPALS))
+                .prop_map(|(f, v)| json!({ f: v })),
+            (prop::sample::select(vec!["namespaces", "notNamespaces"]), values(NAMESPACES))
+                .prop_map(|(f, v)| json!({ f: v })),
+            (prop::sample::select(vec!["ipBlocks", "notIpBlocks", "remoteIpBlocks"]), values(IPS))
+                .prop_map(|(f, v)| json!({ f: v })),
         ]
     }
 
-    fn values() -> impl Strategy<Value = Vec<String>> {
-        prop::collection::vec(text(), 1..3)
-    }
-
-    fn source() -> impl Strategy<Value = Value> {
-        let field = prop::sample::select(vec![
-            "principals",
-            "notPrincipals",
-            "namespaces",
-            "notNamespaces",
-            "ipBlocks",
-            "notIpBlocks",
-            "remoteIpBlocks",
-            "requestPrincipals",
-            "serviceAccounts",
-        ]);
-        (field, values()).prop_map(|(f, v)| json!({ f: v }))
-    }
-
     fn operation() -> impl Strategy<Value = Value> {
-        let field =
-            prop::sample::select(vec!["hosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths"]);
-        (field, values()).prop_map(|(f, v)| json!({ f: v }))
+        prop_oneof![
+            (prop::sample::select(vec!["ports", "notPorts"]), values(PORTS)).prop_map(|(f, v)| json!({ f: v })),
+            (prop::sample::select(vec!["methods", "notMethods"]), values(METHODS)).prop_map(|(f, v)| json!({ f: v })),
+            (prop::sample::select(vec!["paths", "notPaths"]), values(PATHS)).prop_map(|(f, v)| json!({ f: v })),
+            values(HOSTS).prop_map(|v| json!({ "hosts": v })),
+        ]
     }
 
     fn condition() -> impl Strategy<Value = Value> {
-        let key = prop::sample::select(vec![
-            "source.ip",
-            "destination.ip",
-            "remote.ip",
-            "request.headers[x-evil]",
-            "request.headers[X-Evil]",
-            "source.principal",
-            "source.namespace",
-            "destination.port",
-            "request.auth.claims[groups]",
-        ]);
-        (key, values()).prop_map(|(k, v)| json!({"key": k, "values": v}))
+        prop_oneof![
+            (prop::sample::select(vec!["source.ip", "destination.ip", "remote.ip"]), values(IPS)),
+            (prop::sample::select(vec!["request.headers[x-evil]", "request.headers[X-Evil]"]), values(HEADERS)),
+            (Just("source.principal"), values(PRINCIPALS)),
+            (Just("source.namespace"), values(NAMESPACES)),
+            (Just("destination.port"), values(PORTS)),
+        ]
+        .prop_map(|(k, v)| json!({"key": k, "values": v}))
     }
 
     fn rule() -> impl Strategy<Value = Value> {
         (
-            prop::option::of(prop::collection::vec(source(), 0..2)),
-            prop::option::of(prop::collection::vec(operation(), 0..2)),
-            prop::option::of(prop::collection::vec(condition(), 0..2)),
+            prop::option::of(prop::collection::vec(source(), 1..3)),
+            prop::option::of(prop::collection::vec(operation(), 1..3)),
+            prop::option::of(prop::collection::vec(condition(), 1..3)),
         )
             .prop_map(|(from, to, when)| {
                 let mut r = serde_json::Map::new();
@@ -457,7 +455,7 @@ mod generated {
 
     fn document(i: usize) -> impl Strategy<Value = Value> {
         let kind = prop_oneof![
-            12 => Just(("security.istio.io/v1", "AuthorizationPolicy")),
+            40 => Just(("security.istio.io/v1", "AuthorizationPolicy")),
             1 => Just(("security.istio.io/v1", "AuthorisationPolicy")),
             1 => Just(("securty.istio.io/v1", "AuthorizationPolicy")),
             1 => Just(("apps/v1", "Deployment")),
@@ -468,7 +466,7 @@ mod generated {
             Just(json!({"targetRefs": [{"kind": "Service", "group": "", "name": "api"}]})),
         ];
         let action = prop::sample::select(vec!["ALLOW", "DENY", "AUDIT"]);
-        (kind, attach, action, prop::collection::vec(rule(), 0..3)).prop_map(move |((api, kind), attach, action, rules)| {
+        (kind, attach, action, prop::collection::vec(rule(), 1..3)).prop_map(move |((api, kind), attach, action, rules)| {
             let mut spec = attach.as_object().cloned().unwrap_or_default();
             spec.insert("action".into(), json!(action));
             spec.insert("rules".into(), Value::Array(rules));
@@ -477,7 +475,7 @@ mod generated {
     }
 
     fn manifest() -> impl Strategy<Value = Vec<Value>> {
-        prop::collection::vec(0..4usize, 0..4)
+        prop::collection::vec(0..4usize, 1..4)
             .prop_flat_map(|ids| ids.into_iter().enumerate().map(|(i, _)| document(i)).collect::<Vec<_>>())
     }
 
@@ -486,9 +484,16 @@ mod generated {
         let principal = prop::option::of(prop::sample::select(vec![
             "cluster.local/ns/a/sa/x",
             "cluster.local/ns/*/sa/x",
+            "cluster.local/ns/shop/sa/x",
             "evil.example/ns/a/sa/x",
         ]));
-        let headers = prop::collection::vec((prop::sample::select(vec!["x-evil", "X-Evil", "host"]), text()), 0..3);
+        let headers = prop::collection::vec(
+            (
+                prop::sample::select(vec!["x-evil", "X-Evil", "host"]),
+                prop::sample::select(HEADERS).prop_map(str::to_owned),
+            ),
+            0..3,
+        );
         (ip, principal, headers, any::<bool>(), prop::sample::select(vec!["GET", "get", "POST"])).prop_map(
             |(ip, principal, headers, http, method)| {
                 let mut req = json!({
