@@ -163,3 +163,37 @@ def test_reentrant_use_from_a_callback():
         gc.callbacks.remove(callback)
         gc.set_threshold(*threshold)
     assert results and all(results)
+
+
+def test_headers_in_any_case_are_joined_in_dict_order():
+    mesh = Mesh()
+    mesh.apply_yaml("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-evil, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: api}]
+  action: DENY
+  rules:
+  - when: [{key: "request.headers[x-evil]", values: ["1", "1,*"]}]
+""")
+    assert not mesh.check(request(headers={"X-EVIL": "1"})).allowed
+    assert not mesh.check(request(headers={"X-Evil": "1", "x-evil": "0"})).allowed
+    decision = mesh.check(request(headers={"X-Evil": "0", "x-evil": "1"}))
+    assert decision.allowed, decision.reason
+
+
+def test_ipv4_mapped_ipv6_is_the_ipv4_address():
+    mesh = Mesh()
+    mesh.apply_yaml("""
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-net, namespace: shop}
+spec:
+  action: DENY
+  rules: [{from: [{source: {ipBlocks: ["10.0.0.0/8"]}}]}]
+""")
+    for ip in ("10.0.0.1", "::ffff:10.0.0.1", "::FFFF:10.0.0.1"):
+        d = mesh.check({"destination": {"namespace": "shop", "port": 80}, "source": {"ip": ip}})
+        assert not d.allowed and d.policy == "shop/deny-net", ip
+    assert mesh.check({"destination": {"namespace": "shop", "port": 80}, "source": {"ip": "::ffff:11.0.0.1"}}).allowed
