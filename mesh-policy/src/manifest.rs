@@ -156,14 +156,16 @@ fn document_at(text: &str, line: usize) -> usize {
     let mut document = 1;
     let mut content = false;
     for l in text.lines().take(line.saturating_sub(1)) {
-        let separator = l.strip_prefix("---").is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
-        if separator {
-            if content {
-                document += 1;
+        let has_content = |s: &str| !s.trim_start().is_empty() && !s.trim_start().starts_with('#');
+        match l.strip_prefix("---").filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t'])) {
+            Some(rest) => {
+                if content {
+                    document += 1;
+                }
+                // `--- {a: 1}` starts a document with content on the separator's line.
+                content = has_content(rest);
             }
-            content = false;
-        } else if !l.trim_start().is_empty() && !l.trim_start().starts_with('#') {
-            content = true;
+            None => content |= has_content(l),
         }
     }
     document
@@ -328,4 +330,30 @@ fn within_edits(a: &str, b: &str, max: usize) -> bool {
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()] <= max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_by_line() {
+        let text = "# header\n---\na: 1\n---\n# only a comment\n---\nb: 2\n--- {c: 3}\n---\nd: [\n";
+        let at: Vec<usize> = (1..=10).map(|line| document_at(text, line)).collect();
+        assert_eq!(at, [1, 1, 1, 1, 2, 2, 2, 2, 3, 4]);
+    }
+
+    #[test]
+    fn near_kinds_and_groups() {
+        assert!(near("AuthorisationPolicy", "AuthorizationPolicy", 3));
+        assert!(near("AuthorizationPolicies", "AuthorizationPolicy", 3));
+        assert!(near("Security.Istio.io", GROUP, 2));
+        assert!(near("securty.istio.io", GROUP, 2));
+        assert!(!near("networking.istio.io", GROUP, 2));
+        assert!(!near("policy.linkerd.io", GROUP, 2));
+        assert!(!near(&"x".repeat(1 << 20), GROUP, 2));
+        assert!(matches!(classify("policy.linkerd.io", "AuthorizationPolicy"), Class::Other));
+        assert!(matches!(classify("networking.istio.io", "VirtualService"), Class::Other));
+        assert!(matches!(classify("", "Service"), Class::Other));
+    }
 }
