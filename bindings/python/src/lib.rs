@@ -319,13 +319,15 @@ impl Mesh {
         py.detach(|| Ok(self.inner.read().map_err(poisoned)?.analyze().iter().map(ToString::to_string).collect()))
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        Ok(self.inner.read().map_err(poisoned)?.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| Ok(self.inner.read().map_err(poisoned)?.len()))
     }
 
-    fn __repr__(&self) -> PyResult<String> {
-        let mesh = self.inner.read().map_err(poisoned)?;
-        Ok(format!("Mesh(resources={}, root_namespace={:?})", mesh.len(), mesh.config().root_namespace))
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        py.detach(|| {
+            let mesh = self.inner.read().map_err(poisoned)?;
+            Ok(format!("Mesh(resources={}, root_namespace={:?})", mesh.len(), mesh.config().root_namespace))
+        })
     }
 }
 
