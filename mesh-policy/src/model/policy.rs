@@ -76,7 +76,8 @@ impl CompiledPolicy {
                 rule: i,
                 from,
                 to,
-                principal: r.principal_through_alias(from, attrs),
+                // ztunnel compares principals as written: only a waypoint expands trust domains.
+                principal: if self.is_ztunnel() { None } else { r.principal_through_alias(from, attrs) },
             })
         })
     }
