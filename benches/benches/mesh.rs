@@ -5,6 +5,11 @@
 //!   compile, index).
 //! - `check_ztunnel`: one L4 `Mesh::check` at the destination's ztunnel.
 //! - `check_waypoint`: one L7 `Mesh::check` at the waypoint.
+//! - `compile_large_lists`: `Mesh::apply_yaml` of one policy with 100 000 `principals`, and of one with 40 000
+//!   `targetRefs` into a mesh that already holds the 1k manifest (de-duplication and indexing must stay linear).
+//! - `hostile`: the worst inputs of the hostile-input corpus, each refused: aliases to a 1 MiB string, aliases to
+//!   a 6000-item list, 40 000 nested flow maps, 1 M unclosed `[`, a 10 MB manifest over the size limit, and
+//!   2 000 invalid documents (collecting the errors and displaying them).
 //!
 //! The manifest is generated once per size, outside every timed loop; see [`manifest`] for its shape. The
 //! destination (`payments`, workload `app: ledger`, Service `ledger`) sees the same handful of policies at
@@ -18,7 +23,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput};
 use mesh_policy::request::{Destination, HttpRequest, JwtAttributes, SourceAttributes};
-use mesh_policy::{Action, CheckRequest, Mesh};
+use mesh_policy::{Action, CheckRequest, Mesh, MeshConfig};
 
 /// Mesh sizes, in AuthorizationPolicies.
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
@@ -328,7 +333,7 @@ fn waypoint_request() -> CheckRequest {
             method: "POST".into(),
             path: "/ledger/v1/debit?x=1".into(),
             host: Some("ledger.payments.svc.cluster.local:8080".into()),
-            headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+            headers: [("content-type", "application/json")].into_iter().collect(),
         }),
         jwt: Some(JwtAttributes {
             principal: Some("https://idp.example.com/accounts-service".into()),
@@ -342,7 +347,8 @@ fn waypoint_request() -> CheckRequest {
 
 /// A mesh of `n` policies, checked to hold exactly `n` AuthorizationPolicies.
 fn mesh(yaml: &str, n: usize) -> Mesh {
-    let mut mesh = Mesh::default();
+    // The 10k manifest (4.9 MB) is over the default 3 MiB limit of one apply.
+    let mut mesh = big_mesh();
     let report = mesh.apply_yaml(yaml).unwrap_or_else(|e| panic!("generated manifest of {n} is invalid: {e}"));
     assert!(report.warnings.is_empty(), "unexpected warnings: {:?}", report.warnings);
     assert_eq!(mesh.resources().filter(|id| id.kind() == mesh_policy::Kind::AuthorizationPolicy).count(), n);
@@ -382,13 +388,105 @@ fn compile(c: &mut Criterion, fx: &Fixture) {
             // The fresh Mesh is built outside the timed routine and the result is returned, so dropping the
             // mesh is not timed either.
             b.iter_batched(
-                Mesh::default,
+                big_mesh,
                 |mut mesh| {
                     let report = mesh.apply_yaml(black_box(yaml));
                     (mesh, report)
                 },
                 BatchSize::PerIteration,
             );
+        });
+    }
+    group.finish();
+}
+
+/// A mesh that reads manifests up to 64 MiB, for the large single-policy cases.
+fn big_mesh() -> Mesh {
+    Mesh::new(MeshConfig { max_manifest_bytes: 64 << 20, ..MeshConfig::default() })
+}
+
+fn principals_policy(n: usize) -> String {
+    let mut principals = String::with_capacity(n * 40);
+    for i in 0..n {
+        write!(principals, "\"cluster.local/ns/n{}/sa/s{i}\",", i % 100).unwrap();
+    }
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: many-principals, namespace: a}}\n\
+         spec:\n  targetRefs: [{{kind: Service, group: \"\", name: x}}]\n  rules: [{{from: [{{source: {{principals: \
+         [{principals}]}}}}]}}]\n"
+    )
+}
+
+fn target_refs_policy(n: usize) -> String {
+    let mut refs = String::with_capacity(n * 40);
+    for i in 0..n {
+        write!(refs, "{{kind: Service, group: \"\", name: s{i}}},").unwrap();
+    }
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: many-targets, namespace: a}}\n\
+         spec:\n  targetRefs: [{refs}]\n  action: DENY\n  rules: [{{}}]\n"
+    )
+}
+
+fn compile_large_lists(c: &mut Criterion, fx: &Fixture) {
+    let mut group = c.benchmark_group("compile_large_lists");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    let principals = principals_policy(100_000);
+    assert_eq!(big_mesh().apply_yaml(&principals).unwrap().applied.len(), 1);
+    group.bench_function("principals/100000", |b| {
+        b.iter_batched(
+            big_mesh,
+            |mut mesh| (mesh.apply_yaml(black_box(&principals)).is_ok(), mesh),
+            BatchSize::PerIteration,
+        );
+    });
+    let targets = target_refs_policy(40_000);
+    let base = &fx.manifests.iter().find(|(n, _)| *n == 1_000).unwrap().1;
+    let with_base = || {
+        let mut mesh = big_mesh();
+        mesh.apply_yaml(base).unwrap();
+        mesh
+    };
+    assert_eq!(with_base().apply_yaml(&targets).unwrap().applied.len(), 1);
+    group.bench_function("targetRefs/40000", |b| {
+        b.iter_batched(
+            with_base,
+            |mut mesh| (mesh.apply_yaml(black_box(&targets)).is_ok(), mesh),
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
+fn hostile(c: &mut Criterion) {
+    let mut string_bomb = format!("a: &a {}\nb: [", "x".repeat(1 << 20));
+    string_bomb.push_str(&"*a,".repeat(8000));
+    string_bomb.push_str("]\n");
+    let mut list_bomb = String::from("a: &a [");
+    for i in 0..6000 {
+        write!(list_bomb, "{i},").unwrap();
+    }
+    list_bomb.push_str("]\nb: [");
+    list_bomb.push_str(&"*a,".repeat(3000));
+    list_bomb.push_str("]\n");
+    let mut invalid = String::new();
+    for i in 0..2_000 {
+        write!(invalid, "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p{i}}}\nspec: {{rules: [{{when: []}}]}}\n").unwrap();
+    }
+    let cases = [
+        ("alias_to_1MiB_string", string_bomb),
+        ("alias_to_6000_items", list_bomb),
+        ("nested_flow_maps_40000", "{a: ".repeat(40_000)),
+        ("unclosed_brackets_1M", "[".repeat(1_000_000)),
+        ("over_size_limit_10MB", format!("# {}\n", "x".repeat(10 << 20))),
+        ("invalid_documents_2000", invalid),
+    ];
+    let mut group = c.benchmark_group("hostile");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    for (name, yaml) in &cases {
+        assert!(Mesh::default().apply_yaml(yaml).is_err(), "{name} was accepted");
+        group.bench_function(*name, |b| {
+            b.iter(|| Mesh::default().apply_yaml(black_box(yaml)).map_err(|e| e.to_string()));
         });
     }
     group.finish();
@@ -411,5 +509,7 @@ fn main() {
     compile(&mut c, &fx);
     check(&mut c, &fx, "check_ztunnel", &ztunnel_request(), "payments/ledger-l4");
     check(&mut c, &fx, "check_waypoint", &waypoint_request(), "payments/ledger-debit");
+    compile_large_lists(&mut c, &fx);
+    hostile(&mut c);
     c.final_summary();
 }

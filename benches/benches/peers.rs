@@ -14,7 +14,6 @@
 //!   iteration.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench setup: fail loudly
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::str::FromStr;
 use std::time::Duration;
@@ -76,7 +75,7 @@ fn mesh_request(with_token: bool) -> CheckRequest {
             method: "POST".into(),
             path: "/ledger/v1/debit?x=1".into(),
             host: None,
-            headers: BTreeMap::new(),
+            headers: Default::default(),
         }),
         jwt: with_token.then(|| JwtAttributes {
             principal: Some(TOKEN_PRINCIPAL.into()),

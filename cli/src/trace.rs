@@ -1,9 +1,9 @@
 //! `mesh-policy trace`: a connection or request from a Pod to an address, hop by hop.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::Args;
+use mesh_policy::Headers;
 use mesh_policy::request::HttpRequest;
 use mesh_policy::trace::{Proxy, TraceRequest, TraceSource};
 
@@ -48,13 +48,13 @@ fn request(args: &TraceArgs) -> Result<TraceRequest, String> {
     };
     let http_wanted = args.method.is_some() || args.path.is_some() || !args.headers.is_empty() || args.token.is_some();
     let http = if http_wanted {
-        let mut headers = BTreeMap::new();
+        let mut headers = Headers::new();
         for h in &args.headers {
             let (name, value) = h.split_once(':').ok_or_else(|| format!("-H {h:?}: expected `name: value`"))?;
-            headers.insert(name.trim().to_owned(), value.trim().to_owned());
+            headers.push(name.trim(), value.trim());
         }
         if let Some(token) = &args.token {
-            headers.insert("authorization".into(), format!("Bearer {token}"));
+            headers.push("authorization", format!("Bearer {token}"));
         }
         Some(HttpRequest {
             method: args.method.clone().unwrap_or_else(|| "GET".into()),

@@ -102,7 +102,7 @@ impl MatchedRule {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let m = &self.0.matched;
                 match self.0.policy.rules_for(m.tcp).get(m.rule) {
-                    Some(r) => write!(f, "{}", r.explain(m.from, m.to)),
+                    Some(r) => write!(f, "{}", r.explain(m.from, m.to).with_principal(m.principal.as_deref())),
                     None => Ok(()),
                 }
             }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::peer_authentication::CompiledPeerAuthentication;
 use crate::model::policy::{CompiledPolicy, PolicyRef, Scope, TargetKind};
@@ -115,12 +115,11 @@ impl Index {
                 Scope::Namespace => ns.ztunnel_all.push(p.clone()),
                 Scope::Selector(labels) => ns.ztunnel_selected.insert(p.clone(), labels),
                 Scope::Targets(targets) => {
-                    let mut seen = Vec::new();
+                    let mut seen = FxHashSet::default();
                     for t in targets {
-                        if seen.contains(&t) {
+                        if !seen.insert(t) {
                             continue;
                         }
-                        seen.push(t);
                         let map = match t.kind {
                             TargetKind::Service => &mut ns.services,
                             TargetKind::ServiceEntry => &mut ns.service_entries,
@@ -193,10 +192,10 @@ impl Index {
         if let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class) {
             ps.iter().for_each(&mut f);
         }
-        if let Some((wns, w)) = dest.waypoint {
-            if let Some(ps) = self.namespace(wns).and_then(|ns| ns.gateways.get(w)) {
-                ps.iter().for_each(&mut f);
-            }
+        if let Some((wns, w)) = dest.waypoint
+            && let Some(ps) = self.namespace(wns).and_then(|ns| ns.gateways.get(w))
+        {
+            ps.iter().for_each(&mut f);
         }
         let Some(ns) = self.namespace(dest.namespace) else { return };
         if let Some((svc, kind)) = dest.service {

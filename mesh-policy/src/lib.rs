@@ -53,6 +53,7 @@ pub mod decision;
 pub mod error;
 #[allow(unreachable_pub)]
 mod eval;
+pub mod headers;
 mod index;
 pub mod manifest;
 pub mod mesh;
@@ -72,6 +73,7 @@ pub use config::MeshConfig;
 pub use crd::{Action, MtlsMode};
 pub use decision::{Decision, JwtRejection, MatchedRule, Reason, TokenForwarding};
 pub use error::{ApplyError, FieldError, ManifestError, RequestError};
+pub use headers::Headers;
 pub use mesh::{ApplyReport, Mesh, ReloadError, Source, SourceError, Warning};
 pub use model::path::PathNormalization;
 pub use model::peer_authentication::EffectiveMtls;

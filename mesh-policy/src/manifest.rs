@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
 
 use crate::cluster::{self, ClusterObject};
+use crate::config::DEFAULT_MAX_MANIFEST_BYTES;
 use crate::crd::{AuthorizationPolicySpec, ObjectMeta, PeerAuthenticationSpec, RequestAuthenticationSpec};
 use crate::error::{FieldError, ManifestError};
 use crate::resource::Kind;
@@ -89,30 +90,98 @@ pub struct Manifest {
     pub skipped: Vec<Skipped>,
 }
 
-/// Parses a multi-document YAML stream. `List` objects (as `kubectl get -o yaml` prints) are unpacked.
-/// Errors are collected for every document rather than stopping at the first.
+/// Parses a multi-document YAML stream of at most [`DEFAULT_MAX_MANIFEST_BYTES`]. `List` objects (as
+/// `kubectl get -o yaml` prints) are unpacked. Errors are collected for every document rather than stopping at
+/// the first.
 pub fn parse(text: &str) -> Result<Manifest, Vec<ManifestError>> {
-    let (manifest, errors) = parse_all(text);
+    parse_with_limit(text, DEFAULT_MAX_MANIFEST_BYTES)
+}
+
+/// [`parse`] with a limit on the size of the stream, in bytes.
+///
+/// Reading is bounded by the input: a stream over `max_bytes` is refused before it is parsed, and the YAML
+/// reader's budgets (nodes, events, scalar bytes, alias replay) are set in proportion to the stream's size, so
+/// that aliases cannot expand to much more than the text itself. Nesting deeper than [`MAX_DEPTH`] is refused.
+/// Duplicate keys in a mapping are an error. A UTF-8 byte order mark at the start is skipped, as kubectl does.
+///
+/// Documents are numbered among the stream's non-empty documents.
+pub fn parse_with_limit(text: &str, max_bytes: usize) -> Result<Manifest, Vec<ManifestError>> {
+    let (manifest, errors) = parse_all(text, max_bytes);
     if errors.is_empty() { Ok(manifest) } else { Err(errors) }
 }
 
-/// What [`parse`] reads, and every error, so a caller can go on to check the documents that did parse.
-pub(crate) fn parse_all(text: &str) -> (Manifest, Vec<ManifestError>) {
+/// What [`parse_with_limit`] reads, and every error, so a caller can go on to check the documents that did
+/// parse.
+pub(crate) fn parse_all(text: &str, max_bytes: usize) -> (Manifest, Vec<ManifestError>) {
     let mut manifest = Manifest::default();
+    if text.len() > max_bytes {
+        return (manifest, vec![ManifestError::TooLarge { bytes: text.len(), limit: max_bytes }]);
+    }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let docs: Vec<Value> = match serde_saphyr::from_multiple_with_options(text, reader_options(text.len())) {
+        Ok(docs) => docs,
+        Err(e) => return (manifest, vec![yaml_error(text, &e)]),
+    };
     let mut errors = Vec::new();
-    for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let document = i + 1;
-        match Value::deserialize(doc) {
-            Ok(Value::Null) => {}
-            Ok(value) => object(document, value, &mut manifest, &mut errors),
-            Err(e) => {
-                errors.push(ManifestError::Yaml { document, message: e.to_string() });
-                // The stream cannot be resynchronised after a syntax error.
-                break;
-            }
+    for (i, value) in docs.into_iter().enumerate() {
+        if !value.is_null() {
+            object(i + 1, value, &mut manifest, &mut errors);
         }
     }
     (manifest, errors)
+}
+
+/// Deepest nesting of collections a manifest may use. The kinds read here nest about 10 deep (12 in a `List`),
+/// `managedFields` included; a limit well above that also keeps the stack small on threads with little of it.
+pub const MAX_DEPTH: usize = 32;
+
+/// The YAML reader's budgets for a stream of `len` bytes: without aliases a stream cannot hold more nodes,
+/// events or scalar bytes than these; aliases may replay about half the stream again, and no more.
+fn reader_options(len: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = len / 4 + 16;
+    budget.max_nodes = len + 1024;
+    budget.max_events = 2 * len + 1024;
+    budget.max_aliases = len / 4 + 16;
+    budget.max_anchors = len / 4 + 16;
+    budget.max_total_scalar_bytes = len + len / 2 + 1024;
+    budget.max_depth = MAX_DEPTH;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = len / 2 + 1024;
+    options
+}
+
+/// A syntax error or exceeded budget, with the document it is in.
+fn yaml_error(text: &str, e: &serde_saphyr::Error) -> ManifestError {
+    let message = e.to_string();
+    let message = message.strip_prefix("error: ").unwrap_or(&message).to_owned();
+    let document = match e.location() {
+        Some(at) => document_at(text, usize::try_from(at.line()).unwrap_or(usize::MAX)),
+        None => 1,
+    };
+    ManifestError::Yaml { document, message }
+}
+
+/// The 1-based index of the document that holds 1-based `line`: one more than the `---` separators before it
+/// that follow some content.
+fn document_at(text: &str, line: usize) -> usize {
+    let mut document = 1;
+    let mut content = false;
+    for l in text.lines().take(line.saturating_sub(1)) {
+        let has_content = |s: &str| !s.trim_start().is_empty() && !s.trim_start().starts_with('#');
+        match l.strip_prefix("---").filter(|rest| rest.is_empty() || rest.starts_with([' ', '\t'])) {
+            Some(rest) => {
+                if content {
+                    document += 1;
+                }
+                // `--- {a: 1}` starts a document with content on the separator's line.
+                content = has_content(rest);
+            }
+            None => content |= has_content(l),
+        }
+    }
+    document
 }
 
 fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -135,14 +204,18 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
     let name = value.get("metadata").and_then(|m| str_field(m, "name")).map(str::to_owned);
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version.as_str()));
 
-    if kind.ends_with("List") {
-        if let Some(Value::Sequence(items)) = value.get("items") {
-            for item in items.clone() {
-                object(document, item, manifest, errors);
-            }
-            return;
+    if kind.ends_with("List")
+        && let Some(Value::Sequence(items)) = value.get("items")
+    {
+        for item in items.clone() {
+            object(document, item, manifest, errors);
         }
+        return;
     }
+    let resource_name = || {
+        let ns = value.get("metadata").and_then(|m| str_field(m, "namespace")).unwrap_or("default");
+        format!("{kind} {ns}/{}", name.as_deref().unwrap_or("<unnamed>"))
+    };
     if let Some(k) = cluster::kind_of(group, &kind) {
         let value_namespace = value.get("metadata").and_then(|m| str_field(m, "namespace")).map(str::to_owned);
         let value_namespace = value_namespace.as_deref();
@@ -160,13 +233,20 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
         }
         return;
     }
-    let Some(our_kind) = Kind::from_name(&kind).filter(|_| group == GROUP) else {
-        manifest.skipped.push(Skipped { document, api_version, kind, name });
-        return;
-    };
-    let resource_name = || {
-        let ns = value.get("metadata").and_then(|m| str_field(m, "namespace")).unwrap_or("default");
-        format!("{kind} {ns}/{}", name.as_deref().unwrap_or("<unnamed>"))
+    let our_kind = match classify(group, &kind) {
+        Class::Ours(k) => k,
+        Class::Other => {
+            manifest.skipped.push(Skipped { document, api_version, kind, name });
+            return;
+        }
+        Class::Mistake(field, message) => {
+            errors.push(ManifestError::Invalid {
+                document,
+                resource: resource_name(),
+                errors: vec![FieldError::new(field, message)],
+            });
+            return;
+        }
     };
     if !VERSIONS.contains(&version) {
         errors.push(ManifestError::Invalid {
@@ -225,4 +305,100 @@ fn typed_value<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
         }
         FieldError::new(if field == "." { String::new() } else { field }, message)
     })
+}
+
+/// What a document's group and kind make of it.
+enum Class {
+    /// One of the kinds this crate evaluates.
+    Ours(Kind),
+    /// A kind of another group: skipped and listed.
+    Other,
+    /// Almost certainly meant as one of ours, but misspelled: `(field, message)`. Skipping it would silently
+    /// drop a policy (a DENY-all left out allows everything).
+    Mistake(&'static str, String),
+}
+
+const KINDS: [Kind; 3] = [Kind::AuthorizationPolicy, Kind::RequestAuthentication, Kind::PeerAuthentication];
+
+fn classify(group: &str, kind: &str) -> Class {
+    let known = Kind::from_name(kind);
+    // Kinds are long: three edits still name one (`AuthorizationPolicies`).
+    let near_kind = || KINDS.into_iter().find(|k| near(kind, k.as_str(), 3));
+    if group == GROUP {
+        return match (known, near_kind()) {
+            (Some(k), _) => Class::Ours(k),
+            (None, Some(k)) => Class::Mistake("kind", format!("unknown kind {kind:?} in {GROUP}: did you mean {k}?")),
+            (None, None) => Class::Mistake(
+                "kind",
+                format!(
+                    "unknown kind {kind:?} in {GROUP}: the group has AuthorizationPolicy, RequestAuthentication and \
+                     PeerAuthentication"
+                ),
+            ),
+        };
+    }
+    if near(group, GROUP, 2) {
+        let meant = known.or_else(near_kind).map_or_else(|| kind.to_owned(), |k| k.as_str().to_owned());
+        return Class::Mistake(
+            "apiVersion",
+            format!("unknown API group {group:?}: did you mean {GROUP} (kind {meant})?"),
+        );
+    }
+    // The core group has none of these kinds: `apiVersion: v1` with one of our kinds is a missing group.
+    if group.is_empty()
+        && let Some(k) = known.or_else(near_kind)
+    {
+        return Class::Mistake("apiVersion", format!("{k} is in the API group {GROUP}: write {GROUP}/v1"));
+    }
+    Class::Other
+}
+
+/// Whether `a` is `b` differing only in ASCII case, or within `max` single-character edits of it: a typo.
+fn near(a: &str, b: &str, max: usize) -> bool {
+    a.eq_ignore_ascii_case(b) || within_edits(&a.to_ascii_lowercase(), &b.to_ascii_lowercase(), max)
+}
+
+/// Whether the Levenshtein distance of `a` and `b` is at most `max` (cost bounded by the length of `b`).
+fn within_edits(a: &str, b: &str, max: usize) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > max {
+        return false;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()] <= max
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_by_line() {
+        let text = "# header\n---\na: 1\n---\n# only a comment\n---\nb: 2\n--- {c: 3}\n---\nd: [\n";
+        let at: Vec<usize> = (1..=10).map(|line| document_at(text, line)).collect();
+        assert_eq!(at, [1, 1, 1, 1, 2, 2, 2, 2, 3, 4]);
+    }
+
+    #[test]
+    fn near_kinds_and_groups() {
+        assert!(near("AuthorisationPolicy", "AuthorizationPolicy", 3));
+        assert!(near("AuthorizationPolicies", "AuthorizationPolicy", 3));
+        assert!(near("Security.Istio.io", GROUP, 2));
+        assert!(near("securty.istio.io", GROUP, 2));
+        assert!(!near("networking.istio.io", GROUP, 2));
+        assert!(!near("policy.linkerd.io", GROUP, 2));
+        assert!(!near(&"x".repeat(1 << 20), GROUP, 2));
+        assert!(matches!(classify("policy.linkerd.io", "AuthorizationPolicy"), Class::Other));
+        assert!(matches!(classify("networking.istio.io", "VirtualService"), Class::Other));
+        assert!(matches!(classify("", "Service"), Class::Other));
+    }
 }

@@ -138,14 +138,35 @@ impl Mesh {
 
     fn compile(&self, text: &str) -> Result<Prepared, Vec<ManifestError>> {
         let config = self.current.config();
-        let (parsed, mut errors) = manifest::parse_all(text);
+        config.validate().map_err(|e| vec![ManifestError::Config(e)])?;
+        // Parsed in a frame of its own, so that the reader's recursion starts on a shallow stack.
+        let (parsed, errors) = manifest::parse_all(text, config.max_manifest_bytes);
+        self.compile_parsed(parsed, errors)
+    }
+
+    fn compile_parsed(
+        &self,
+        parsed: manifest::Manifest,
+        mut errors: Vec<ManifestError>,
+    ) -> Result<Prepared, Vec<ManifestError>> {
+        let config = self.current.config();
         let mut report = ApplyReport { skipped: parsed.skipped, ..ApplyReport::default() };
         let mut resources = Vec::new();
         let mut cluster = Vec::new();
+        let mut first_document = rustc_hash::FxHashMap::default();
         for (document, resource) in &parsed.resources {
             match compile::resource(resource, config) {
-                Ok((c, warnings)) => {
+                Ok((c, mut warnings)) => {
                     let id = c.id().clone();
+                    if let Some(first) = first_document.insert(id.clone(), *document) {
+                        warnings.push(FieldError::new(
+                            "metadata.name",
+                            format!(
+                                "defined in document {first} and again in document {document} of the same manifest: \
+                                 the later definition replaces the earlier"
+                            ),
+                        ));
+                    }
                     let warnings: Vec<Warning> =
                         warnings.into_iter().map(|detail| Warning { resource: id.clone(), detail }).collect();
                     report.warnings.extend(warnings.iter().cloned());

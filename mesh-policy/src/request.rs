@@ -130,9 +130,9 @@ pub struct HttpRequest {
     /// `:authority`; falls back to the `host` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Headers; names are case-insensitive.
+    /// Headers in request order; names are case-insensitive, and a name given twice keeps both values.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: crate::headers::Headers,
 }
 
 /// A validated token's attributes.

@@ -143,10 +143,10 @@ pub struct HopExpect {
 }
 
 fn differs<T: PartialEq + std::fmt::Debug>(out: &mut Vec<String>, what: &str, expected: &Option<T>, got: &T) {
-    if let Some(e) = expected {
-        if e != got {
-            out.push(format!("{what}: expected {e:?}, got {got:?}"));
-        }
+    if let Some(e) = expected
+        && e != got
+    {
+        out.push(format!("{what}: expected {e:?}, got {got:?}"));
     }
 }
 
@@ -256,25 +256,25 @@ impl Expect {
         if d.allowed != self.allowed {
             out.push(format!("allowed: expected {}, got {}", self.allowed, d.allowed));
         }
-        if let Some(s) = self.status {
-            if d.status != s {
-                out.push(format!("status: expected {s:?}, got {:?}", d.status));
-            }
+        if let Some(s) = self.status
+            && d.status != s
+        {
+            out.push(format!("status: expected {s:?}, got {:?}", d.status));
         }
-        if let Some(a) = self.action {
-            if d.action != a {
-                out.push(format!("action: expected {a}, got {}", d.action));
-            }
+        if let Some(a) = self.action
+            && d.action != a
+        {
+            out.push(format!("action: expected {a}, got {}", d.action));
         }
-        if let Some(p) = &self.policy {
-            if d.policy.as_deref() != p.as_deref() {
-                out.push(format!("policy: expected {p:?}, got {:?}", d.policy.as_deref()));
-            }
+        if let Some(p) = &self.policy
+            && d.policy.as_deref() != p.as_deref()
+        {
+            out.push(format!("policy: expected {p:?}, got {:?}", d.policy.as_deref()));
         }
-        if let Some(r) = self.rule {
-            if d.rule != r {
-                out.push(format!("rule: expected {r:?}, got {:?}", d.rule));
-            }
+        if let Some(r) = self.rule
+            && d.rule != r
+        {
+            out.push(format!("rule: expected {r:?}, got {:?}", d.rule));
         }
         if let Some(r) = &self.reason {
             let got = d.reason.to_string();

@@ -277,7 +277,7 @@ impl Snapshot {
                 let (verified, forwarding) = match &req.jwt {
                     Some(_) => (None, None),
                     None => {
-                        let headers = http.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                        let headers = http.headers.iter();
                         match self.authenticate(&target, headers, &http.path, now) {
                             Ok(Some((token, forwarding))) => (Some(token), Some(forwarding)),
                             Ok(None) => (None, None),

@@ -180,11 +180,15 @@ fn the_trace_result_has_the_shared_shape() {
     }))
     .unwrap();
     let result = serde_json::to_value(mesh.trace(&req, 0).unwrap()).unwrap();
-    let keys: Vec<&str> = result.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["allowed", "denied_by", "endpoint", "endpoints", "hops", "refused", "status"]);
+    // Sorted: serde_json keeps insertion order where a dependency enables `preserve_order`.
+    let sorted = |v: &serde_json::Value| {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(sorted(&result), ["allowed", "denied_by", "endpoint", "endpoints", "hops", "refused", "status"]);
     let hop = &result["hops"][0];
-    let keys: Vec<&str> = hop.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["decision", "name", "peer", "proxy"]);
+    assert_eq!(sorted(hop), ["decision", "name", "peer", "proxy"]);
     assert_eq!(hop["proxy"], "ztunnel");
     assert_eq!(hop["name"], "kind-worker");
     assert_eq!(hop["peer"], "cluster.local/ns/shop/sa/web");

@@ -165,10 +165,10 @@ fn waypoint_identity(s: &Snapshot, out: &mut Vec<Finding>) {
             let Some(w) = c.workload(eid).filter(|w| w.enrolled) else { continue };
             for port in &sv.ports {
                 let Some(target_port) = sv.target_port(port.port, w) else { continue };
-                if let Some(f) = refused(s, w, target_port, &identity, &sv.id, wid) {
-                    if seen.insert((f.resources.first().map(|r| r.resource.clone()), wid.clone(), target_port)) {
-                        out.push(f);
-                    }
+                if let Some(f) = refused(s, w, target_port, &identity, &sv.id, wid)
+                    && seen.insert((f.resources.first().map(|r| r.resource.clone()), wid.clone(), target_port))
+                {
+                    out.push(f);
                 }
             }
         }

@@ -354,10 +354,10 @@ impl Cluster {
         }
         // Waypoint Pods: the deployment of each waypoint.
         for (i, w) in c.workloads.iter().enumerate() {
-            if let Some(gw) = &w.gateway {
-                if let Some(wp) = c.waypoints.get_mut(&ResourceId::new(Kind::Gateway, w.namespace(), gw)) {
-                    wp.workloads.push(WorkloadId(i));
-                }
+            if let Some(gw) = &w.gateway
+                && let Some(wp) = c.waypoints.get_mut(&ResourceId::new(Kind::Gateway, w.namespace(), gw))
+            {
+                wp.workloads.push(WorkloadId(i));
             }
         }
         c.bind_waypoints();

@@ -10,6 +10,8 @@
 //!   status message and istio.io's prose; it is what ztunnel does.
 //! - AUDIT and CUSTOM: not supported by ztunnel; the policy has no effect there.
 
+use rustc_hash::FxHashSet;
+
 use crate::compile::fields::{self, Problems};
 use crate::config::MeshConfig;
 use crate::crd::{Action, AuthorizationPolicySpec, ObjectMeta, Operation, Source};
@@ -104,6 +106,9 @@ pub(crate) fn compile(
         let to = list_entries(p, &format!("{at}.to"), &rule.to, "operation", |p, f, e| {
             e.operation.as_ref().map(|o| operation(p, f, o, &ctx))
         });
+        if rule.when.as_ref().is_some_and(Vec::is_empty) {
+            p.error(format!("{at}.when"), "must not be empty; omit `when` to match any");
+        }
         let mut when = Vec::new();
         for (i, c) in rule.when.iter().flatten().enumerate() {
             when.extend(condition(p, &format!("{at}.when[{i}]"), c, &ctx));
@@ -167,9 +172,11 @@ fn constraint(test: Test, negated: bool, values: &[String]) -> Constraint {
 /// trust domain (`*new`, `td-*`) that matches one of them is expanded the same way and also kept as written;
 /// `*` alone and anything else are kept as written. ztunnel compares principals verbatim.
 fn principal_matches(values: &[String], ctx: &Ctx<'_>) -> Vec<StringMatch> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(values.len());
+    // Hashing keeps de-duplication linear in the number of values.
+    let mut seen = FxHashSet::default();
     let mut push = |m: StringMatch| {
-        if !out.contains(&m) {
+        if seen.insert(m.clone()) {
             out.push(m);
         }
     };
@@ -255,6 +262,11 @@ fn source(p: &mut Problems, at: &str, s: &Source, ctx: &Ctx<'_>) -> Vec<Field> {
     let mut add = |name: &'static str, http: bool, negated: bool, list: &Option<Vec<String>>, p: &mut Problems| {
         let field = format!("{at}.{name}");
         let vals = fields::values(p, &field, list)?;
+        if matches!(name, "principals" | "notPrincipals")
+            || (!ctx.waypoint && matches!(name, "namespaces" | "notNamespaces"))
+        {
+            fields::middle_wildcards(p, &field, vals);
+        }
         let test = match name {
             "principals" | "notPrincipals" => Test::Principal(principal_matches(vals, ctx)),
             "requestPrincipals" | "notRequestPrincipals" => {
@@ -294,6 +306,11 @@ fn operation(p: &mut Problems, at: &str, o: &Operation, _ctx: &Ctx<'_>) -> Vec<F
     let mut add = |name: &'static str, http: bool, negated: bool, list: &Option<Vec<String>>, p: &mut Problems| {
         let field = format!("{at}.{name}");
         let vals = fields::values(p, &field, list)?;
+        match name {
+            "hosts" | "notHosts" => fields::middle_wildcards(p, &field, vals),
+            "methods" | "notMethods" => lowercase_methods(p, &field, vals),
+            _ => {}
+        }
         let test = match name {
             "hosts" | "notHosts" => Test::Host(vals.iter().map(|v| StringMatch::parse_ignore_case(v)).collect()),
             "ports" | "notPorts" => Test::DestinationPort(fields::ports(p, &field, vals)),
@@ -319,11 +336,30 @@ fn paths(p: &mut Problems, field: &str, vals: &[String]) -> Vec<PathMatch> {
     for (i, v) in vals.iter().enumerate() {
         match PathTemplate::parse(v) {
             Ok(Some(t)) => out.push(PathMatch::Template(t)),
-            Ok(None) => out.push(PathMatch::Str(StringMatch::parse(v))),
+            Ok(None) => {
+                fields::middle_wildcard(p, format!("{field}[{i}]"), v);
+                out.push(PathMatch::Str(StringMatch::parse(v)))
+            }
             Err(e) => p.error(format!("{field}[{i}]"), format!("invalid or unsupported path {v:?}: {e}")),
         }
     }
     out
+}
+
+/// HTTP methods are matched as written and sent in upper case: `get` never matches a GET.
+fn lowercase_methods(p: &mut Problems, field: &str, vals: &[String]) {
+    for (i, v) in vals.iter().enumerate() {
+        if v.bytes().any(|b| b.is_ascii_lowercase()) {
+            p.warn(
+                format!("{field}[{i}]"),
+                format!(
+                    "{:?}: methods are matched case-sensitively and requests send them in upper case; write {:?}",
+                    fields::Short(v),
+                    fields::Short(&v.to_ascii_uppercase())
+                ),
+            );
+        }
+    }
 }
 
 /// The bracketed names of a map key: `request.auth.claims[a][b]` gives `[a, b]`.
@@ -370,8 +406,22 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
         "remote.ip" => (true, Box::new(|p, f, v| Test::RemoteIp(fields::ip_nets(p, f, v)))),
         "destination.ip" => (false, Box::new(|p, f, v| Test::DestinationIp(fields::ip_nets(p, f, v)))),
         "destination.port" => (false, Box::new(|p, f, v| Test::DestinationPort(fields::ports(p, f, v)))),
-        "source.namespace" => (false, Box::new(|_, _, v| namespace_test(v, ctx))),
-        "source.principal" => (false, Box::new(|_, _, v| Test::Principal(principal_matches(v, ctx)))),
+        "source.namespace" => (
+            false,
+            Box::new(|p, f, v| {
+                if !ctx.waypoint {
+                    fields::middle_wildcards(p, f, v);
+                }
+                namespace_test(v, ctx)
+            }),
+        ),
+        "source.principal" => (
+            false,
+            Box::new(|p, f, v| {
+                fields::middle_wildcards(p, f, v);
+                Test::Principal(principal_matches(v, ctx))
+            }),
+        ),
         "source.trustDomain" => (false, Box::new(|_, _, v| Test::TrustDomain(trust_domain_matches(v, ctx)))),
         "source.serviceAccount" => {
             (true, Box::new(|p, f, v| Test::ServiceAccount(fields::service_accounts(p, f, v, ctx.namespace))))

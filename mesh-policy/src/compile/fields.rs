@@ -37,25 +37,110 @@ pub(crate) fn values<'a>(p: &mut Problems, field: &str, list: &'a Option<Vec<Str
     for (i, v) in list.iter().enumerate() {
         if v.is_empty() {
             p.error(format!("{field}[{i}]"), "empty value not allowed");
+        } else if v.trim() != v {
+            p.warn(
+                format!("{field}[{i}]"),
+                format!("{:?} has surrounding whitespace, which is compared as written", Short(v)),
+            );
         }
     }
     Some(list)
 }
 
+/// Warns about values with a `*` other than a leading or trailing one: Istio takes it literally, which is
+/// almost never what was meant (`ns/*/sa/x` matches only the namespace named `*`).
+pub(crate) fn middle_wildcards(p: &mut Problems, field: &str, list: &[String]) {
+    for (i, v) in list.iter().enumerate() {
+        middle_wildcard(p, format!("{field}[{i}]"), v);
+    }
+}
+
+/// [`middle_wildcards`] for one value at `at`.
+pub(crate) fn middle_wildcard(p: &mut Problems, at: String, v: &str) {
+    let inner = v.strip_prefix('*').unwrap_or(v);
+    let inner = inner.strip_suffix('*').unwrap_or(inner);
+    if inner.contains('*') {
+        p.warn(
+            at,
+            format!(
+                "{:?}: a `*` is a wildcard only at the start or the end of a value; in the middle it matches a \
+                 literal `*`",
+                Short(v)
+            ),
+        );
+    }
+}
+
+/// A value in a message, cut to a readable length.
+pub(crate) struct Short<'a>(pub(crate) &'a str);
+
+impl std::fmt::Debug for Short<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 120;
+        if self.0.len() <= MAX {
+            return std::fmt::Debug::fmt(self.0, f);
+        }
+        let mut end = MAX;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        std::fmt::Debug::fmt(&self.0[..end], f)?;
+        write!(f, "... ({} bytes)", self.0.len())
+    }
+}
+
 /// An IP address or CIDR range; a bare address is a host range.
+///
+/// Parsed as Go's `netip.ParsePrefix` / `netip.ParseAddr` do, which Istio uses: an IPv4 octet or a prefix
+/// length with a leading zero (`010.0.0.0/8`, `10.0.0.0/08`) is rejected rather than read as decimal, and so is
+/// an IPv6 zone.
 pub(crate) fn ip_net(value: &str) -> Result<IpNet, String> {
-    if value.contains('/') {
-        value.parse::<IpNet>().map_err(|e| format!("bad CIDR range ({value}): {e}"))
-    } else {
-        value.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("bad IP address ({value})"))
+    match value.split_once('/') {
+        Some((addr, len)) => {
+            let bad = |why: &str| format!("bad CIDR range ({value}): {why}");
+            let addr: IpAddr = addr.parse().map_err(|_| bad("invalid IP address (leading zeros are not allowed)"))?;
+            let digits_only = !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit());
+            if !digits_only || (len.len() > 1 && len.starts_with('0')) {
+                return Err(bad("the prefix length must be a decimal number without leading zeros"));
+            }
+            let len: u8 = len.parse().map_err(|_| bad("prefix length too long"))?;
+            IpNet::new(addr, len).map_err(|_| bad("prefix length too long"))
+        }
+        None => value
+            .parse::<IpAddr>()
+            .map(IpNet::from)
+            .map_err(|_| format!("bad IP address ({value}): leading zeros and zones are not allowed")),
+    }
+}
+
+/// The ranges an address range stands for, with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) written as IPv4, so that
+/// policy and request compare canonical addresses. An IPv6 range that holds the whole IPv4-mapped block
+/// (`::/0`, `::ffff:0:0/96`) also holds every IPv4 address.
+pub(crate) fn canonical_nets(net: IpNet) -> Vec<IpNet> {
+    let IpNet::V6(v6) = net else { return vec![net] };
+    if let Some(v4) = v6.network().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+    {
+        return IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_or_else(|_| vec![net], |n| vec![n]);
+    }
+    let mapped_block = ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96);
+    match mapped_block {
+        Ok(block) if v6.contains(&block) => {
+            vec![net, IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::UNSPECIFIED, 0).unwrap_or_default())]
+        }
+        _ => vec![net],
     }
 }
 
 pub(crate) fn ip_nets(p: &mut Problems, field: &str, list: &[String]) -> Vec<IpNet> {
-    list.iter()
-        .enumerate()
-        .filter_map(|(i, v)| ip_net(v).map_err(|e| p.error(format!("{field}[{i}]"), e)).ok())
-        .collect()
+    let mut out = Vec::with_capacity(list.len());
+    for (i, v) in list.iter().enumerate() {
+        match ip_net(v) {
+            Ok(net) => out.extend(canonical_nets(net)),
+            Err(e) => p.error(format!("{field}[{i}]"), e),
+        }
+    }
+    out
 }
 
 /// A port number, 0 to 65535, written as a decimal string.
@@ -151,13 +236,13 @@ pub(crate) fn targets(
         if name.is_empty() {
             p.error(format!("{field}.name"), "targetRef name must be set");
         }
-        if let Some(ns) = r.namespace.as_deref() {
-            if ns != namespace {
-                p.error(
-                    format!("{field}.namespace"),
-                    format!("cross namespace referencing is not supported: must be empty or {namespace:?}"),
-                );
-            }
+        if let Some(ns) = r.namespace.as_deref()
+            && ns != namespace
+        {
+            p.error(
+                format!("{field}.namespace"),
+                format!("cross namespace referencing is not supported: must be empty or {namespace:?}"),
+            );
         }
         let group = r.group.as_deref().unwrap_or("");
         let kind = r.kind.as_deref().unwrap_or("");

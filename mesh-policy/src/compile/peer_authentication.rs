@@ -27,15 +27,17 @@ pub(crate) fn compile(
         if selector.is_none() {
             p.error("spec.portLevelMtls", "mesh/namespace peer authentication cannot have port level mTLS");
         }
-        if ports.is_empty() {
+        if ports.0.is_empty() {
             p.error("spec.portLevelMtls", "port level mTLS, if defined, must have at least one element");
         }
-        for (key, mtls) in ports {
-            match key.0.parse::<u16>() {
-                Ok(port) if port >= 1 => {
-                    port_modes.insert(port, mtls.mode.unwrap_or_default());
-                }
-                _ => p.error(format!("spec.portLevelMtls[{}]", key.0), "port must be in range 1..65535"),
+        for (key, mtls) in &ports.0 {
+            let at = format!("spec.portLevelMtls[{}]", key.0);
+            let Some(port) = port_key(&key.0) else {
+                p.error(at, "port must be in range 1..65535, written in decimal digits");
+                continue;
+            };
+            if port_modes.insert(port, mtls.mode.unwrap_or_default()).is_some() {
+                p.error(at, format!("port {port} is given more than once"));
             }
         }
     }
@@ -49,4 +51,17 @@ pub(crate) fn compile(
         port_modes,
         created: meta.creation_timestamp.clone(),
     })
+}
+
+/// A `portLevelMtls` key as Istio reads it (Go's `strconv.ParseUint(key, 10, 32)`): decimal digits only (no sign,
+/// no spaces; leading zeros are read as decimal), then 1 to 65535.
+fn port_key(key: &str) -> Option<u16> {
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = key.trim_start_matches('0');
+    if digits.len() > 5 {
+        return None;
+    }
+    digits.parse::<u16>().ok().filter(|&p| p >= 1)
 }

@@ -36,10 +36,10 @@ pub(crate) fn compile(
         if !(jwks_uri.is_empty() || jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
             p.error(format!("{at}.jwksUri"), format!("URI scheme of {jwks_uri:?} is not supported: use http or https"));
         }
-        if let Some(jwks) = &r.jwks {
-            if let Err(e) = mesh_identity::jwt::Jwks::from_json(jwks) {
-                p.error(format!("{at}.jwks"), format!("jwks parse error: {e}"));
-            }
+        if let Some(jwks) = &r.jwks
+            && let Err(e) = mesh_identity::jwt::Jwks::from_json(jwks)
+        {
+            p.error(format!("{at}.jwks"), format!("jwks parse error: {e}"));
         }
         for (j, h) in r.from_headers.iter().flatten().enumerate() {
             if h.name.as_deref().unwrap_or("").is_empty() {

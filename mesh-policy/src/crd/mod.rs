@@ -13,5 +13,5 @@ pub use authorization_policy::{
     Action, AuthorizationPolicySpec, Condition, ExtensionProvider, From, Operation, Rule, Source, To,
 };
 pub use meta::{ObjectMeta, PolicyTargetReference, WorkloadSelector};
-pub use peer_authentication::{MtlsMode, PeerAuthenticationSpec, PeerMtls, PortKey};
+pub use peer_authentication::{MtlsMode, PeerAuthenticationSpec, PeerMtls, PortKey, PortLevelMtls};
 pub use request_authentication::{ClaimToHeader, JwtHeader, JwtRule, RequestAuthenticationSpec};

@@ -1,8 +1,10 @@
 //! `security.istio.io` `PeerAuthentication`, field for field as the CRD defines it.
 
-use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::meta::WorkloadSelector;
 
@@ -16,9 +18,9 @@ pub struct PeerAuthenticationSpec {
     /// The mode for every port not listed in `portLevelMtls`.
     #[serde(default)]
     pub mtls: Option<PeerMtls>,
-    /// Per-port modes, keyed by the workload (target) port.
+    /// Per-port modes, keyed by the workload (target) port, every entry as written.
     #[serde(default)]
-    pub port_level_mtls: Option<BTreeMap<PortKey, PeerMtls>>,
+    pub port_level_mtls: Option<PortLevelMtls>,
 }
 
 /// `mtls: {mode: ...}`.
@@ -75,5 +77,40 @@ impl<'de> Deserialize<'de> for PortKey {
             Raw::Number(n) => PortKey(n.to_string()),
             Raw::Text(s) => PortKey(s),
         })
+    }
+}
+
+/// `portLevelMtls`: every entry in the order written, duplicates included, so that validation can reject a port
+/// given twice (`8080:` and `"8080":`, or `"08080":`) instead of one entry silently replacing the other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortLevelMtls(pub Vec<(PortKey, PeerMtls)>);
+
+impl Serialize for PortLevelMtls {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for PortLevelMtls {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = PortLevelMtls;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map from port to {mode: ...}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<PortKey, PeerMtls>()? {
+                    out.push(entry);
+                }
+                Ok(PortLevelMtls(out))
+            }
+        }
+        deserializer.deserialize_map(Entries)
     }
 }

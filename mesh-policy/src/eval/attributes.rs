@@ -60,22 +60,7 @@ impl<'a> Http<'a> {
     /// headers for matching.
     fn header(self, name: &str) -> Option<Cow<'a, str>> {
         match self {
-            Http::Shape(h) => {
-                let mut values =
-                    h.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-                let first = values.next()?;
-                match values.next() {
-                    None => Some(Cow::Borrowed(first)),
-                    Some(second) => {
-                        let mut joined = format!("{first},{second}");
-                        values.for_each(|v| {
-                            joined.push(',');
-                            joined.push_str(v);
-                        });
-                        Some(Cow::Owned(joined))
-                    }
-                }
-            }
+            Http::Shape(h) => h.headers.get(name),
             Http::Proxy(h) => {
                 let mut values = h.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()));
                 let first = values.next()?;
@@ -147,10 +132,10 @@ pub struct Attributes<'a> {
     /// Peer principal; `None` for plaintext.
     pub principal: Option<&'a str>,
     identity: OnceCell<Option<Identity<'a>>>,
-    /// Direct peer address.
+    /// Direct peer address; IPv4-mapped IPv6 as IPv4.
     pub source_ip: Option<IpAddr>,
     remote_ip: Option<IpAddr>,
-    /// Destination address.
+    /// Destination address; IPv4-mapped IPv6 as IPv4.
     pub destination_ip: Option<IpAddr>,
     /// Destination port.
     pub destination_port: Option<u16>,
@@ -199,13 +184,13 @@ impl<'a> Attributes<'a> {
         let identity = OnceCell::new();
         if let Some(ns) = req.source.namespace.as_deref() {
             // A plaintext peer (or a non-Istio principal) has no namespace to match: the field is ignored.
-            if let Some(id) = *identity.get_or_init(|| principal.and_then(Identity::parse)) {
-                if ns != id.namespace {
-                    return Err(RequestError(FieldError::new(
-                        "source.namespace",
-                        format!("{ns:?} contradicts the principal's namespace {:?}", id.namespace),
-                    )));
-                }
+            if let Some(id) = *identity.get_or_init(|| principal.and_then(Identity::parse))
+                && ns != id.namespace
+            {
+                return Err(RequestError(FieldError::new(
+                    "source.namespace",
+                    format!("{ns:?} contradicts the principal's namespace {:?}", id.namespace),
+                )));
             }
         }
         let http = if l7 { req.http.as_ref() } else { None };

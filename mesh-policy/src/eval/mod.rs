@@ -119,15 +119,15 @@ fn ztunnel_over<'a>(
     if attrs.principal.is_none() {
         let [mesh, ns, workload] = peers;
         let eff = peer_authentication::resolve(mesh, ns, workload, port);
-        if eff.mode == MtlsMode::Strict {
-            if let Some(policy) = eff.policy {
-                return Decision::new(
-                    false,
-                    Action::Deny,
-                    Reason::StrictMtls { policy, port_level: eff.port_level },
-                    Enforcement::Ztunnel,
-                );
-            }
+        if eff.mode == MtlsMode::Strict
+            && let Some(policy) = eff.policy
+        {
+            return Decision::new(
+                false,
+                Action::Deny,
+                Reason::StrictMtls { policy, port_level: eff.port_level },
+                Enforcement::Ztunnel,
+            );
         }
     }
     let mut walk = Walk::default();

@@ -159,10 +159,14 @@ impl fmt::Display for Constraint {
             };
         }
         let verb = if self.negated { "is not" } else { "is" };
+        const SHOWN: usize = 10;
         if self.values.len() == 1 {
             write!(f, "{attr} {verb} {}", self.values[0])
-        } else {
+        } else if self.values.len() <= SHOWN {
             write!(f, "{attr} {verb} one of [{}]", self.values.join(", "))
+        } else {
+            let more = self.values.len() - SHOWN;
+            write!(f, "{attr} {verb} one of [{}, ... {more} more]", self.values[..SHOWN].join(", "))
         }
     }
 }

@@ -39,20 +39,21 @@ pub fn normalize(raw: &str, mode: PathNormalization) -> Cow<'_, str> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let c = (h << 4) | l;
-                let decode_slash = mode == PathNormalization::DecodeAndMergeSlashes && (c == b'/' || c == b'\\');
-                if is_unreserved(c) || decode_slash {
-                    decoded.push(if c == b'\\' { '/' } else { char::from(c) });
-                } else {
-                    decoded.push('%');
-                    decoded.push(char::from(bytes[i + 1].to_ascii_uppercase()));
-                    decoded.push(char::from(bytes[i + 2].to_ascii_uppercase()));
-                }
-                i += 3;
-                continue;
+        if b == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            let c = (h << 4) | l;
+            let decode_slash = mode == PathNormalization::DecodeAndMergeSlashes && (c == b'/' || c == b'\\');
+            if is_unreserved(c) || decode_slash {
+                decoded.push(if c == b'\\' { '/' } else { char::from(c) });
+            } else {
+                decoded.push('%');
+                decoded.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+                decoded.push(char::from(bytes[i + 2].to_ascii_uppercase()));
             }
+            i += 3;
+            continue;
         }
         if b == b'\\' {
             decoded.push('/');

@@ -51,12 +51,11 @@ pub(crate) fn resolve(
             eff = EffectiveMtls { mode: pa.mode, policy: Some(pa.id.clone()), port_level: false };
         }
     }
-    if let (Some(pa), Some(port)) = (workload, port) {
-        if let Some(&mode) = pa.port_modes.get(&port) {
-            if mode != MtlsMode::Unset {
-                eff = EffectiveMtls { mode, policy: Some(pa.id.clone()), port_level: true };
-            }
-        }
+    if let (Some(pa), Some(port)) = (workload, port)
+        && let Some(&mode) = pa.port_modes.get(&port)
+        && mode != MtlsMode::Unset
+    {
+        eff = EffectiveMtls { mode, policy: Some(pa.id.clone()), port_level: true };
     }
     eff
 }

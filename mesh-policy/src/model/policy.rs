@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::constraint::Constraint;
+use super::constraint::{Constraint, Test};
+use super::string_match::StringMatch;
 use crate::crd::Action;
 use crate::eval::attributes::Attributes;
 use crate::resource::ResourceId;
@@ -74,12 +75,12 @@ impl CompiledPolicy {
     /// The first rule that matches, with the indices of the `from` and `to` entries that matched.
     #[inline]
     pub fn first_match(&self, attrs: &Attributes<'_>) -> Option<RuleMatch> {
-        Self::first_in(&self.rules, attrs)
+        self.first_in(&self.rules, attrs)
     }
 
     /// The first rule that matches a plain TCP connection at a waypoint.
     pub fn first_match_tcp(&self, attrs: &Attributes<'_>) -> Option<RuleMatch> {
-        Self::first_in(self.tcp_rules.as_ref().unwrap_or(&self.rules), attrs).map(|m| RuleMatch { tcp: true, ..m })
+        self.first_in(self.tcp_rules.as_ref().unwrap_or(&self.rules), attrs).map(|m| RuleMatch { tcp: true, ..m })
     }
 
     /// The rules a match of [`CompiledPolicy::first_match`] (or, with `tcp`, of the TCP form) indexes.
@@ -91,16 +92,22 @@ impl CompiledPolicy {
     }
 
     #[inline]
-    fn first_in(rules: &[CompiledRule], attrs: &Attributes<'_>) -> Option<RuleMatch> {
-        rules
-            .iter()
-            .enumerate()
-            .find_map(|(i, r)| r.matches(attrs).map(|(from, to)| RuleMatch { tcp: false, rule: i, from, to }))
+    fn first_in(&self, rules: &[CompiledRule], attrs: &Attributes<'_>) -> Option<RuleMatch> {
+        rules.iter().enumerate().find_map(|(i, r)| {
+            r.matches(attrs).map(|(from, to)| RuleMatch {
+                tcp: false,
+                rule: i,
+                from,
+                to,
+                // ztunnel compares principals as written: only a waypoint expands trust domains.
+                principal: if self.is_ztunnel() { None } else { r.principal_through_alias(from, attrs) },
+            })
+        })
     }
 }
 
 /// Which rule matched and through which `from` / `to` entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {
     /// Whether the match is of the policy's TCP form (a waypoint proxying plain TCP).
     pub tcp: bool,
@@ -110,6 +117,9 @@ pub struct RuleMatch {
     pub from: Option<usize>,
     /// Index of the matching `to` entry, when the rule has `to`.
     pub to: Option<usize>,
+    /// The peer's principal as it presented it, when the rule matched it only through the mesh's trust domain
+    /// aliases (no value as written matches it): explanations then name the principal as presented.
+    pub principal: Option<Arc<str>>,
 }
 
 /// A compiled rule: any `from` entry AND any `to` entry AND every `when` condition.
@@ -172,7 +182,20 @@ impl CompiledRule {
 
     /// Describes the parts of the rule that matched.
     pub fn explain(&self, from: Option<usize>, to: Option<usize>) -> RuleExplanation<'_> {
-        RuleExplanation { rule: self, from, to }
+        RuleExplanation { rule: self, from, to, principal: None }
+    }
+
+    /// The principal of `attrs` when a positive principal constraint of the matched parts holds only through
+    /// trust domain expansion.
+    fn principal_through_alias(&self, from: Option<usize>, attrs: &Attributes<'_>) -> Option<Arc<str>> {
+        let p = attrs.principal?;
+        let entry = from.and_then(|i| self.from.get(i)).map(|e| e.constraints.as_slice()).unwrap_or(&[]);
+        let through_alias = entry.iter().chain(&self.when).any(|c| {
+            matches!(c.test, Test::Principal(_))
+                && !c.negated
+                && !c.values.iter().any(|v| StringMatch::pattern_matches(v, p))
+        });
+        through_alias.then(|| p.into())
     }
 }
 
@@ -182,6 +205,15 @@ pub struct RuleExplanation<'a> {
     rule: &'a CompiledRule,
     from: Option<usize>,
     to: Option<usize>,
+    principal: Option<&'a str>,
+}
+
+impl<'a> RuleExplanation<'a> {
+    /// Names `principal` as the peer presented it where the rule matched it through a trust domain alias
+    /// ([`RuleMatch::principal`]).
+    pub fn with_principal(self, principal: Option<&'a str>) -> Self {
+        RuleExplanation { principal, ..self }
+    }
 }
 
 impl fmt::Display for RuleExplanation<'_> {
@@ -194,7 +226,15 @@ impl fmt::Display for RuleExplanation<'_> {
                 f.write_str(" and ")?;
             }
             first = false;
-            write!(f, "{c}")?;
+            match (self.principal, &c.test) {
+                (Some(p), Test::Principal(_)) if !c.negated => write!(
+                    f,
+                    "source principal is {p} (written {}{}; its trust domain is an alias of the mesh's)",
+                    c.values.first().map_or("", |v| &**v),
+                    if c.values.len() > 1 { ", ..." } else { "" }
+                )?,
+                _ => write!(f, "{c}")?,
+            }
         }
         if first {
             f.write_str("the rule matches every request")?;

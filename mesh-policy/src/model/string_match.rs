@@ -5,7 +5,7 @@ use std::fmt;
 /// How one configured value matches a string, as Istio turns a policy value into a matcher:
 /// `"*"` alone matches any non-empty value, a leading `*` is a suffix match, a trailing `*` a prefix match,
 /// anything else an exact match. A `*` in the middle is a literal character.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum StringMatch {
     /// Equal to the value.
     Exact(Box<str>),
@@ -28,6 +28,20 @@ impl StringMatch {
             StringMatch::Prefix(rest.into())
         } else {
             StringMatch::Exact(value.into())
+        }
+    }
+
+    /// Whether `s` matches the policy value `pattern`, as `StringMatch::parse(pattern).matches(s)` would,
+    /// without building the matcher.
+    pub fn pattern_matches(pattern: &str, s: &str) -> bool {
+        if pattern == "*" {
+            !s.is_empty()
+        } else if let Some(rest) = pattern.strip_prefix('*') {
+            s.ends_with(rest)
+        } else if let Some(rest) = pattern.strip_suffix('*') {
+            s.starts_with(rest)
+        } else {
+            s == pattern
         }
     }
 
@@ -99,6 +113,9 @@ mod tests {
         assert!(StringMatch::parse("*.com").matches("a.com"));
         assert!(!StringMatch::parse("a*b").matches("axb"));
         assert!(StringMatch::parse("a*b").matches("a*b"));
+        for (p, s) in [("*", "x"), ("*", ""), ("*.com", "a.com"), ("/api/*", "/api"), ("a*b", "a*b"), ("ab", "ab")] {
+            assert_eq!(StringMatch::pattern_matches(p, s), StringMatch::parse(p).matches(s), "{p} {s}");
+        }
     }
 
     #[test]

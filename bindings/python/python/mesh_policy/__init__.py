@@ -15,6 +15,7 @@ from ._native import (
     Decision,
     Finding,
     Hop,
+    InvalidConfigError,
     InvalidManifestError,
     InvalidRequestError,
     Mesh,
@@ -22,4 +23,14 @@ from ._native import (
     Trace,
 )
 
-__all__ = ["Decision", "Finding", "Hop", "InvalidManifestError", "InvalidRequestError", "Mesh", "MeshPolicyError", "Trace"]
+__all__ = [
+    "Decision",
+    "Finding",
+    "Hop",
+    "InvalidConfigError",
+    "InvalidManifestError",
+    "InvalidRequestError",
+    "Mesh",
+    "MeshPolicyError",
+    "Trace",
+]

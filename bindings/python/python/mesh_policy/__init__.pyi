@@ -81,6 +81,9 @@ class InvalidManifestError(MeshPolicyError):
 class InvalidRequestError(MeshPolicyError):
     """A check request is malformed; the message names the field."""
 
+class InvalidConfigError(InvalidRequestError):
+    """The Mesh's settings are invalid: a trust domain or alias, the root namespace, path_normalization, ..."""
+
 class Decision:
     """The answer to a check."""
 
@@ -150,7 +153,10 @@ class Trace:
     def __bool__(self) -> bool: ...
 
 class Mesh:
-    """A mesh's security configuration: apply manifests, then check requests."""
+    """A mesh's security configuration: apply manifests, then check requests.
+
+    One Mesh may be shared by many threads: checks run in parallel without the GIL, applies are serialized.
+    Every invalid input raises a MeshPolicyError subclass."""
 
     def __init__(
         self,
@@ -158,9 +164,13 @@ class Mesh:
         trust_domain: str = "cluster.local",
         trust_domain_aliases: Optional[list[str]] = None,
         path_normalization: Literal["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"] = "BASE",
-    ) -> None: ...
-    def apply_yaml(self, text: str) -> ApplyReport:
-        """Apply a multi-document manifest atomically. Raises InvalidManifestError."""
+        max_manifest_bytes: int = 3 * 1024 * 1024,
+    ) -> None:
+        """Raises InvalidConfigError for a trust domain or alias that is not a SPIFFE trust domain (so not
+        empty and not `*`), or another invalid setting. `max_manifest_bytes` bounds one apply (default 3 MiB,
+        as the Kubernetes API server)."""
+    def apply_yaml(self, text: Union[str, bytes]) -> ApplyReport:
+        """Apply a multi-document manifest (str, or UTF-8 bytes) atomically. Raises InvalidManifestError."""
     def apply_file(self, path: Union[str, PathLike[str]]) -> ApplyReport: ...
     def add_jwks(self, uri: str, jwks_json: str) -> None:
         """Supply the JWKS document behind a RequestAuthentication `jwksUri` (nothing is fetched)."""
