@@ -173,7 +173,15 @@ spec:
         assert!(warnings.iter().any(|w| w.contains(e)), "missing {e:?} in {warnings:#?}");
     }
     assert_eq!(warnings.len(), expect.len(), "{warnings:#?}");
-    let analyzed: Vec<String> = mesh.analyze().iter().map(ToString::to_string).collect();
+    // Findings read as the apply report's warnings: `kind namespace/name: field: message`.
+    let analyzed: Vec<String> = mesh
+        .analyze()
+        .iter()
+        .map(|f| {
+            let r = &f.resources[0];
+            format!("{}: {}: {}", r.resource, r.field.as_deref().unwrap_or(""), f.message)
+        })
+        .collect();
     // The first `shop/z` was replaced by the second, and its warnings with it.
     for e in expect.iter().filter(|e| !e.contains("sh*p")) {
         assert!(analyzed.iter().any(|w| w.contains(e)), "analyze misses {e:?} in {analyzed:#?}");

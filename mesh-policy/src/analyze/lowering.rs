@@ -38,6 +38,14 @@ pub(super) fn from_warning(w: &Warning) -> Finding {
             Severity::Warning,
             "move the selector PeerAuthentication out of the root namespace",
         )
+    } else if message.contains("is a wildcard only at the start or the end") {
+        ("wildcard-in-middle", Severity::Warning, "put the `*` at the start or the end, or list the values")
+    } else if message.contains("methods are matched case-sensitively") {
+        ("method-lowercase", Severity::Warning, "write the method in upper case")
+    } else if message.contains("surrounding whitespace") {
+        ("value-whitespace", Severity::Warning, "remove the spaces around the value")
+    } else if message.contains("of the same manifest: the later definition replaces the earlier") {
+        ("resource-defined-twice", Severity::Warning, "keep one definition of the resource")
     } else {
         ("policy-warning", Severity::Warning, "see the message")
     };
