@@ -1,0 +1,528 @@
+//! Watches the HTTP/2 frames of a server connection as they pass between h2 and TLS, for what h2 does not
+//! bound or expose:
+//!
+//! - **Control frame floods.** SETTINGS, PING, PRIORITY, WINDOW_UPDATE and frames of unknown types cost the
+//!   server work but carry nothing; each draws one token from a bucket that refills at
+//!   [`FloodLimit::per_second`]. An empty bucket trips the guard: the server sends GOAWAY ENHANCE_YOUR_CALM
+//!   and closes. (HEADERS, CONTINUATION, RST_STREAM and DATA floods are h2's own limits.)
+//! - **Unpredictable PINGs.** h2 pings with a fixed payload, which a peer can acknowledge without reading
+//!   anything. The payload of each PING the server sends is XORed with a per-connection random mask on the
+//!   way out, and each PING ACK's payload with the same mask on the way in: h2 sees its own payload again
+//!   only if the peer echoed what was actually sent, and ignores any other ACK, so its keepalive times out.
+//! - **Send buffer accounting.** DATA payload bytes written, END_STREAM and RST_STREAM going out and
+//!   RST_STREAM coming in are reported to the connection's [`Ledger`].
+//!
+//! Only frame headers are parsed; payloads pass untouched and uncopied, except the 8 bytes of a PING.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+use super::budget::Ledger;
+
+/// The client connection preface: `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
+const PREFACE_LEN: u32 = 24;
+const HEADER_LEN: usize = 9;
+
+const DATA: u8 = 0x0;
+const PRIORITY: u8 = 0x2;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const WINDOW_UPDATE: u8 = 0x8;
+const CONTINUATION: u8 = 0x9;
+
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+
+/// How many control frames a peer may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FloodLimit {
+    /// Sustained rate.
+    pub(crate) per_second: u32,
+    /// Burst: the bucket's size.
+    pub(crate) burst: u32,
+}
+
+/// A frame's header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Head {
+    len: u32,
+    kind: u8,
+    flags: u8,
+    stream: u32,
+}
+
+impl Head {
+    fn parse(b: &[u8; HEADER_LEN]) -> Self {
+        Head {
+            len: u32::from_be_bytes([0, b[0], b[1], b[2]]),
+            kind: b[3],
+            flags: b[4],
+            stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
+        }
+    }
+}
+
+/// What the cursor reports as bytes pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// A frame header is complete.
+    Head(Head),
+    /// Payload bytes of the current frame.
+    Payload(Head, u32),
+    /// The frame is complete.
+    End(Head),
+}
+
+/// Which PING payloads are masked in this direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Masked {
+    /// PINGs sent (not ACKs).
+    Pings,
+    /// PING ACKs received.
+    Acks,
+}
+
+/// Where a one-way HTTP/2 byte stream is.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    preface_left: u32,
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    /// The frame whose payload is passing, with how much of it has passed.
+    current: Option<(Head, u32)>,
+    masked: Masked,
+}
+
+impl Cursor {
+    fn new(preface: bool, masked: Masked) -> Self {
+        Cursor {
+            preface_left: if preface { PREFACE_LEN } else { 0 },
+            header: [0; HEADER_LEN],
+            header_len: 0,
+            current: None,
+            masked,
+        }
+    }
+
+    /// The offset into a masked PING payload the next byte is at, and how many masked bytes follow it, if it
+    /// is one.
+    fn in_masked(&self) -> Option<(usize, usize)> {
+        let (head, done) = self.current?;
+        let masked = head.kind == PING
+            && match self.masked {
+                Masked::Pings => head.flags & ACK == 0,
+                Masked::Acks => head.flags & ACK != 0,
+            };
+        let end = head.len.min(8);
+        if masked && done < end { Some((done as usize, (end - done) as usize)) } else { None }
+    }
+
+    /// Passes `bytes`, reporting events; stops before the first masked PING payload byte when `stop_at_mask`.
+    /// Returns how many bytes were passed.
+    fn pass(&mut self, bytes: &[u8], stop_at_mask: bool, events: &mut impl FnMut(Event)) -> usize {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.preface_left > 0 {
+                let n = (bytes.len() - i).min(self.preface_left as usize);
+                self.preface_left -= n as u32;
+                i += n;
+                continue;
+            }
+            if let Some((head, done)) = self.current {
+                if stop_at_mask && self.in_masked().is_some() {
+                    break;
+                }
+                let n = (bytes.len() - i).min((head.len - done) as usize);
+                i += n;
+                let done = done + n as u32;
+                events(Event::Payload(head, n as u32));
+                if done == head.len {
+                    self.current = None;
+                    events(Event::End(head));
+                } else {
+                    self.current = Some((head, done));
+                }
+                continue;
+            }
+            let n = (bytes.len() - i).min(HEADER_LEN - self.header_len);
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&bytes[i..i + n]);
+            self.header_len += n;
+            i += n;
+            if self.header_len == HEADER_LEN {
+                self.header_len = 0;
+                let head = Head::parse(&self.header);
+                events(Event::Head(head));
+                if head.len == 0 {
+                    events(Event::End(head));
+                } else {
+                    self.current = Some((head, 0));
+                }
+            }
+        }
+        i
+    }
+
+    /// How many of `bytes` come before the first masked PING payload byte.
+    fn unmasked_prefix(&self, bytes: &[u8]) -> usize {
+        let mut ahead = *self;
+        ahead.pass(bytes, true, &mut |_| {})
+    }
+}
+
+/// A token bucket of control frames.
+#[derive(Debug)]
+struct Bucket {
+    limit: FloodLimit,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(limit: FloodLimit) -> Self {
+        Bucket { limit, tokens: f64::from(limit.burst.max(1)), at: Instant::now() }
+    }
+
+    /// Takes a token; `false` when there is none.
+    fn take(&mut self) -> bool {
+        if self.tokens < 1.0 {
+            let now = Instant::now();
+            let refill = now.duration_since(self.at).as_secs_f64() * f64::from(self.limit.per_second);
+            self.tokens = (self.tokens + refill).min(f64::from(self.limit.burst.max(1)));
+            self.at = now;
+        }
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+}
+
+/// Set once the peer flooded the connection.
+#[derive(Debug, Default)]
+pub(crate) struct Tripped {
+    notify: Notify,
+    why: std::sync::OnceLock<&'static str>,
+}
+
+impl Tripped {
+    /// Completes once the guard tripped; says which frames flooded.
+    pub(crate) async fn wait(&self) -> &'static str {
+        loop {
+            if let Some(why) = self.why.get() {
+                return why;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    fn trip(&self, why: &'static str) {
+        if self.why.set(why).is_ok() {
+            self.notify.notify_one();
+        }
+    }
+}
+
+fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        PRIORITY => "PRIORITY",
+        SETTINGS => "SETTINGS",
+        PING => "PING",
+        WINDOW_UPDATE => "WINDOW_UPDATE",
+        _ => "unknown-type",
+    }
+}
+
+/// The connection's IO as h2 sees it.
+pub(crate) struct Guard<IO> {
+    io: IO,
+    read: Cursor,
+    write: Cursor,
+    mask: [u8; 8],
+    bucket: Bucket,
+    tripped: Arc<Tripped>,
+    ledger: Arc<Ledger>,
+}
+
+impl<IO> Guard<IO> {
+    /// Guards the server side of `io`, past the TLS handshake (the client preface comes first).
+    pub(crate) fn server(io: IO, limit: FloodLimit, mask: [u8; 8], ledger: Arc<Ledger>) -> (Self, Arc<Tripped>) {
+        let tripped = Arc::new(Tripped::default());
+        let guard = Guard {
+            io,
+            read: Cursor::new(true, Masked::Acks),
+            write: Cursor::new(false, Masked::Pings),
+            mask,
+            bucket: Bucket::new(limit),
+            tripped: Arc::clone(&tripped),
+            ledger,
+        };
+        (guard, tripped)
+    }
+}
+
+fn on_read(bucket: &mut Bucket, tripped: &Tripped, ledger: &Ledger, event: Event) {
+    let Event::Head(head) = event else { return };
+    match head.kind {
+        PRIORITY | SETTINGS | PING | WINDOW_UPDATE => {}
+        RST_STREAM => {
+            // h2 drops what it buffered for the stream.
+            ledger.finished(head.stream);
+            return;
+        }
+        k if k <= CONTINUATION => return,
+        _ => {}
+    }
+    if !bucket.take() {
+        tripped.trip(kind_name(head.kind));
+    }
+}
+
+fn on_write(ledger: &Ledger, event: Event) {
+    match event {
+        Event::Payload(head, n) if head.kind == DATA => ledger.written(head.stream, u64::from(n)),
+        Event::End(head) if head.kind == DATA && head.flags & END_STREAM != 0 => ledger.finished(head.stream),
+        Event::Head(head) if head.kind == RST_STREAM => ledger.finished(head.stream),
+        _ => {}
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Guard<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.tripped.why.get().is_some() {
+            // The server is closing the connection: nothing more is read.
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        let mask = this.mask;
+        let filled = &mut buf.filled_mut()[before..];
+        let (bucket, tripped, ledger) = (&mut this.bucket, &*this.tripped, &*this.ledger);
+        let mut events = |e| on_read(bucket, tripped, ledger, e);
+        let cursor = &mut this.read;
+        let mut i = 0;
+        while i < filled.len() {
+            i += cursor.pass(&filled[i..], true, &mut events);
+            if let Some((offset, left)) = cursor.in_masked() {
+                let run = left.min(filled.len() - i);
+                cursor.pass(&filled[i..i + run], false, &mut events);
+                for (k, byte) in filled[i..i + run].iter_mut().enumerate() {
+                    *byte ^= mask[offset + k];
+                }
+                i += run;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> Guard<IO> {
+    /// Writes the masked PING payload bytes at the front of `buf`.
+    fn poll_write_masked(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        (offset, left): (usize, usize),
+    ) -> Poll<io::Result<usize>> {
+        let run = buf.len().min(left);
+        let mut masked = [0u8; 8];
+        for (k, byte) in buf[..run].iter().enumerate() {
+            masked[k] = byte ^ self.mask[offset + k];
+        }
+        let n = ready!(Pin::new(&mut self.io).poll_write(cx, &masked[..run]))?;
+        let ledger = &*self.ledger;
+        self.write.pass(&buf[..n], false, &mut |e| on_write(ledger, e));
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Guard<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(masked) = this.write.in_masked() {
+            return this.poll_write_masked(cx, buf, masked);
+        }
+        let clear = this.write.unmasked_prefix(buf);
+        let n = ready!(Pin::new(&mut this.io).poll_write(cx, &buf[..clear]))?;
+        let ledger = &*this.ledger;
+        this.write.pass(&buf[..n], false, &mut |e| on_write(ledger, e));
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
+        let bufs = &bufs[first..];
+        if this.write.in_masked().is_some() || bufs.len() > 4 {
+            return Pin::new(this).poll_write(cx, &bufs[0]);
+        }
+        // Pass whole slices while no PING payload starts in them; a slice with one goes alone, up to it.
+        let mut ahead = this.write;
+        let mut take = 0;
+        for buf in bufs {
+            let clear = ahead.pass(buf, true, &mut |_| {});
+            if clear < buf.len() {
+                if take == 0 {
+                    return Pin::new(this).poll_write(cx, &bufs[0]);
+                }
+                break;
+            }
+            take += 1;
+        }
+        let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, &bufs[..take]))?;
+        let ledger = &*this.ledger;
+        let mut left = n;
+        for buf in &bufs[..take] {
+            let k = left.min(buf.len());
+            this.write.pass(&buf[..k], false, &mut |e| on_write(ledger, e));
+            left -= k;
+            if left == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// A per-connection random PING mask.
+pub(crate) fn random_mask() -> io::Result<[u8; 8]> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut mask = [0u8; 8];
+    SystemRandom::new().fill(&mut mask).map_err(|_| io::Error::other("the system random generator failed"))?;
+    Ok(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = len.to_be_bytes()[1..].to_vec();
+        out.extend([kind, flags]);
+        out.extend(stream.to_be_bytes());
+        out.extend(payload);
+        out
+    }
+
+    fn events_of(cursor: &mut Cursor, bytes: &[u8], chunk: usize) -> Vec<Event> {
+        let mut events = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            let n = cursor.pass(piece, false, &mut |e| events.push(e));
+            assert_eq!(n, piece.len());
+        }
+        events
+    }
+
+    #[test]
+    fn frames_are_followed_across_any_split() {
+        let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        stream.extend(frame(SETTINGS, 0, 0, &[0; 6]));
+        stream.extend(frame(DATA, END_STREAM, 5, &[7; 100]));
+        stream.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+        for chunk in [1, 2, 9, 10, 1000] {
+            let events = events_of(&mut Cursor::new(true, Masked::Acks), &stream, chunk);
+            let heads: Vec<u8> =
+                events.iter().filter_map(|e| if let Event::Head(h) = e { Some(h.kind) } else { None }).collect();
+            assert_eq!(heads, [SETTINGS, DATA, WINDOW_UPDATE], "chunk {chunk}");
+            let data: u32 = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Payload(h, n) if h.kind == DATA => Some(*n),
+                    _ => None,
+                })
+                .sum();
+            assert_eq!(data, 100);
+            assert!(events.contains(&Event::End(Head { len: 100, kind: DATA, flags: END_STREAM, stream: 5 })));
+        }
+    }
+
+    #[test]
+    fn only_ping_payloads_are_fenced_off() {
+        let mut bytes = frame(DATA, 0, 1, &[1; 20]);
+        let ping_at = bytes.len() + HEADER_LEN;
+        bytes.extend(frame(PING, 0, 0, &[9; 8]));
+        let cursor = Cursor::new(false, Masked::Pings);
+        assert_eq!(cursor.unmasked_prefix(&bytes), ping_at);
+        // A PING ACK is not masked on the way out.
+        let mut acks = frame(DATA, 0, 1, &[1; 20]);
+        acks.extend(frame(PING, ACK, 0, &[9; 8]));
+        assert_eq!(cursor.unmasked_prefix(&acks), acks.len());
+    }
+
+    #[test]
+    fn masked_pings_come_back_as_sent_only_when_echoed() {
+        let mask = [1, 2, 3, 4, 5, 6, 7, 8];
+        let sent = [9u8; 8];
+        // What goes out for h2's PING, written a byte at a time.
+        let mut out = Cursor::new(false, Masked::Pings);
+        let ping = frame(PING, 0, 0, &sent);
+        let mut wire = Vec::new();
+        for byte in &ping {
+            let b = match out.in_masked() {
+                Some((offset, _)) => byte ^ mask[offset],
+                None => *byte,
+            };
+            out.pass(&[*byte], false, &mut |_| {});
+            wire.push(b);
+        }
+        assert_ne!(wire[HEADER_LEN..], sent, "the payload on the wire is not h2's");
+        // An honest ACK echoes the wire payload; unmasked, h2 sees its own.
+        let unmask = |payload: &[u8]| {
+            let mut back = Cursor::new(false, Masked::Acks);
+            let mut bytes = frame(PING, ACK, 0, payload);
+            let mut i = 0;
+            while i < bytes.len() {
+                i += back.pass(&bytes[i..], true, &mut |_| {});
+                if let Some((offset, left)) = back.in_masked() {
+                    let run = left.min(bytes.len() - i);
+                    back.pass(&bytes[i..i + run], false, &mut |_| {});
+                    for k in 0..run {
+                        bytes[i + k] ^= mask[offset + k];
+                    }
+                    i += run;
+                }
+            }
+            bytes[HEADER_LEN..].to_vec()
+        };
+        assert_eq!(unmask(&wire[HEADER_LEN..]), sent);
+        assert_ne!(unmask(&sent), sent, "a blind ACK of h2's payload does not match");
+    }
+
+    #[test]
+    fn the_bucket_runs_dry_and_refills() {
+        let mut fast = Bucket::new(FloodLimit { per_second: 1_000, burst: 10 });
+        assert!((0..10).all(|_| fast.take()));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(fast.take(), "20 ms at 1,000 a second brings tokens back");
+        let mut slow = Bucket::new(FloodLimit { per_second: 1, burst: 3 });
+        assert!((0..3).all(|_| slow.take()));
+        assert!(!slow.take(), "a dry bucket refuses");
+    }
+}
