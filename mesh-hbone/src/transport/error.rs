@@ -149,7 +149,7 @@ pub enum ServerError {
 /// [`HboneStream`](super::HboneStream) reads and [`relay`](super::relay) returns; `get_ref()` and `downcast_ref`
 /// reach it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("HBONE tunnel cut short, {by} with {reason}: the transfer is incomplete")]
+#[error("HBONE tunnel cut short, {by} with {reason:?} ({reason}): the transfer is incomplete")]
 pub struct TunnelReset {
     /// The HTTP/2 error code: CONNECT_ERROR when the far end's TCP connection failed (RFC 9113 section 8.5),
     /// CANCEL when the far end gave up, and so on.

@@ -17,6 +17,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -402,6 +403,47 @@ def test_rust_client_reports_a_refusal_from_python_server(peer, certs, python_se
     result = run_rust_client(peer, certs, python_server, f"{LOOPBACK}:{DENIED_PORT}", b"")
     assert result.returncode == 2, result.stderr.decode()
     assert b"refused: 401" in result.stderr
+
+
+@pytest.fixture
+def failing_upstream():
+    """A TCP server that sends 10,000 bytes to each connection, then resets it (RST, not FIN); yields its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def serve_one(conn):
+        conn.sendall(b"x" * 10_000)
+        # Linger 0: close() sends RST.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    def accept_loop():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_rust_client_fails_on_a_tunnel_cut_short(peer, certs, rust_server, failing_upstream):
+    # The upstream resets mid-transfer: the server resets the stream with CONNECT_ERROR, and the client must
+    # not exit 0 with part of the bytes.
+    host, port = rust_server
+    result = subprocess.run(
+        [peer, "client", f"{host}:{port}", str(certs), f"{LOOPBACK}:{failing_upstream}"],
+        input=b"",
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 3, (result.returncode, result.stderr.decode())
+    assert b"tunnel cut short" in result.stderr and b"CONNECT_ERROR" in result.stderr, result.stderr.decode()
+    assert len(result.stdout) <= 10_000
 
 
 # --- double HBONE: Rust client, Python gateway, Rust destination ------------------------------------------------
