@@ -13,7 +13,7 @@ use http::HeaderMap;
 use mesh_identity::bundle::TrustBundleSet;
 use mesh_identity::spiffe::{SpiffeId, TrustDomain};
 use mesh_identity::tls::{WorkloadCertificate, peer_spiffe_id, server_config};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
@@ -366,10 +366,17 @@ impl HboneServer {
         let dialled = tcp.local_addr()?;
         let _ = tcp.set_nodelay(true);
         let handshake = self.limits.handshake_timeout;
-        let tls = tokio::time::timeout(handshake, self.acceptor.accept(tcp))
-            .await
-            .map_err(|_| ServerError::Handshake { peer: peer_addr, reason: format!("timed out after {handshake:?}") })?
-            .map_err(|e| ServerError::Handshake { peer: peer_addr, reason: e.to_string() })?;
+        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(tcp).into_fallible()).await {
+            Err(_) => {
+                let reason = format!("timed out after {handshake:?}");
+                return Err(ServerError::Handshake { peer: peer_addr, reason });
+            }
+            Ok(Err((error, tcp))) => {
+                linger(tcp).await;
+                return Err(ServerError::Handshake { peer: peer_addr, reason: error.to_string() });
+            }
+            Ok(Ok(tls)) => tls,
+        };
         let peer = peer_spiffe_id(tls.get_ref().1)?;
         debug!(%peer_addr, %peer, "HBONE connection accepted");
 
@@ -557,6 +564,28 @@ impl HboneServer {
             Err(error) => debug!(%peer_addr, %target, %error, "HBONE tunnel ended with an error"),
         }
     }
+}
+
+/// How long a refused client's connection is kept half-closed after the alert.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// After a refused handshake, whose alert rustls has written: half-closes, then reads and discards what the
+/// client still sends (its Finished, its HTTP/2 preface) for at most [`LINGER`] and 64 KiB. Closing with unread
+/// bytes would send a TCP reset, and a reset can make the client's kernel discard the alert before the
+/// client reads it; the client then sees a bare EOF instead of the reason.
+async fn linger(mut tcp: TcpStream) {
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// How a drain ended.
