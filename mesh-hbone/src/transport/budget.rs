@@ -16,9 +16,16 @@ use std::task::{Context, Poll, Waker};
 pub(crate) struct SendBudget {
     limit: u64,
     used: AtomicU64,
-    /// Relays waiting for room in this budget.
-    waiters: Mutex<Vec<Waker>>,
+    /// Relays waiting for room in this budget, each registered once per round of wake-ups.
+    waiters: Mutex<Waiters>,
     waiting: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Waiters {
+    wakers: Vec<Waker>,
+    /// Counts the rounds of wake-ups: a relay registered in the current round is not registered again.
+    round: u64,
 }
 
 impl SendBudget {
@@ -26,7 +33,7 @@ impl SendBudget {
         SendBudget {
             limit: limit.max(1),
             used: AtomicU64::new(0),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Mutex::new(Waiters::default()),
             waiting: false.into(),
         }
     }
@@ -52,16 +59,27 @@ impl SendBudget {
         }
         let before = self.used.fetch_sub(n, Ordering::AcqRel);
         if self.waiting.load(Ordering::Acquire) && before - n < self.limit {
-            self.waiting.store(false, Ordering::Release);
-            let waiters = std::mem::take(&mut *lock(&self.waiters));
-            waiters.into_iter().for_each(Waker::wake);
+            let wakers = {
+                let mut waiters = lock(&self.waiters);
+                self.waiting.store(false, Ordering::Release);
+                waiters.round += 1;
+                std::mem::take(&mut waiters.wakers)
+            };
+            wakers.into_iter().for_each(Waker::wake);
         }
     }
 
-    /// Registers `cx` to be woken when bytes are given back; `true` if there is room after all.
-    fn wait(&self, cx: &Context<'_>) -> bool {
-        lock(&self.waiters).push(cx.waker().clone());
-        self.waiting.store(true, Ordering::Release);
+    /// Registers `cx` to be woken when bytes are given back, unless `registered` says it already is;
+    /// `true` if there is room after all.
+    fn wait(&self, cx: &Context<'_>, registered: &mut Option<u64>) -> bool {
+        {
+            let mut waiters = lock(&self.waiters);
+            if *registered != Some(waiters.round) {
+                waiters.wakers.push(cx.waker().clone());
+                *registered = Some(waiters.round);
+            }
+            self.waiting.store(true, Ordering::Release);
+        }
         self.used.load(Ordering::Acquire) < self.limit
     }
 }
@@ -83,7 +101,16 @@ pub(crate) struct Ledger {
 struct Accounts {
     used: u64,
     streams: HashMap<u32, Entry>,
-    waiters: Vec<Waker>,
+    /// Streams with a waker set.
+    waiting: usize,
+}
+
+impl Accounts {
+    fn remove(&mut self, stream: u32) {
+        if let Some(Entry { waker: Some(_), .. }) = self.streams.remove(&stream) {
+            self.waiting -= 1;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +121,10 @@ struct Entry {
     finished: bool,
     /// The relay's stream handle is gone.
     released: bool,
+    /// The relay waiting for room in the connection's budget.
+    waker: Option<Waker>,
+    /// The round of the total budget's wake-ups the relay is registered in.
+    total_round: Option<u64>,
 }
 
 impl Ledger {
@@ -103,15 +134,24 @@ impl Ledger {
 
     /// Reserves up to `want` bytes for `stream`: `Ready(n)` with `0 < n <= want` once both budgets have room.
     pub(crate) fn poll_reserve(&self, cx: &Context<'_>, stream: u32, want: u64) -> Poll<u64> {
-        let mut accounts = lock(&self.inner);
+        let mut guard = lock(&self.inner);
+        let accounts = &mut *guard;
         let left = self.limit.saturating_sub(accounts.used);
+        let entry = accounts.streams.entry(stream).or_default();
         if left == 0 {
-            accounts.waiters.push(cx.waker().clone());
+            match &entry.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                Some(_) => entry.waker = Some(cx.waker().clone()),
+                None => {
+                    entry.waker = Some(cx.waker().clone());
+                    accounts.waiting += 1;
+                }
+            }
             return Poll::Pending;
         }
         let mut granted = self.total.take(want.min(left));
         if granted == 0 {
-            if !self.total.wait(cx) {
+            if !self.total.wait(cx, &mut entry.total_round) {
                 return Poll::Pending;
             }
             granted = self.total.take(want.min(left));
@@ -120,7 +160,7 @@ impl Ledger {
             }
         }
         accounts.used += granted;
-        accounts.streams.entry(stream).or_default().outstanding += granted;
+        entry.outstanding += granted;
         Poll::Ready(granted)
     }
 
@@ -145,7 +185,7 @@ impl Ledger {
         if let Some(entry) = accounts.streams.get_mut(&stream) {
             if entry.finished || entry.outstanding == 0 {
                 let owed = entry.outstanding;
-                accounts.streams.remove(&stream);
+                accounts.remove(stream);
                 self.give_back(&mut accounts, owed);
             } else {
                 entry.released = true;
@@ -162,7 +202,7 @@ impl Ledger {
             entry.finished = true;
         }
         if entry.finished && entry.released {
-            accounts.streams.remove(&stream);
+            accounts.remove(stream);
         }
         self.give_back(&mut accounts, paid);
     }
@@ -173,8 +213,13 @@ impl Ledger {
         }
         accounts.used -= n;
         self.total.give_back(n);
-        if accounts.used < self.limit && !accounts.waiters.is_empty() {
-            accounts.waiters.drain(..).for_each(Waker::wake);
+        if accounts.waiting > 0 && accounts.used < self.limit {
+            accounts.waiting = 0;
+            for entry in accounts.streams.values_mut() {
+                if let Some(waker) = entry.waker.take() {
+                    waker.wake();
+                }
+            }
         }
     }
 
@@ -256,6 +301,27 @@ mod tests {
         drop(first);
         assert_eq!(total.used(), 20, "a closed connection gives back all it held");
         assert_eq!(second.poll_reserve(&cx(), 1, 80), Poll::Ready(60));
+    }
+
+    #[test]
+    fn a_waiting_relay_is_registered_once_however_often_it_is_polled() {
+        let total = Arc::new(SendBudget::new(10));
+        let ledger = Arc::new(Ledger::new(Arc::clone(&total), 100));
+        assert_eq!(ledger.poll_reserve(&cx(), 1, 10), Poll::Ready(10));
+        for _ in 0..1000 {
+            assert_eq!(ledger.poll_reserve(&cx(), 3, 10), Poll::Pending);
+        }
+        assert_eq!(lock(&total.waiters).wakers.len(), 1, "the total budget's waiters");
+        ledger.written(1, 10);
+        assert_eq!(lock(&total.waiters).wakers.len(), 0, "woken");
+        let tight = Arc::new(Ledger::new(Arc::clone(&total), 5));
+        assert_eq!(tight.poll_reserve(&cx(), 1, 10), Poll::Ready(5));
+        for _ in 0..1000 {
+            assert_eq!(tight.poll_reserve(&cx(), 1, 10), Poll::Pending);
+        }
+        assert_eq!(lock(&tight.inner).waiting, 1, "the connection budget's waiters");
+        tight.finished(1);
+        assert_eq!(lock(&tight.inner).waiting, 0);
     }
 
     #[test]
