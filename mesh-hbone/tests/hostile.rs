@@ -15,17 +15,19 @@ use bytes::Bytes;
 use http::StatusCode;
 use mesh_hbone::settings::H2Settings;
 use mesh_hbone::status::RejectionKind;
-use mesh_hbone::transport::{Destination, HboneClient, HboneServer, InboundRequest, ServerLimits, TunnelReset, relay};
+use mesh_hbone::transport::{
+    ClientConfig, ClientError, Destination, HboneClient, HboneServer, InboundRequest, ServerLimits, TunnelReset, relay,
+};
 use mesh_hbone::{ConnectRequest, Rejection};
 use mesh_identity::ca::{CaOptions, LocalCa};
 use mesh_identity::spiffe::{IstioIdentity, TrustDomain};
-use mesh_identity::tls::{WorkloadCertificate, client_config};
+use mesh_identity::tls::{WorkloadCertificate, client_config, server_config};
 use rustls_pki_types::{ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 mod common;
 
@@ -462,7 +464,7 @@ async fn keepalive_holds_with_a_peer_that_reads() {
     with_timeout(async {
         let mesh = Mesh::new();
         let echo = echo_server().await;
-        let hbone = server(&mesh, ServerLimits::default()).with_settings(keepalive(50, 300)).unwrap();
+        let hbone = server(&mesh, ServerLimits::default()).with_settings(keepalive(50, 1000)).unwrap();
         let addr = serve(hbone, move |_: InboundRequest| async move {
             Ok::<_, Rejection>(TcpStream::connect(echo).await.unwrap())
         })
@@ -620,6 +622,71 @@ async fn refused_handshakes_get_an_alert_naming_the_reason() {
         let client = HboneClient::new(mesh.workload("client"), Arc::clone(&mesh.bundles));
         let tunnel = client.connect(&destination(addr), ConnectRequest::new(echo)).await.unwrap();
         assert_eq!(common::round_trip(tunnel.stream, b"trusted".to_vec()).await, b"trusted");
+    })
+    .await;
+}
+
+/// A hostile HBONE server: on each connection, completes TLS, sends SETTINGS and then `frames` (in a loop
+/// `rounds` times, 20 ms apart), never reads anything, and never closes.
+async fn hostile_server(mesh: &Mesh, frames: Vec<u8>, rounds: usize) -> SocketAddr {
+    let config =
+        server_config(&mesh.workload("server"), Arc::clone(&mesh.bundles), [mesh.ca.trust_domain().clone()]).unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frames = Bytes::from(frames);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, frames) = (acceptor.clone(), frames.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                // Lets the client finish its side of the handshake first.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = tls.write_all(&frame(SETTINGS, 0, 0, &[])).await;
+                for _ in 0..rounds {
+                    if tls.write_all(&frames).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                // Holds the connection open, unread, until the test ends.
+                std::future::pending::<()>().await;
+                drop(tls);
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_client_is_not_kept_alive_by_blind_ping_acks() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let addr = hostile_server(&mesh, frame(PING, ACK, 0, &H2_USER_PING), 250).await;
+        let config = ClientConfig { settings: keepalive(100, 200), ..ClientConfig::default() };
+        let client = HboneClient::with_config(mesh.workload("client"), Arc::clone(&mesh.bundles), config);
+        // The server never answers the CONNECT; only the keepalive can end the wait.
+        let target: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let dest = destination(addr);
+        let waited = tokio::time::timeout(Duration::from_secs(5), client.connect(&dest, ConnectRequest::new(target)));
+        let error = waited.await.expect("blind PING ACKs kept the connection alive").unwrap_err();
+        assert!(matches!(error, ClientError::H2 { .. }), "{error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_drops_a_connection_flooded_with_control_frames() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let flood: Vec<u8> = (0..2_000).flat_map(|_| frame(PING, 0, 0, &[7; 8])).collect();
+        let addr = hostile_server(&mesh, flood, 100).await;
+        let client = HboneClient::new(mesh.workload("client"), Arc::clone(&mesh.bundles));
+        let target: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let dest = destination(addr);
+        let waited = tokio::time::timeout(Duration::from_secs(10), client.connect(&dest, ConnectRequest::new(target)));
+        let error = waited.await.expect("the flood was not stopped").unwrap_err();
+        assert!(matches!(error, ClientError::H2 { .. }), "{error}");
     })
     .await;
 }

@@ -1,5 +1,5 @@
-//! Watches the HTTP/2 frames of a server connection as they pass between h2 and TLS, for what h2 does not
-//! bound or expose:
+//! Watches the HTTP/2 frames of a connection as they pass between h2 and TLS, for what h2 does not bound or
+//! expose (on both ends; the send budget at servers only):
 //!
 //! - **Control frame floods.** SETTINGS, PING, PRIORITY, WINDOW_UPDATE and frames of unknown types cost the
 //!   server work but carry nothing; each draws one token from a bucket that refills at
@@ -9,7 +9,7 @@
 //!   anything. The payload of each PING the server sends is XORed with a per-connection random mask on the
 //!   way out, and each PING ACK's payload with the same mask on the way in: h2 sees its own payload again
 //!   only if the peer echoed what was actually sent, and ignores any other ACK, so its keepalive times out.
-//! - **Send buffer accounting.** DATA payload bytes written, END_STREAM and RST_STREAM going out and
+//! - **Send buffer accounting** (servers). DATA payload bytes written, END_STREAM and RST_STREAM going out and
 //!   RST_STREAM coming in are reported to the connection's [`Ledger`].
 //!
 //! Only frame headers are parsed; payloads pass untouched and uncopied, except the 8 bytes of a PING.
@@ -49,6 +49,11 @@ pub(crate) struct FloodLimit {
     pub(crate) per_second: u32,
     /// Burst: the bucket's size.
     pub(crate) burst: u32,
+}
+
+impl FloodLimit {
+    /// The defaults of [`ServerLimits`](super::ServerLimits), also used by clients.
+    pub(crate) const DEFAULT: FloodLimit = FloodLimit { per_second: 5_000, burst: 10_000 };
 }
 
 /// A frame's header.
@@ -250,17 +255,32 @@ pub(crate) struct Guard<IO> {
     mask: [u8; 8],
     bucket: Bucket,
     tripped: Arc<Tripped>,
-    ledger: Arc<Ledger>,
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl<IO> Guard<IO> {
     /// Guards the server side of `io`, past the TLS handshake (the client preface comes first).
     pub(crate) fn server(io: IO, limit: FloodLimit, mask: [u8; 8], ledger: Arc<Ledger>) -> (Self, Arc<Tripped>) {
+        Self::new(io, true, limit, mask, Some(ledger))
+    }
+
+    /// Guards the client side of `io`, past the TLS handshake (the client preface goes out first).
+    pub(crate) fn client(io: IO, limit: FloodLimit, mask: [u8; 8]) -> (Self, Arc<Tripped>) {
+        Self::new(io, false, limit, mask, None)
+    }
+
+    fn new(
+        io: IO,
+        server: bool,
+        limit: FloodLimit,
+        mask: [u8; 8],
+        ledger: Option<Arc<Ledger>>,
+    ) -> (Self, Arc<Tripped>) {
         let tripped = Arc::new(Tripped::default());
         let guard = Guard {
             io,
-            read: Cursor::new(true, Masked::Acks),
-            write: Cursor::new(false, Masked::Pings),
+            read: Cursor::new(server, Masked::Acks),
+            write: Cursor::new(!server, Masked::Pings),
             mask,
             bucket: Bucket::new(limit),
             tripped: Arc::clone(&tripped),
@@ -270,13 +290,15 @@ impl<IO> Guard<IO> {
     }
 }
 
-fn on_read(bucket: &mut Bucket, tripped: &Tripped, ledger: &Ledger, event: Event) {
+fn on_read(bucket: &mut Bucket, tripped: &Tripped, ledger: Option<&Ledger>, event: Event) {
     let Event::Head(head) = event else { return };
     match head.kind {
         PRIORITY | SETTINGS | PING | WINDOW_UPDATE => {}
         RST_STREAM => {
             // h2 drops what it buffered for the stream.
-            ledger.finished(head.stream);
+            if let Some(ledger) = ledger {
+                ledger.finished(head.stream);
+            }
             return;
         }
         k if k <= CONTINUATION => return,
@@ -287,7 +309,8 @@ fn on_read(bucket: &mut Bucket, tripped: &Tripped, ledger: &Ledger, event: Event
     }
 }
 
-fn on_write(ledger: &Ledger, event: Event) {
+fn on_write(ledger: Option<&Ledger>, event: Event) {
+    let Some(ledger) = ledger else { return };
     match event {
         Event::Payload(head, n) if head.kind == DATA => ledger.written(head.stream, u64::from(n)),
         Event::End(head) if head.kind == DATA && head.flags & END_STREAM != 0 => ledger.finished(head.stream),
@@ -307,7 +330,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guard<IO> {
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         let mask = this.mask;
         let filled = &mut buf.filled_mut()[before..];
-        let (bucket, tripped, ledger) = (&mut this.bucket, &*this.tripped, &*this.ledger);
+        let (bucket, tripped, ledger) = (&mut this.bucket, &*this.tripped, this.ledger.as_deref());
         let mut events = |e| on_read(bucket, tripped, ledger, e);
         let cursor = &mut this.read;
         let mut i = 0;
@@ -340,7 +363,7 @@ impl<IO: AsyncWrite + Unpin> Guard<IO> {
             masked[k] = byte ^ self.mask[offset + k];
         }
         let n = ready!(Pin::new(&mut self.io).poll_write(cx, &masked[..run]))?;
-        let ledger = &*self.ledger;
+        let ledger = self.ledger.as_deref();
         self.write.pass(&buf[..n], false, &mut |e| on_write(ledger, e));
         Poll::Ready(Ok(n))
     }
@@ -354,7 +377,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guard<IO> {
         }
         let clear = this.write.unmasked_prefix(buf);
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, &buf[..clear]))?;
-        let ledger = &*this.ledger;
+        let ledger = this.ledger.as_deref();
         this.write.pass(&buf[..n], false, &mut |e| on_write(ledger, e));
         Poll::Ready(Ok(n))
     }
@@ -384,7 +407,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guard<IO> {
             take += 1;
         }
         let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, &bufs[..take]))?;
-        let ledger = &*this.ledger;
+        let ledger = this.ledger.as_deref();
         let mut left = n;
         for buf in &bufs[..take] {
             let k = left.min(buf.len());

@@ -86,8 +86,8 @@ impl Default for ServerLimits {
             max_connects: 1_024,
             send_budget_per_connection: 16 * 1024 * 1024,
             send_budget: 1024 * 1024 * 1024,
-            control_frames_per_second: 5_000,
-            control_frame_burst: 10_000,
+            control_frames_per_second: FloodLimit::DEFAULT.per_second,
+            control_frame_burst: FloodLimit::DEFAULT.burst,
         }
     }
 }
