@@ -323,7 +323,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guard<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.tripped.why.get().is_some() {
-            // The server is closing the connection: nothing more is read.
+            // The connection is being closed for the flood: nothing more is read.
             return Poll::Pending;
         }
         let before = buf.filled().len();
@@ -390,10 +390,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guard<IO> {
         let this = self.get_mut();
         let Some(first) = bufs.iter().position(|b| !b.is_empty()) else { return Poll::Ready(Ok(0)) };
         let bufs = &bufs[first..];
-        if this.write.in_masked().is_some() || bufs.len() > 4 {
+        if this.write.in_masked().is_some() {
             return Pin::new(this).poll_write(cx, &bufs[0]);
         }
-        // Pass whole slices while no PING payload starts in them; a slice with one goes alone, up to it.
+        // Pass the slices before the first one a PING payload starts in (all of them, usually) in one vectored
+        // write; when the first slice holds one, it goes alone, up to it.
         let mut ahead = this.write;
         let mut take = 0;
         for buf in bufs {
