@@ -690,3 +690,29 @@ async fn a_client_drops_a_connection_flooded_with_control_frames() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_idle_peer_that_ignores_the_goaway_is_dropped() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let echo = echo_server().await;
+        let limits = ServerLimits {
+            idle_timeout: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        };
+        let (addr, served) = serve_one(server(&mesh, limits), move |_: InboundRequest| async move {
+            Ok::<_, Rejection>(TcpStream::connect(echo).await.unwrap())
+        })
+        .await;
+        let mut tls = raw_tls(&mesh, addr).await;
+        tls.write_all(PREFACE).await.unwrap();
+        tls.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+        tls.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+        // Opens no stream, then neither reads nor closes: the GOAWAY's PING is never acknowledged, so h2 alone
+        // would wait for ever (keepalive only speaks after 10 s).
+        tokio::time::timeout(Duration::from_secs(5), served).await.expect("the idle connection is still held").unwrap();
+        drop(tls);
+    })
+    .await;
+}
