@@ -92,6 +92,7 @@ mod budget;
 mod client;
 mod copy;
 mod error;
+mod frames;
 mod guard;
 mod keepalive;
 mod server;
