@@ -75,6 +75,8 @@ struct Fixture {
     sink: SocketAddr,
     /// Echoes until EOF.
     echo: SocketAddr,
+    /// Reads a big-endian u64 byte count, sends that many bytes, then closes.
+    source: SocketAddr,
     /// A plain TCP relay to the sink: the extra hop of HBONE without TLS and HTTP/2.
     relay: SocketAddr,
     hbone: Destination,
@@ -96,7 +98,7 @@ fn fixture() -> Fixture {
     };
     let server = HboneServer::new(&svid("server"), Arc::clone(&bundles), [td.clone()]).unwrap();
     let client_cert = svid("client");
-    let (sink, echo, relay, hbone) = rt.block_on(async {
+    let (sink, echo, source, relay, hbone) = rt.block_on(async {
         let sink = serve_tcp(|mut socket| async move {
             let mut buf = vec![0; WRITE_CHUNK];
             while socket.read(&mut buf).await.unwrap_or(0) > 0 {}
@@ -107,6 +109,19 @@ fn fixture() -> Fixture {
             let _ = tokio::io::copy(&mut r, &mut w).await;
         })
         .await;
+        let source = serve_tcp(|mut socket| async move {
+            let mut count = [0u8; 8];
+            socket.read_exact(&mut count).await.unwrap();
+            let mut left = u64::from_be_bytes(count) as usize;
+            let chunk = vec![0xa5; WRITE_CHUNK];
+            while left > 0 {
+                let n = left.min(WRITE_CHUNK);
+                socket.write_all(&chunk[..n]).await.unwrap();
+                left -= n;
+            }
+            socket.shutdown().await.unwrap();
+        })
+        .await;
         let relay = serve_tcp(move |mut socket| async move {
             let mut upstream = tcp(sink).await;
             let _ = tokio::io::copy_bidirectional_with_sizes(&mut socket, &mut upstream, 64 * 1024, 64 * 1024).await;
@@ -115,7 +130,7 @@ fn fixture() -> Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hbone = listener.local_addr().unwrap();
         tokio::spawn(async move { server.serve(listener, upstream).await });
-        (sink, echo, relay, hbone)
+        (sink, echo, source, relay, hbone)
     });
     let id = SpiffeId::new("spiffe://cluster.local/ns/bench/sa/server").unwrap();
     let client = HboneClient::new(client_cert.clone(), Arc::clone(&bundles));
@@ -123,6 +138,7 @@ fn fixture() -> Fixture {
         rt,
         sink,
         echo,
+        source,
         relay,
         hbone: Destination { address: hbone, identities: vec![id] },
         client_cert,
@@ -203,6 +219,21 @@ async fn upload<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: usize) 
     stream.read_to_end(&mut rest).await.unwrap();
 }
 
+/// Asks for `bytes`, reads them to the end, and checks that all came.
+async fn download<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: usize) {
+    stream.write_all(&(bytes as u64).to_be_bytes()).await.unwrap();
+    let mut buf = vec![0; WRITE_CHUNK];
+    let mut got = 0;
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert_eq!(got, bytes);
+}
+
 async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, request: &[u8], response: &mut [u8]) {
     stream.write_all(request).await.unwrap();
     stream.read_exact(response).await.unwrap();
@@ -231,6 +262,25 @@ fn throughput(c: &mut Criterion, f: &Fixture) {
                     concurrently(streams, || {
                         let (client, destination, sink) = (f.client.clone(), f.hbone.clone(), f.sink);
                         async move { upload(hbone(&client, &destination, sink).await, each).await }
+                    })
+                    .await;
+                })
+            });
+        });
+        let source = f.source;
+        group.bench_with_input(BenchmarkId::new("tcp_download", streams), &streams, |b, &streams| {
+            b.iter_custom(|iters| {
+                timed(&f.rt, iters, async || {
+                    concurrently(streams, || async move { download(tcp(source).await, each).await }).await;
+                })
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("hbone_download", streams), &streams, |b, &streams| {
+            b.iter_custom(|iters| {
+                timed(&f.rt, iters, async || {
+                    concurrently(streams, || {
+                        let (client, destination) = (f.client.clone(), f.hbone.clone());
+                        async move { download(hbone(&client, &destination, source).await, each).await }
                     })
                     .await;
                 })

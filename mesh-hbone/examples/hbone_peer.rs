@@ -22,7 +22,9 @@
 //!
 //! `client` expects the server to present the `server` identity, sends all of stdin through the tunnel, half-closes
 //! and prints what comes back until the far end closes. A refused CONNECT prints `refused: <status>` on stderr
-//! and exits with status 2. `double` does the same through a gateway (double HBONE), expecting the `server`
+//! and exits with status 2. A tunnel cut short (the server reset it, e.g. with CONNECT_ERROR because its
+//! upstream failed) prints `hbone_peer: HBONE tunnel cut short, ...` on stderr and exits with status 3: what was printed is not
+//! the whole transfer. `double` does the same through a gateway (double HBONE), expecting the `server`
 //! identity from both the gateway and the destination, and naming NETWORK as the source network; a refusal by
 //! the destination prints `refused by destination: <status>`.
 
@@ -37,7 +39,9 @@ use std::time::Duration;
 
 use mesh_hbone::double::{DoubleHbonePlan, DoubleHboneTarget};
 use mesh_hbone::status::InboundRules;
-use mesh_hbone::transport::{ClientError, Destination, HboneClient, HboneServer, HboneStream, InboundRequest};
+use mesh_hbone::transport::{
+    ClientError, Destination, HboneClient, HboneServer, HboneStream, InboundRequest, TunnelReset,
+};
 use mesh_hbone::{ConnectRequest, Rejection};
 use mesh_identity::bundle::{TrustBundle, TrustBundleSet};
 use mesh_identity::ca::{CaOptions, LocalCa};
@@ -212,7 +216,8 @@ fn refused(error: ClientError) -> Result<ExitCode> {
     Ok(ExitCode::from(2))
 }
 
-/// Sends stdin through the tunnel, half-closes, and prints what comes back until the far end closes.
+/// Sends stdin through the tunnel, half-closes, and prints what comes back until the far end closes. A tunnel
+/// reset before its end is reported on stderr with exit status 3.
 async fn pipe(stream: HboneStream) -> Result<ExitCode> {
     let (mut from_tunnel, mut to_tunnel) = tokio::io::split(stream);
     let send = async {
@@ -224,6 +229,14 @@ async fn pipe(stream: HboneStream) -> Result<ExitCode> {
         tokio::io::copy(&mut from_tunnel, &mut stdout).await?;
         stdout.flush().await
     };
-    tokio::try_join!(send, receive)?;
-    Ok(ExitCode::SUCCESS)
+    match tokio::try_join!(send, receive) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(error) => match error.get_ref().and_then(|e| e.downcast_ref::<TunnelReset>()) {
+            Some(reset) => {
+                eprintln!("hbone_peer: {reset}");
+                Ok(ExitCode::from(3))
+            }
+            None => Err(error.into()),
+        },
+    }
 }

@@ -116,6 +116,15 @@ pub enum Rejection {
         /// What the connect reported.
         reason: String,
     },
+    /// The server is at a limit on work in flight (upstream connects being made, or buffered bytes); the
+    /// client may try again later or elsewhere.
+    #[error("server busy: {which} at its limit of {limit}")]
+    Overloaded {
+        /// Which limit.
+        which: &'static str,
+        /// Its value.
+        limit: u64,
+    },
 }
 
 impl Rejection {
@@ -129,7 +138,8 @@ impl Rejection {
             Rejection::NoSuchPort { .. }
             | Rejection::UnknownHost { .. }
             | Rejection::SelfCall { .. }
-            | Rejection::UpstreamConnect { .. } => RejectionKind::Unavailable,
+            | Rejection::UpstreamConnect { .. }
+            | Rejection::Overloaded { .. } => RejectionKind::Unavailable,
         }
     }
 

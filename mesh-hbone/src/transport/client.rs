@@ -19,6 +19,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tracing::{Instrument, Span, debug, debug_span, trace, warn};
 
 use super::error::ClientError;
+use super::guard::{FloodLimit, Guard, Tripped, random_mask};
 use super::keepalive;
 use super::socket::{ConnectTcpError, connect_tcp};
 use super::stream::{HboneStream, OnDrop};
@@ -446,16 +447,19 @@ impl HboneClient {
         Ok((tls, peer))
     }
 
-    /// The HTTP/2 handshake with the configured settings, sending at most `max_streams` at once.
+    /// The HTTP/2 handshake with the configured settings, sending at most `max_streams` at once, over `io`
+    /// guarded against control frame floods and with unpredictable PING payloads.
     async fn h2_handshake<IO>(
         &self,
         io: IO,
         max_streams: u32,
         address: SocketAddr,
-    ) -> Result<(SendRequest<Bytes>, h2::client::Connection<IO, Bytes>, u32), ClientError>
+    ) -> Result<(SendRequest<Bytes>, Guarded<IO>, u32), ClientError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        let mask = random_mask().map_err(|source| ClientError::Handshake { address, source })?;
+        let (io, flooded) = Guard::client(io, FloodLimit::DEFAULT, mask);
         let s = &self.inner.config.settings;
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(s.stream_window)
@@ -469,18 +473,15 @@ impl HboneClient {
             .await
             .map_err(|source| ClientError::H2 { address, source })?;
         let peer_max_streams = u32::try_from(connection.max_concurrent_send_streams()).unwrap_or(u32::MAX);
-        Ok((sender, connection, peer_max_streams))
+        Ok((sender, Guarded { connection, flooded }, peer_max_streams))
     }
 
     /// Drives an HTTP/2 connection, with PING keepalive, until it ends; then tells `ended` why.
-    fn drive<IO>(
-        &self,
-        mut connection: h2::client::Connection<IO, Bytes>,
-        span: Span,
-        ended: impl FnOnce(String) + Send + 'static,
-    ) where
+    fn drive<IO>(&self, guarded: Guarded<IO>, span: Span, ended: impl FnOnce(String) + Send + 'static)
+    where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let Guarded { mut connection, flooded } = guarded;
         let s = &self.inner.config.settings;
         let (dead_tx, dead_rx) = oneshot::channel();
         if let Some(ping_pong) = connection.ping_pong() {
@@ -499,6 +500,11 @@ impl HboneClient {
                     Ok(reason) = dead_rx => {
                         warn!(%reason, "HBONE keepalive failed; closing the connection");
                         reason
+                    }
+                    frames = flooded.wait() => {
+                        // h2 offers clients no GOAWAY of their own: the connection is dropped.
+                        warn!(frames, "HBONE server flooded the connection with control frames; closing it");
+                        format!("{frames} frame flood")
                     }
                 };
                 ended(why);
@@ -533,6 +539,12 @@ impl HboneClient {
             gateway: None,
         })
     }
+}
+
+/// An HTTP/2 client connection over a guarded IO, and the guard's flood signal.
+struct Guarded<IO> {
+    connection: h2::client::Connection<Guard<IO>, Bytes>,
+    flooded: Arc<Tripped>,
 }
 
 /// Sends a CONNECT and reads the answer: the stream's halves and the destination's baggage, or the refusal.

@@ -4,8 +4,11 @@
 //! No buffer of ours sits between the two: a DATA frame received is written to the other stream as it is, and
 //! bytes read from the other stream become a DATA frame without being copied again. Reads from the other
 //! stream wait for send capacity and never take more than h2 has assigned, so what is buffered stays within
-//! the peer's flow-control window. Read sizes adapt: they start at 16 KiB, double while reads fill them, up
-//! to 256 KiB, and halve when reads come back small.
+//! the peer's flow-control window (and, at a server, within the connection's send budget). Read sizes adapt:
+//! they start at 16 KiB, double while reads fill them, up to 256 KiB, and halve when reads come back small.
+//!
+//! When the other stream fails, the tunnel is reset with CONNECT_ERROR (RFC 9113 section 8.5), so the far end
+//! reads an error rather than a clean end; a reset of the tunnel is returned as an error too.
 
 use std::future::poll_fn;
 use std::io;
@@ -13,6 +16,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BufMut, BytesMut};
+use h2::Reason;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::io::poll_read_buf;
 
@@ -27,14 +31,17 @@ pub(crate) const MAX_READ: usize = 256 * 1024;
 /// shutdown (HTTP/2 END_STREAM or TCP FIN) on the other, and the other direction carries on. Returns the bytes
 /// moved from the tunnel to `other`, and from `other` to the tunnel.
 ///
-/// An error in either direction ends the relay; dropping the tunnel then resets its stream.
+/// An error in either direction ends the relay. An error of `other` (read, write or shutdown) resets the
+/// tunnel with CONNECT_ERROR before it is returned; an error of the tunnel (a reset by the peer, which reads as
+/// [`TunnelReset`](super::TunnelReset), or the connection failing) is returned as it is, and `other` is left
+/// to the caller (dropping it closes it).
 pub async fn relay<S>(tunnel: &mut HboneStream, other: &mut S) -> io::Result<(u64, u64)>
 where
     S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     let mut outward = Outward { bytes: 0, done: false };
-    let mut inward = Inward { buf: BytesMut::new(), size: MIN_READ, bytes: 0, eof: false, done: false };
-    poll_fn(|cx| {
+    let mut inward = Inward { buf: BytesMut::new(), size: MIN_READ, reserved: 0, bytes: 0, eof: false, done: false };
+    let result = poll_fn(|cx| {
         let out = outward.poll(cx, tunnel, other)?;
         let inw = inward.poll(cx, tunnel, other)?;
         match (out, inw) {
@@ -42,7 +49,30 @@ where
             _ => Poll::Pending,
         }
     })
-    .await
+    .await;
+    tunnel.unreserve(std::mem::take(&mut inward.reserved));
+    match result {
+        Ok(moved) => Ok(moved),
+        Err(Failed::Tunnel(error)) => Err(error),
+        Err(Failed::Other(error)) => {
+            tunnel.abort(Reason::CONNECT_ERROR);
+            Err(error)
+        }
+    }
+}
+
+/// Which side of a relay failed.
+enum Failed {
+    Tunnel(io::Error),
+    Other(io::Error),
+}
+
+fn tunnel_err(error: io::Error) -> Failed {
+    Failed::Tunnel(error)
+}
+
+fn other_err(error: io::Error) -> Failed {
+    Failed::Other(error)
 }
 
 /// Tunnel to `other`.
@@ -52,7 +82,7 @@ struct Outward {
 }
 
 impl Outward {
-    fn poll<S>(&mut self, cx: &mut Context<'_>, tunnel: &mut HboneStream, other: &mut S) -> Poll<io::Result<u64>>
+    fn poll<S>(&mut self, cx: &mut Context<'_>, tunnel: &mut HboneStream, other: &mut S) -> Poll<Result<u64, Failed>>
     where
         S: AsyncWrite + Unpin + ?Sized,
     {
@@ -61,9 +91,9 @@ impl Outward {
         }
         loop {
             if !tunnel.pending.is_empty() {
-                let n = ready!(Pin::new(&mut *other).poll_write(cx, &tunnel.pending))?;
+                let n = ready!(Pin::new(&mut *other).poll_write(cx, &tunnel.pending)).map_err(other_err)?;
                 if n == 0 {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    return Poll::Ready(Err(Failed::Other(io::ErrorKind::WriteZero.into())));
                 }
                 tunnel.pending.advance(n);
                 self.bytes += n as u64;
@@ -72,13 +102,13 @@ impl Outward {
             match tunnel.poll_fill(cx) {
                 Poll::Pending => {
                     // Nothing more for now: push out what `other` may hold before waiting.
-                    ready!(Pin::new(&mut *other).poll_flush(cx))?;
+                    ready!(Pin::new(&mut *other).poll_flush(cx)).map_err(other_err)?;
                     return Poll::Pending;
                 }
-                Poll::Ready(result) => result?,
+                Poll::Ready(result) => result.map_err(tunnel_err)?,
             }
             if tunnel.pending.is_empty() {
-                ready!(Pin::new(&mut *other).poll_shutdown(cx))?;
+                ready!(Pin::new(&mut *other).poll_shutdown(cx)).map_err(other_err)?;
                 self.done = true;
                 return Poll::Ready(Ok(self.bytes));
             }
@@ -92,6 +122,8 @@ struct Inward {
     buf: BytesMut,
     /// The next read's size.
     size: usize,
+    /// Send budget held for the next read.
+    reserved: usize,
     bytes: u64,
     /// `other` reached its end.
     eof: bool,
@@ -99,7 +131,7 @@ struct Inward {
 }
 
 impl Inward {
-    fn poll<S>(&mut self, cx: &mut Context<'_>, tunnel: &mut HboneStream, other: &mut S) -> Poll<io::Result<u64>>
+    fn poll<S>(&mut self, cx: &mut Context<'_>, tunnel: &mut HboneStream, other: &mut S) -> Poll<Result<u64, Failed>>
     where
         S: AsyncRead + Unpin + ?Sized,
     {
@@ -108,21 +140,30 @@ impl Inward {
         }
         loop {
             if self.eof {
-                ready!(Pin::new(&mut *tunnel).poll_shutdown(cx))?;
+                tunnel.unreserve(std::mem::take(&mut self.reserved));
+                ready!(Pin::new(&mut *tunnel).poll_shutdown(cx)).map_err(tunnel_err)?;
                 self.done = true;
                 return Poll::Ready(Ok(self.bytes));
             }
-            let capacity = ready!(tunnel.poll_send_capacity(cx, self.size))?;
-            let limit = capacity.min(self.size);
+            let capacity = ready!(tunnel.poll_send_capacity(cx, self.size)).map_err(tunnel_err)?;
+            let wanted = capacity.min(self.size);
+            if self.reserved == 0 {
+                self.reserved = ready!(tunnel.poll_reserve(cx, wanted));
+            }
+            let limit = wanted.min(self.reserved);
             if self.buf.capacity() < limit {
                 self.buf.reserve(limit);
             }
-            let n = ready!(poll_read_buf(Pin::new(&mut *other), cx, &mut (&mut self.buf).limit(limit)))?;
+            let n = ready!(poll_read_buf(Pin::new(&mut *other), cx, &mut (&mut self.buf).limit(limit)))
+                .map_err(other_err)?;
             if n == 0 {
                 self.eof = true;
                 continue;
             }
-            tunnel.send(cx, self.buf.split().freeze())?;
+            // The part of the reservation this read left unused goes back; what was read is sent, and paid
+            // back as it is written to the connection.
+            tunnel.unreserve(std::mem::take(&mut self.reserved) - n);
+            tunnel.send(cx, self.buf.split().freeze()).map_err(tunnel_err)?;
             self.bytes += n as u64;
             self.size = next_size(self.size, n, limit);
         }

@@ -126,6 +126,14 @@ pub enum ServerError {
     /// The peer's identity could not be read.
     #[error("peer identity: {0}")]
     PeerIdentity(#[from] PeerIdentityError),
+    /// The client completed TLS but not the HTTP/2 handshake (its preface and SETTINGS) in time.
+    #[error("{peer} sent no HTTP/2 preface within {after:?} of the TLS handshake")]
+    Preface {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The limit ([`ServerLimits::preface_timeout`](super::ServerLimits::preface_timeout)).
+        after: Duration,
+    },
     /// HTTP/2 failed.
     #[error("HTTP/2 with {peer} failed: {source}")]
     H2 {
@@ -134,4 +142,18 @@ pub enum ServerError {
         /// The h2 error.
         source: h2::Error,
     },
+}
+
+/// A tunnel that ended with a reset (RST_STREAM, or GOAWAY closing its connection) rather than END_STREAM: what
+/// was read of it is not the whole transfer. It travels inside the `io::Error` (kind `ConnectionReset`) that
+/// [`HboneStream`](super::HboneStream) reads and [`relay`](super::relay) returns; `get_ref()` and `downcast_ref`
+/// reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("HBONE tunnel cut short, {by} with {reason:?} ({reason}): the transfer is incomplete")]
+pub struct TunnelReset {
+    /// The HTTP/2 error code: CONNECT_ERROR when the far end's TCP connection failed (RFC 9113 section 8.5),
+    /// CANCEL when the far end gave up, and so on.
+    pub reason: h2::Reason,
+    /// `stream reset` or `connection closed (GOAWAY)`.
+    pub by: &'static str,
 }

@@ -14,9 +14,14 @@
 //! - [`original_dst`]: the address a workload dialled before iptables/nftables redirected its connection to
 //!   the proxy (`SO_ORIGINAL_DST`, `IP6T_SO_ORIGINAL_DST`).
 //!
-//! What an untrusted peer controls is bounded: connections served at once, concurrent streams per connection
-//! (SETTINGS), header list size, TLS handshake time, PING keepalive, idle connections, and what a relay
-//! holds (within the flow-control window).
+//! What an untrusted peer controls is bounded (see [`ServerLimits`] and the README): connections served at
+//! once, concurrent streams per connection (SETTINGS), header list size, the time of every phase of a
+//! connection (TLS handshake, HTTP/2 preface, keepalive with unpredictable PING payloads, idle, the final
+//! GOAWAY), upstream connects in flight per connection and in total (a reset CONNECT cancels its handler),
+//! bytes waiting in send buffers per connection and in total, and the rate of control frames.
+//!
+//! A tunnel that ends with a reset rather than END_STREAM reads as an error ([`TunnelReset`]) on both sides;
+//! a relay whose upstream fails resets its tunnel with CONNECT_ERROR.
 
 //!
 //! A server proxy and a client proxy on loopback, with certificates from a local CA:
@@ -85,9 +90,12 @@
 //! # }
 //! ```
 
+mod budget;
 mod client;
 mod copy;
 mod error;
+mod frames;
+mod guard;
 mod keepalive;
 mod original_dst;
 mod server;
@@ -97,7 +105,7 @@ mod trace;
 
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, Destination, HboneClient, Tunnel};
 pub use copy::relay;
-pub use error::{ClientError, ServerError};
+pub use error::{ClientError, ServerError, TunnelReset};
 pub use original_dst::{OriginalDstError, original_dst};
 pub use server::{Drained, Handler, HboneServer, InboundRequest, ServerLimits};
 pub use socket::{ConnectTcpError, connect_tcp};

@@ -13,14 +13,16 @@ use http::HeaderMap;
 use mesh_identity::bundle::TrustBundleSet;
 use mesh_identity::spiffe::{SpiffeId, TrustDomain};
 use mesh_identity::tls::{WorkloadCertificate, peer_spiffe_id, server_config};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use super::budget::{Ledger, SendBudget, StreamAccount};
 use super::copy;
 use super::error::ServerError;
+use super::guard::{FloodLimit, Guard, random_mask};
 use super::keepalive;
 use super::stream::HboneStream;
 use crate::baggage::Baggage;
@@ -28,24 +30,64 @@ use crate::connect::ConnectRequest;
 use crate::settings::H2Settings;
 use crate::status::{InboundRules, Rejection, accept_response, validate};
 
-/// Limits on what a connecting peer controls, beyond the HTTP/2 settings.
+/// Limits on what a connecting peer controls, beyond the HTTP/2 settings. The README lists each with the attack
+/// it bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// How long the TLS handshake may take: 10 s.
     pub handshake_timeout: Duration,
+    /// How long the client may take, once TLS is up, to send the HTTP/2 preface and complete the HTTP/2
+    /// handshake: 10 s. Keepalive and the idle timeout only start after it.
+    pub preface_timeout: Duration,
+    /// How long the server gives a connection it ends (keepalive failure, flood, idle, or a peer that has gone
+    /// away) to take its GOAWAY and close, before dropping it: 5 s. A peer that stops reading cannot hold a
+    /// connection open by not taking the GOAWAY.
+    pub shutdown_timeout: Duration,
     /// How long a connection may carry no stream before it is closed (GOAWAY): 5 minutes.
     pub idle_timeout: Duration,
     /// Most connections served at once, handshakes included: 16,384. At the limit [`HboneServer::serve`] stops
     /// accepting (new clients wait in the listen backlog) until a connection closes.
     pub max_connections: usize,
+    /// How long the [`Handler`] may take to decide on a CONNECT, its upstream connect included: 10 s (ztunnel's
+    /// connect timeout). Past it the handler is dropped (cancelling its connect) and the CONNECT gets 503.
+    pub handler_timeout: Duration,
+    /// Most CONNECTs one connection may have being decided by the handler (upstream connects in flight) at
+    /// once: 100 (a ztunnel client puts at most 100 streams on a connection). Beyond it a CONNECT gets 503
+    /// ([`Rejection::Overloaded`]) at once. A CONNECT the client resets is cancelled, its connect with it.
+    pub max_connects_per_connection: usize,
+    /// Most CONNECTs being decided at once across all connections: 1,024. Beyond it, 503 as above. Keep it
+    /// well under the process's file descriptor limit.
+    pub max_connects: usize,
+    /// Most bytes one connection's tunnels may have reserved or waiting in HTTP/2 send buffers, not yet
+    /// written to the peer: 16 MiB. At the limit the relays stop reading from their upstreams until the peer
+    /// reads.
+    pub send_budget_per_connection: u64,
+    /// The same across all connections: 1 GiB. At the limit every relay waits for room before reading from
+    /// its upstream.
+    pub send_budget: u64,
+    /// Control frames (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, unknown types) a connection may send per
+    /// second, sustained: 5,000. A connection above it (after a burst of [`Self::control_frame_burst`]) is
+    /// closed with GOAWAY ENHANCE_YOUR_CALM.
+    pub control_frames_per_second: u32,
+    /// The burst of control frames allowed above the sustained rate: 10,000.
+    pub control_frame_burst: u32,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             handshake_timeout: Duration::from_secs(10),
+            preface_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
             max_connections: 16_384,
+            handler_timeout: Duration::from_secs(10),
+            max_connects_per_connection: 100,
+            max_connects: 1_024,
+            send_budget_per_connection: 16 * 1024 * 1024,
+            send_budget: 1024 * 1024 * 1024,
+            control_frames_per_second: FloodLimit::DEFAULT.per_second,
+            control_frame_burst: FloodLimit::DEFAULT.burst,
         }
     }
 }
@@ -111,6 +153,29 @@ pub struct HboneServer {
     limits: ServerLimits,
     rules: Arc<InboundRules>,
     baggage: Option<Arc<Baggage>>,
+    /// What all connections share under [`ServerLimits`].
+    shared: Arc<Shared>,
+}
+
+/// Budgets shared by every connection of a server.
+#[derive(Debug)]
+struct Shared {
+    connects: Arc<Semaphore>,
+    send_budget: Arc<SendBudget>,
+}
+
+impl Shared {
+    fn new(limits: &ServerLimits) -> Self {
+        Shared {
+            connects: Arc::new(Semaphore::new(permits(limits.max_connects))),
+            send_budget: Arc::new(SendBudget::new(limits.send_budget)),
+        }
+    }
+}
+
+/// A semaphore size within what tokio allows, and at least 1.
+fn permits(limit: usize) -> usize {
+    limit.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize))
 }
 
 impl std::fmt::Debug for HboneServer {
@@ -131,12 +196,14 @@ impl HboneServer {
         accepted: impl IntoIterator<Item = TrustDomain>,
     ) -> Result<Self, ServerError> {
         let config = server_config(own, bundles, accepted)?;
+        let limits = ServerLimits::default();
         Ok(HboneServer {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             settings: H2Settings::default(),
-            limits: ServerLimits::default(),
+            limits,
             rules: Arc::new(InboundRules::default()),
             baggage: None,
+            shared: Arc::new(Shared::new(&limits)),
         })
     }
 
@@ -147,9 +214,10 @@ impl HboneServer {
         Ok(self)
     }
 
-    /// Uses these limits.
+    /// Uses these limits (with fresh server-wide budgets: call it before serving).
     pub fn with_limits(mut self, limits: ServerLimits) -> Self {
         self.limits = limits;
+        self.shared = Arc::new(Shared::new(&limits));
         self
     }
 
@@ -163,6 +231,12 @@ impl HboneServer {
     pub fn with_baggage(mut self, baggage: Baggage) -> Self {
         self.baggage = Some(Arc::new(baggage));
         self
+    }
+
+    /// Bytes this server's tunnels hold for their peers (reserved for a read from an upstream, or waiting in
+    /// an HTTP/2 send buffer), across all connections: at most [`ServerLimits::send_budget`].
+    pub fn buffered_bytes(&self) -> u64 {
+        self.shared.send_budget.used()
     }
 
     /// Accepts connections, at most [`ServerLimits::max_connections`] at once, serving each on its own task.
@@ -184,7 +258,7 @@ impl HboneServer {
         shutdown: impl Future<Output = ()>,
         drain: Duration,
     ) -> Result<Drained, ServerError> {
-        let total = self.limits.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let total = permits(self.limits.max_connections);
         let slots = Arc::new(Semaphore::new(total));
         let (phase_tx, phase) = watch::channel(Phase::Serving);
         {
@@ -292,33 +366,60 @@ impl HboneServer {
         let dialled = tcp.local_addr()?;
         let _ = tcp.set_nodelay(true);
         let handshake = self.limits.handshake_timeout;
-        let tls = tokio::time::timeout(handshake, self.acceptor.accept(tcp))
-            .await
-            .map_err(|_| ServerError::Handshake { peer: peer_addr, reason: format!("timed out after {handshake:?}") })?
-            .map_err(|e| ServerError::Handshake { peer: peer_addr, reason: e.to_string() })?;
+        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(tcp).into_fallible()).await {
+            Err(_) => {
+                let reason = format!("timed out after {handshake:?}");
+                return Err(ServerError::Handshake { peer: peer_addr, reason });
+            }
+            Ok(Err((error, tcp))) => {
+                linger(tcp).await;
+                return Err(ServerError::Handshake { peer: peer_addr, reason: error.to_string() });
+            }
+            Ok(Ok(tls)) => tls,
+        };
         let peer = peer_spiffe_id(tls.get_ref().1)?;
         debug!(%peer_addr, %peer, "HBONE connection accepted");
 
+        let limits = &self.limits;
+        let ledger = Arc::new(Ledger::new(Arc::clone(&self.shared.send_budget), limits.send_budget_per_connection));
+        let flood = FloodLimit { per_second: limits.control_frames_per_second, burst: limits.control_frame_burst };
+        let (io, flooded) = Guard::server(tls, flood, random_mask()?, Arc::clone(&ledger));
         let s = &self.settings;
         let h2_error = |source| ServerError::H2 { peer: peer_addr, source };
-        let mut connection = h2::server::Builder::new()
-            .initial_window_size(s.stream_window)
-            .initial_connection_window_size(s.connection_window)
-            .max_frame_size(s.max_frame_size)
-            .max_header_list_size(s.server_max_header_list)
-            .max_send_buffer_size(s.server_max_send_buffer as usize)
-            .max_concurrent_streams(s.server_max_concurrent_streams)
-            .handshake::<_, Bytes>(tls)
-            .await
-            .map_err(h2_error)?;
+        let preface = limits.preface_timeout;
+        let mut connection = tokio::time::timeout(
+            preface,
+            h2::server::Builder::new()
+                .initial_window_size(s.stream_window)
+                .initial_connection_window_size(s.connection_window)
+                .max_frame_size(s.max_frame_size)
+                .max_header_list_size(s.server_max_header_list)
+                .max_send_buffer_size(s.server_max_send_buffer as usize)
+                .max_concurrent_streams(s.server_max_concurrent_streams)
+                .handshake::<_, Bytes>(io),
+        )
+        .await
+        .map_err(|_| ServerError::Preface { peer: peer_addr, after: preface })?
+        .map_err(h2_error)?;
 
         let (dead_tx, mut dead_rx) = oneshot::channel();
         if let Some(ping_pong) = connection.ping_pong() {
             tokio::spawn(keepalive::run(ping_pong, s.keepalive_interval, s.keepalive_timeout, dead_tx));
         }
-        let active = Arc::new(AtomicUsize::new(0));
-        let idle_timeout = self.limits.idle_timeout;
+        let context = ConnectionContext {
+            peer,
+            peer_addr,
+            dialled,
+            active: Arc::new(AtomicUsize::new(0)),
+            connects: Arc::new(Semaphore::new(permits(limits.max_connects_per_connection))),
+            ledger,
+        };
+        let idle_timeout = limits.idle_timeout;
         let mut idle = Box::pin(tokio::time::sleep(idle_timeout));
+        // Armed when the server itself sends GOAWAY for an idle connection: a peer that does not take it (does
+        // not read) is dropped then.
+        let mut give_up = Box::pin(tokio::time::sleep(Duration::MAX));
+        let mut giving_up = false;
         // Once GOAWAY is sent, streams the client opened before it saw the GOAWAY are still served: accepting
         // goes on until h2 reports the connection done.
         let mut closing = false;
@@ -328,44 +429,66 @@ impl HboneServer {
                     let Some(next) = next else { break };
                     let (request, respond) = next.map_err(h2_error)?;
                     idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
-                    let context = StreamContext { peer: peer.clone(), peer_addr, dialled, active: Arc::clone(&active) };
-                    tokio::spawn(self.clone().serve_stream(context, request, respond, Arc::clone(&handler)));
+                    tokio::spawn(self.clone().serve_stream(context.clone(), request, respond, Arc::clone(&handler)));
                 }
                 Ok(reason) = &mut dead_rx => {
-                    warn!(%peer_addr, %peer, %reason, "HBONE keepalive failed; closing the connection");
+                    warn!(%peer_addr, peer = %context.peer, %reason, "HBONE keepalive failed; closing the connection");
                     connection.abrupt_shutdown(h2::Reason::NO_ERROR);
                     break;
                 }
+                frames = flooded.wait() => {
+                    warn!(%peer_addr, peer = %context.peer, frames, "HBONE control frame flood; closing the connection");
+                    connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                    break;
+                }
                 () = reached(&mut phase, Phase::Draining), if !closing => {
-                    debug!(%peer_addr, %peer, "draining HBONE connection");
+                    debug!(%peer_addr, peer = %context.peer, "draining HBONE connection");
                     connection.graceful_shutdown();
                     closing = true;
                 }
                 () = idle.as_mut(), if !closing => {
-                    if active.load(Ordering::Acquire) == 0 {
-                        info!(%peer_addr, %peer, ?idle_timeout, "closing idle HBONE connection");
+                    if context.active.load(Ordering::Acquire) == 0 {
+                        info!(%peer_addr, peer = %context.peer, ?idle_timeout, "closing idle HBONE connection");
                         connection.graceful_shutdown();
                         closing = true;
+                        giving_up = true;
+                        give_up.as_mut().reset(tokio::time::Instant::now() + limits.shutdown_timeout);
                     } else {
                         idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
                     }
                 }
+                () = give_up.as_mut(), if giving_up => {
+                    if context.active.load(Ordering::Acquire) == 0 {
+                        debug!(%peer_addr, peer = %context.peer, "idle HBONE connection did not close after GOAWAY; dropping it");
+                        break;
+                    }
+                    // Tunnels the client opened before it saw the GOAWAY: keepalive watches over them.
+                    giving_up = false;
+                }
             }
         }
-        // Let the GOAWAY go out.
-        std::future::poll_fn(|cx| connection.poll_closed(cx)).await.map_err(h2_error)
+        // Let the GOAWAY go out, within the deadline: a peer that does not read cannot hold the connection.
+        let shutdown = limits.shutdown_timeout;
+        match tokio::time::timeout(shutdown, std::future::poll_fn(|cx| connection.poll_closed(cx))).await {
+            Ok(closed) => closed.map_err(h2_error),
+            Err(_) => {
+                debug!(%peer_addr, ?shutdown, "HBONE connection did not close in time; dropping it");
+                Ok(())
+            }
+        }
     }
 
     async fn serve_stream<H: Handler>(
         self,
-        context: StreamContext,
+        context: ConnectionContext,
         request: http::Request<h2::RecvStream>,
         mut respond: h2::server::SendResponse<Bytes>,
         handler: Arc<H>,
     ) {
         let _active = Active::new(&context.active);
         let (parts, recv) = request.into_parts();
-        let StreamContext { peer, peer_addr, dialled, .. } = context;
+        let ConnectionContext { peer, peer_addr, dialled, .. } = &context;
+        let (peer_addr, dialled) = (*peer_addr, *dialled);
         let refuse = |mut respond: h2::server::SendResponse<Bytes>, rejection: Rejection| {
             info!(%peer_addr, %peer, status = rejection.status().as_u16(), %rejection, "HBONE CONNECT refused");
             if let Err(error) = respond.send_response(rejection.response(), true) {
@@ -380,6 +503,17 @@ impl HboneServer {
             debug!(%peer_addr, %issue, "ignoring malformed CONNECT header");
         }
         let target = accepted.target;
+        let limits = &self.limits;
+        // Upstream connects in flight: bounded per connection and in total, since a reset stream frees its
+        // HTTP/2 concurrency slot at once.
+        let Ok(_connect) = Arc::clone(&context.connects).try_acquire_owned() else {
+            let limit = limits.max_connects_per_connection as u64;
+            return refuse(respond, Rejection::Overloaded { which: "upstream connects per connection", limit });
+        };
+        let Ok(_connect_total) = Arc::clone(&self.shared.connects).try_acquire_owned() else {
+            let limit = limits.max_connects as u64;
+            return refuse(respond, Rejection::Overloaded { which: "upstream connects", limit });
+        };
         let inbound = InboundRequest {
             peer: peer.clone(),
             peer_addr,
@@ -388,10 +522,24 @@ impl HboneServer {
             request: accepted.request,
             headers: parts.headers,
         };
-        let mut upstream = match handler.call(inbound).await {
-            Ok(upstream) => upstream,
-            Err(rejection) => return refuse(respond, rejection),
+        let deadline = limits.handler_timeout;
+        let decided = tokio::select! {
+            // The client reset the CONNECT: drop the handler, and with it the connect it is making.
+            reset = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+                debug!(%peer_addr, %target, ?reset, "CONNECT reset by the client; handler cancelled");
+                return;
+            }
+            decided = tokio::time::timeout(deadline, handler.call(inbound)) => decided,
         };
+        let mut upstream = match decided {
+            Ok(Ok(upstream)) => upstream,
+            Ok(Err(rejection)) => return refuse(respond, rejection),
+            Err(_) => {
+                let reason = format!("no decision within {deadline:?}");
+                return refuse(respond, Rejection::UpstreamConnect { target, reason });
+            }
+        };
+        drop((_connect, _connect_total));
         let response = match accept_response(self.baggage.as_deref()) {
             Ok(response) => response,
             Err(error) => {
@@ -409,12 +557,35 @@ impl HboneServer {
             }
         };
         debug!(%peer_addr, %peer, %target, "HBONE tunnel open");
-        let mut tunnel = HboneStream::new(send, recv, None);
+        let account = StreamAccount::new(Arc::clone(&context.ledger), send.stream_id().as_u32());
+        let mut tunnel = HboneStream::new(send, recv, None).with_account(account);
         match copy::relay(&mut tunnel, &mut upstream).await {
             Ok((sent, received)) => debug!(%peer_addr, %target, sent, received, "HBONE tunnel closed"),
             Err(error) => debug!(%peer_addr, %target, %error, "HBONE tunnel ended with an error"),
         }
     }
+}
+
+/// How long a refused client's connection is kept half-closed after the alert.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// After a refused handshake, whose alert rustls has written: half-closes, then reads and discards what the
+/// client still sends (its Finished, its HTTP/2 preface) for at most [`LINGER`] and 64 KiB. Closing with unread
+/// bytes would send a TCP reset, and a reset can make the client's kernel discard the alert before the
+/// client reads it; the client then sees a bare EOF instead of the reason.
+async fn linger(mut tcp: TcpStream) {
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// How a drain ended.
@@ -465,11 +636,18 @@ fn accept_error(error: &io::Error) -> AcceptError {
     }
 }
 
-struct StreamContext {
+/// What the streams of one connection share.
+#[derive(Clone)]
+struct ConnectionContext {
     peer: SpiffeId,
     peer_addr: SocketAddr,
     dialled: SocketAddr,
+    /// Streams being served.
     active: Arc<AtomicUsize>,
+    /// Upstream connects in flight on this connection.
+    connects: Arc<Semaphore>,
+    /// What this connection's tunnels hold in send buffers.
+    ledger: Arc<Ledger>,
 }
 
 /// Counts a stream as active while it lives.

@@ -3,7 +3,11 @@
 //! Reading hands out DATA frames and returns their bytes to the peer's flow-control window as they are taken.
 //! Writing sends at most the send capacity h2 has assigned, asking for more when there is none (so at most one
 //! write's worth is buffered). Shutdown sends END_STREAM: a half-close, the peer still sends. Dropping the
-//! stream before both ends closed resets it (RST_STREAM CANCEL).
+//! stream before both ends closed resets it (RST_STREAM CANCEL); [`HboneStream::abort`] resets it with
+//! CONNECT_ERROR, as a proxy does when the TCP connection at its end fails (RFC 9113 section 8.5).
+//!
+//! A reset from the peer, whatever its code, is a read error ([`TunnelReset`]), never an end of stream: only
+//! END_STREAM ends a tunnel cleanly, so partial data is never mistaken for a complete transfer.
 
 use std::fmt;
 use std::io;
@@ -13,6 +17,9 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::budget::StreamAccount;
+use super::error::TunnelReset;
 
 /// Runs once when the stream is dropped (the pool uses it to free the stream's slot).
 pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send + Sync>>);
@@ -39,6 +46,8 @@ pub struct HboneStream {
     pub(crate) pending: Bytes,
     read_closed: bool,
     write_closed: bool,
+    /// At a server: the stream's share of the connection's send budget.
+    account: Option<StreamAccount>,
     _on_drop: Option<OnDrop>,
 }
 
@@ -54,7 +63,45 @@ impl fmt::Debug for HboneStream {
 
 impl HboneStream {
     pub(crate) fn new(send: SendStream<Bytes>, recv: RecvStream, on_drop: Option<OnDrop>) -> Self {
-        HboneStream { send, recv, pending: Bytes::new(), read_closed: false, write_closed: false, _on_drop: on_drop }
+        HboneStream {
+            send,
+            recv,
+            pending: Bytes::new(),
+            read_closed: false,
+            write_closed: false,
+            account: None,
+            _on_drop: on_drop,
+        }
+    }
+
+    /// Counts what the stream sends against a connection's send budget.
+    pub(crate) fn with_account(mut self, account: StreamAccount) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// Resets the stream with `reason` at once, discarding what is buffered either way; reads and writes fail
+    /// from then on. A proxy aborts a tunnel with [`Reason::CONNECT_ERROR`] when the TCP connection at its end
+    /// fails or is reset, so the far end learns the transfer is incomplete.
+    pub fn abort(&mut self, reason: Reason) {
+        self.send.send_reset(reason);
+        self.write_closed = true;
+        self.pending = Bytes::new();
+    }
+
+    /// Up to `wanted` bytes of room in the send budget (all of it where there is no budget).
+    pub(crate) fn poll_reserve(&mut self, cx: &mut Context<'_>, wanted: usize) -> Poll<usize> {
+        match &self.account {
+            None => Poll::Ready(wanted),
+            Some(account) => account.poll_reserve(cx, wanted as u64).map(|n| n as usize),
+        }
+    }
+
+    /// Gives back `n` reserved bytes that were not sent.
+    pub(crate) fn unreserve(&mut self, n: usize) {
+        if let (Some(account), true) = (&self.account, n > 0) {
+            account.unused(n as u64);
+        }
     }
 
     /// Makes `pending` hold received bytes, unless the peer has finished sending (then it stays empty).
@@ -68,11 +115,8 @@ impl HboneStream {
                     let _ = self.recv.flow_control().release_capacity(data.len());
                     self.pending = data;
                 }
-                Some(Err(error)) => match error.reason() {
-                    // The peer finished or cancelled: the end of what it sends.
-                    Some(Reason::NO_ERROR | Reason::CANCEL) => self.read_closed = true,
-                    _ => return Poll::Ready(Err(h2_to_io(error))),
-                },
+                // Any reset, CANCEL and NO_ERROR included, cut the stream short of its END_STREAM.
+                Some(Err(error)) => return Poll::Ready(Err(h2_to_io(error))),
             }
         }
         Poll::Ready(Ok(()))
@@ -117,9 +161,14 @@ impl HboneStream {
 
 fn h2_to_io(error: h2::Error) -> io::Error {
     if error.is_io() {
-        error.into_io().unwrap_or_else(|| io::Error::other("h2 I/O error"))
-    } else {
-        io::Error::other(error)
+        return error.into_io().unwrap_or_else(|| io::Error::other("h2 I/O error"));
+    }
+    match error.reason() {
+        Some(reason) => {
+            let kind = if error.is_go_away() { "connection closed (GOAWAY)" } else { "stream reset" };
+            io::Error::new(io::ErrorKind::ConnectionReset, TunnelReset { reason, by: kind })
+        }
+        None => io::Error::other(error),
     }
 }
 

@@ -17,6 +17,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 from pathlib import Path
@@ -274,12 +275,13 @@ def test_python_client_gets_the_status_table(certs, echo, rust_server):
 
 
 def test_rust_server_requires_a_client_certificate(certs, rust_server):
-    with pytest.raises((ssl.SSLError, ConnectionError)):
+    with pytest.raises(ssl.SSLError) as refused:
         # Without a client certificate the TLS 1.3 handshake completes on the client's side; the server's alert
-        # arrives with the first read.
+        # arrives with the first read, and names the reason.
         with dial(rust_server, tls13_context("client", certs)) as tls:
             peer = H2Peer(tls, client_side=True)
             peer.connect(f"{LOOPBACK}:80")
+    assert "CERTIFICATE_REQUIRED" in str(refused.value), refused.value
 
 
 def test_python_client_rejects_a_server_from_another_ca(peer, tmp_path, rust_server):
@@ -402,6 +404,47 @@ def test_rust_client_reports_a_refusal_from_python_server(peer, certs, python_se
     result = run_rust_client(peer, certs, python_server, f"{LOOPBACK}:{DENIED_PORT}", b"")
     assert result.returncode == 2, result.stderr.decode()
     assert b"refused: 401" in result.stderr
+
+
+@pytest.fixture
+def failing_upstream():
+    """A TCP server that sends 10,000 bytes to each connection, then resets it (RST, not FIN); yields its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def serve_one(conn):
+        conn.sendall(b"x" * 10_000)
+        # Linger 0: close() sends RST.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    def accept_loop():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_rust_client_fails_on_a_tunnel_cut_short(peer, certs, rust_server, failing_upstream):
+    # The upstream resets mid-transfer: the server resets the stream with CONNECT_ERROR, and the client must
+    # not exit 0 with part of the bytes.
+    host, port = rust_server
+    result = subprocess.run(
+        [peer, "client", f"{host}:{port}", str(certs), f"{LOOPBACK}:{failing_upstream}"],
+        input=b"",
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 3, (result.returncode, result.stderr.decode())
+    assert b"tunnel cut short" in result.stderr and b"CONNECT_ERROR" in result.stderr, result.stderr.decode()
+    assert len(result.stdout) <= 10_000
 
 
 # --- double HBONE: Rust client, Python gateway, Rust destination ------------------------------------------------
