@@ -21,7 +21,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use mesh_identity::spiffe::IstioIdentity;
 use mesh_policy::proxy::{Connection, Target};
-use mesh_policy::{CheckRequest, Mesh, Snapshot, Source};
+use mesh_policy::{CheckRequest, Mesh, MeshConfig, Snapshot, Source};
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 /// Policies per namespace; each namespace has one workload kind per policy pair.
@@ -71,6 +71,11 @@ fn manifest(n: usize) -> String {
     out
 }
 
+/// A mesh that takes the 10k configuration (about 4 MB) in one replacement, over the default 3 MiB.
+fn new_mesh() -> Mesh {
+    Mesh::new(MeshConfig { max_manifest_bytes: 64 << 20, ..MeshConfig::default() })
+}
+
 struct Size {
     n: usize,
     yaml: String,
@@ -106,7 +111,7 @@ fn sizes() -> Vec<Size> {
         .filter(|&&n| timed || n < 10_000)
         .map(|&n| {
             let yaml = manifest(n);
-            let mut mesh = Mesh::default();
+            let mut mesh = new_mesh();
             mesh.replace_all(&[Source { name: "bench", text: &yaml }]).unwrap();
             let snapshot = mesh.snapshot();
             for req in [by_hand(), named()] {
@@ -156,7 +161,7 @@ fn reload(c: &mut Criterion, sizes: &[Size]) {
     let Some(largest) = sizes.last() else { return };
     let mut group = c.benchmark_group("reload");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
-    let mut mesh = Mesh::default();
+    let mut mesh = new_mesh();
     group.bench_function(BenchmarkId::from_parameter(largest.n), |b| {
         b.iter(|| {
             mesh.replace_all(&[Source { name: "bench", text: black_box(&largest.yaml) }]).map(|r| r.applied.len())
@@ -170,7 +175,7 @@ fn reload(c: &mut Criterion, sizes: &[Size]) {
         let stop = Arc::clone(&stop);
         let yaml = largest.yaml.clone();
         std::thread::spawn(move || {
-            let mut mesh = Mesh::default();
+            let mut mesh = new_mesh();
             let mut reloads = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 mesh.replace_all(&[Source { name: "bench", text: &yaml }]).unwrap();
