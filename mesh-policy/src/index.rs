@@ -192,12 +192,15 @@ impl Index {
         if let Some(ps) = self.root_ns.gateway_classes.get(&*self.gateway_class) {
             ps.iter().for_each(&mut f);
         }
-        if let Some((wns, w)) = dest.waypoint
-            && let Some(ps) = self.namespace(wns).and_then(|ns| ns.gateways.get(w))
-        {
-            ps.iter().for_each(&mut f);
+        let ns = self.namespace(dest.namespace);
+        if let Some((wns, w)) = dest.waypoint {
+            // Most waypoints are in the destination's namespace: look it up once.
+            let waypoint_ns = if wns == dest.namespace { ns } else { self.namespace(wns) };
+            if let Some(ps) = waypoint_ns.and_then(|n| n.gateways.get(w)) {
+                ps.iter().for_each(&mut f);
+            }
         }
-        let Some(ns) = self.namespace(dest.namespace) else { return };
+        let Some(ns) = ns else { return };
         if let Some((svc, kind)) = dest.service {
             let map = match kind {
                 ServiceKind::Service => &ns.services,

@@ -37,12 +37,14 @@ pub(crate) fn target<'a>(
         return Ok(target);
     }
     if let Some(service) = dest.service.as_deref() {
-        let kind = match dest.service_kind.unwrap_or_default() {
-            ServiceKind::Service => Kind::Service,
-            ServiceKind::ServiceEntry => Kind::ServiceEntry,
-        };
-        let id = ResourceId::new(kind, &dest.namespace, service);
-        let Some(s) = cluster.service_named(&id).and_then(|s| cluster.service(s)) else {
+        let service_kind = dest.service_kind.unwrap_or_default();
+        let Some(s) = cluster.service_in(&dest.namespace, service, service_kind).and_then(|s| cluster.service(s))
+        else {
+            let kind = match service_kind {
+                ServiceKind::Service => Kind::Service,
+                ServiceKind::ServiceEntry => Kind::ServiceEntry,
+            };
+            let id = ResourceId::new(kind, &dest.namespace, service);
             return Err(error("destination.service", format!("the manifests define no {id}")));
         };
         if at == Enforcement::Waypoint && dest.waypoint.is_none() {

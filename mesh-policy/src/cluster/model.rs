@@ -289,6 +289,8 @@ pub struct Cluster {
     by_host: FxHashMap<String, ServiceId>,
     wildcard_hosts: Vec<(String, ServiceId)>,
     by_name: BTreeMap<ResourceId, ServiceId>,
+    /// namespace → name → (Service, ServiceEntry): lookups by name without building an id.
+    by_namespace: FxHashMap<Box<str>, FxHashMap<Box<str>, [Option<ServiceId>; 2]>>,
     workload_by_id: BTreeMap<ResourceId, WorkloadId>,
     objects: usize,
 }
@@ -525,6 +527,9 @@ impl Cluster {
             }
         }
         self.by_name.insert(s.id.clone(), id);
+        let slot = usize::from(s.kind() == ServiceKind::ServiceEntry);
+        let names = self.by_namespace.entry(s.id.namespace().into()).or_default();
+        names.entry(s.id.name().into()).or_default()[slot] = Some(id);
         self.services.push(s);
     }
 
@@ -722,6 +727,12 @@ impl Cluster {
     /// The Service (`Service namespace/name`) or ServiceEntry (`ServiceEntry namespace/name`) with this id.
     pub fn service_named(&self, id: &ResourceId) -> Option<ServiceId> {
         self.by_name.get(id).copied()
+    }
+
+    /// The Service (or ServiceEntry) `name` of `namespace`.
+    pub fn service_in(&self, namespace: &str, name: &str, kind: ServiceKind) -> Option<ServiceId> {
+        let slot = usize::from(kind == ServiceKind::ServiceEntry);
+        self.by_namespace.get(namespace)?.get(name)?[slot]
     }
 
     /// The Service or ServiceEntry with this virtual IP.

@@ -81,13 +81,18 @@ impl<'a> Walk<'a> {
 
 /// The destination ztunnel's decision for a connection.
 pub(crate) fn ztunnel(index: &Index, dest: &Target<'_>, attrs: &Attributes<'_>) -> Decision {
-    ztunnel_over(index.peer_authentications(dest), dest.port, attrs, |f| index.for_each_ztunnel(dest, f))
+    ztunnel_over(
+        || index.peer_authentications(dest),
+        dest.port,
+        attrs,
+        |walk| index.for_each_ztunnel(dest, |p| walk.visit(p, attrs)),
+    )
 }
 
 /// The destination ztunnel's decision for a connection to a workload whose policies were resolved ahead.
 pub(crate) fn ztunnel_resolved(resolved: &WorkloadPolicies, port: Option<u16>, attrs: &Attributes<'_>) -> Decision {
-    let peers = [resolved.peers[0].as_deref(), resolved.peers[1].as_deref(), resolved.peers[2].as_deref()];
-    ztunnel_over(peers, port, attrs, |f| resolved.ztunnel.iter().for_each(f))
+    let peers = || [resolved.peers[0].as_deref(), resolved.peers[1].as_deref(), resolved.peers[2].as_deref()];
+    ztunnel_over(peers, port, attrs, |walk| resolved.ztunnel.iter().for_each(|p| walk.visit(p, attrs)))
 }
 
 /// The policies ztunnel enforces for one workload, in evaluation order, and its PeerAuthentications (mesh,
@@ -110,14 +115,16 @@ impl WorkloadPolicies {
     }
 }
 
-fn ztunnel_over<'a>(
-    peers: [Option<&crate::model::peer_authentication::CompiledPeerAuthentication>; 3],
+/// PeerAuthentication (looked up only for a plaintext peer), then the policies `walk_policies` visits.
+#[inline]
+fn ztunnel_over<'a, 'p>(
+    peers: impl FnOnce() -> [Option<&'p crate::model::peer_authentication::CompiledPeerAuthentication>; 3],
     port: Option<u16>,
     attrs: &Attributes<'_>,
-    policies: impl FnOnce(&mut dyn FnMut(&'a PolicyRef)),
+    walk_policies: impl FnOnce(&mut Walk<'a>),
 ) -> Decision {
     if attrs.principal.is_none() {
-        let [mesh, ns, workload] = peers;
+        let [mesh, ns, workload] = peers();
         let eff = peer_authentication::resolve(mesh, ns, workload, port);
         if eff.mode == MtlsMode::Strict
             && let Some(policy) = eff.policy
@@ -131,7 +138,7 @@ fn ztunnel_over<'a>(
         }
     }
     let mut walk = Walk::default();
-    policies(&mut |p| walk.visit(p, attrs));
+    walk_policies(&mut walk);
     walk.decide(Enforcement::Ztunnel)
 }
 
