@@ -290,12 +290,15 @@ pub struct Cluster {
     wildcard_hosts: Vec<(String, ServiceId)>,
     by_name: BTreeMap<ResourceId, ServiceId>,
     /// namespace → name → (Service, ServiceEntry): lookups by name without building an id.
-    by_namespace: FxHashMap<Box<str>, FxHashMap<Box<str>, [Option<ServiceId>; 2]>>,
+    by_namespace: FxHashMap<Box<str>, NamesInNamespace>,
     workload_by_id: BTreeMap<ResourceId, WorkloadId>,
     objects: usize,
 }
 
 const NO_LABELS: &BTreeMap<String, String> = &BTreeMap::new();
+
+/// A namespace's services by name: the Service and the ServiceEntry of that name.
+type NamesInNamespace = FxHashMap<Box<str>, [Option<ServiceId>; 2]>;
 
 fn namespace_of(meta: &objects::Meta) -> &str {
     meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default")
