@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -13,6 +13,7 @@ use mesh_identity::spiffe::SpiffeId;
 use mesh_identity::tls::{HBONE_ALPN, WorkloadCertificate, client_config, peer_spiffe_id};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -120,7 +121,7 @@ impl Inner {
 
     fn release(self: &Arc<Self>, id: ConnId) {
         let mut state = self.state();
-        if let Err(error) = state.pool.release(id, Instant::now()) {
+        if let Err(error) = state.pool.release(id, now()) {
             trace!(%error, "stream released after its connection left the pool");
         }
         if state.pool.streams(id) == Some(0) {
@@ -138,13 +139,13 @@ impl Inner {
 
     /// Closes the connections idle for the pool's idle timeout; says when next to look.
     fn expire(state: &mut State) -> Option<Instant> {
-        let expired = state.pool.expire(Instant::now());
+        let expired = state.pool.expire(now());
         for id in &expired.close {
             // The slot held the last request handle: dropping it lets h2 send GOAWAY and close.
             debug!(connection = %id, "closing idle HBONE connection");
             state.slots.remove(id);
         }
-        expired.next_deadline
+        expired.next_deadline.map(Instant::from_std)
     }
 
     /// Starts the task that closes idle connections, called when one has just gone idle, unless the task runs.
@@ -170,10 +171,16 @@ impl Inner {
                         }
                     }
                 };
-                tokio::time::sleep_until(deadline.into()).await;
+                tokio::time::sleep_until(deadline).await;
             }
         });
     }
+}
+
+/// The pool's time: tokio's clock (so a test that pauses time moves pool expiry with it), as the pure pool
+/// takes it.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 /// Takes a connection that was being established out of the pool when its dial is abandoned.
@@ -314,7 +321,7 @@ impl HboneClient {
         let (checkout, slot) = {
             let mut state = self.inner.state();
             Inner::expire(&mut state);
-            let checkout = state.pool.checkout(key, Instant::now());
+            let checkout = state.pool.checkout(key, now());
             let slot = match checkout {
                 Checkout::Connect(id) => {
                     let (tx, rx) = watch::channel(None);
@@ -375,7 +382,7 @@ impl HboneClient {
         match dialled {
             Ok((ready, peer_max_streams)) => {
                 let mut state = self.inner.state();
-                if state.pool.connected(id, Some(peer_max_streams), Instant::now()).is_ok() {
+                if state.pool.connected(id, Some(peer_max_streams), now()).is_ok() {
                     state.slots.insert(id, Slot::Ready(ready.clone()));
                 }
                 drop(state);
