@@ -10,6 +10,7 @@ use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use mesh_identity::bundle::TrustBundleSet;
 use mesh_identity::spiffe::SpiffeId;
+use mesh_identity::store::CertificateStore;
 use mesh_identity::tls::{HBONE_ALPN, WorkloadCertificate, client_config, peer_spiffe_id};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
@@ -106,9 +107,49 @@ struct State {
     reaper: bool,
 }
 
+/// Where a client's certificates come from.
+enum Credentials {
+    /// One certificate, fixed for the client's life.
+    Fixed { own: WorkloadCertificate, bundles: Arc<TrustBundleSet> },
+    /// The store's certificate of the source identity at each new connection.
+    Store { store: CertificateStore, identity: SpiffeId },
+}
+
+impl Credentials {
+    /// The identity tunnels are opened as unless another is named.
+    fn identity(&self) -> &SpiffeId {
+        match self {
+            Credentials::Fixed { own, .. } => own.spiffe_id(),
+            Credentials::Store { identity, .. } => identity,
+        }
+    }
+
+    /// The TLS configuration of a new connection as `source`, accepting a server with one of `expected`.
+    fn tls_config(
+        &self,
+        source: &SpiffeId,
+        expected: impl IntoIterator<Item = SpiffeId>,
+    ) -> Result<tokio_rustls::rustls::ClientConfig, ClientError> {
+        match self {
+            Credentials::Fixed { own, bundles } => {
+                if own.spiffe_id() != source {
+                    return Err(ClientError::NoCertificate { identity: source.clone() });
+                }
+                Ok(client_config(own, Arc::clone(bundles), expected)?)
+            }
+            Credentials::Store { store, .. } => {
+                // Fail closed, and say why: without a certificate the server would refuse the handshake.
+                if store.get(source).is_none() {
+                    return Err(ClientError::NoCertificate { identity: source.clone() });
+                }
+                Ok(store.client_config(source, expected)?)
+            }
+        }
+    }
+}
+
 struct Inner {
-    own: WorkloadCertificate,
-    bundles: Arc<TrustBundleSet>,
+    credentials: Credentials,
     config: ClientConfig,
     state: Mutex<State>,
 }
@@ -216,7 +257,7 @@ pub struct HboneClient {
 impl std::fmt::Debug for HboneClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HboneClient")
-            .field("identity", self.inner.own.spiffe_id())
+            .field("identity", self.inner.credentials.identity())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
@@ -230,8 +271,26 @@ impl HboneClient {
 
     /// A client with explicit HTTP/2 settings, pool limits, timeouts and source binding.
     pub fn with_config(own: WorkloadCertificate, bundles: Arc<TrustBundleSet>, config: ClientConfig) -> Self {
+        Self::with_credentials(Credentials::Fixed { own, bundles }, config)
+    }
+
+    /// A client taking its certificates from `store` at each new connection, so a renewal reaches the next
+    /// connection without dropping the pool (established connections keep theirs), and verifying peers
+    /// against the store's trust bundles as they are at each handshake. Tunnels are opened as `identity`
+    /// by [`Self::connect`], or as any identity of the store by [`Self::connect_as`] (a node proxy, for its
+    /// local workloads); the pool is keyed by source identity.
+    pub fn from_store(store: CertificateStore, identity: SpiffeId) -> Self {
+        Self::from_store_with_config(store, identity, ClientConfig::default())
+    }
+
+    /// [`Self::from_store`] with explicit HTTP/2 settings, pool limits, timeouts and source binding.
+    pub fn from_store_with_config(store: CertificateStore, identity: SpiffeId, config: ClientConfig) -> Self {
+        Self::with_credentials(Credentials::Store { store, identity }, config)
+    }
+
+    fn with_credentials(credentials: Credentials, config: ClientConfig) -> Self {
         let state = Mutex::new(State { pool: Pool::new(config.pool), slots: HashMap::new(), reaper: false });
-        HboneClient { inner: Arc::new(Inner { own, bundles, config, state }) }
+        HboneClient { inner: Arc::new(Inner { credentials, config, state }) }
     }
 
     /// Closes pooled connections idle for the pool's idle timeout now; returns when one next expires. The
@@ -245,8 +304,22 @@ impl HboneClient {
         self.inner.state().pool.len()
     }
 
-    /// Opens a tunnel to `destination` with `request` (a `traceparent` is added when it has none).
-    pub async fn connect(&self, destination: &Destination, mut request: ConnectRequest) -> Result<Tunnel, ClientError> {
+    /// Opens a tunnel to `destination` with `request` (a `traceparent` is added when it has none), as the
+    /// client's identity.
+    pub async fn connect(&self, destination: &Destination, request: ConnectRequest) -> Result<Tunnel, ClientError> {
+        let source = self.inner.credentials.identity().clone();
+        self.connect_as(&source, destination, request).await
+    }
+
+    /// Opens a tunnel as `source`: with a client [from a store](Self::from_store), any identity the store
+    /// holds a certificate for; with a fixed certificate, only its own ([`ClientError::NoCertificate`]
+    /// otherwise).
+    pub async fn connect_as(
+        &self,
+        source: &SpiffeId,
+        destination: &Destination,
+        mut request: ConnectRequest,
+    ) -> Result<Tunnel, ClientError> {
         self.inner.config.settings.validate()?;
         if request.traceparent.is_none() {
             request.traceparent = Some(random_traceparent());
@@ -255,7 +328,7 @@ impl HboneClient {
         let source_ip =
             request.forwarded.as_ref().and_then(|f| f.for_node).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |n| n.ip());
         let key = PoolKey {
-            source_identity: self.inner.own.spiffe_id().clone(),
+            source_identity: source.clone(),
             destination_identities: destination.identities.clone(),
             destination: destination.address,
             source_ip,
@@ -298,7 +371,12 @@ impl HboneClient {
             source: Box::new(source),
         };
         let (tls, peer) = self
-            .handshake(plan.gateway, outer.stream, plan.inner.expected_identities.iter().cloned())
+            .handshake(
+                self.inner.credentials.identity(),
+                plan.gateway,
+                outer.stream,
+                plan.inner.expected_identities.iter().cloned(),
+            )
             .await
             .map_err(wrap)?;
         // One stream: the destination's limits do not matter, and there is no pool to tell.
@@ -365,7 +443,7 @@ impl HboneClient {
                 // If this future is dropped mid-dial, the connection must not stay "being established" forever.
                 let mut abandon = Abandon { inner: Arc::downgrade(&self.inner), id, armed: true };
                 let source_ip = Some(key.source_ip).filter(|_| self.inner.config.original_source);
-                let dialled = self.dial(id, destination, source_ip).await;
+                let dialled = self.dial(id, destination, &key.source_identity, source_ip).await;
                 abandon.armed = false;
                 self.finish_dial(id, dialled, tx)
             }
@@ -406,6 +484,7 @@ impl HboneClient {
         &self,
         id: ConnId,
         destination: &Destination,
+        source: &SpiffeId,
         source_ip: Option<IpAddr>,
     ) -> Result<(Ready, u32), ClientError> {
         let address = destination.address;
@@ -415,7 +494,7 @@ impl HboneClient {
             ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
             bind => ClientError::Bind(bind),
         })?;
-        let (tls, peer) = self.handshake(address, tcp, destination.identities.iter().cloned()).await?;
+        let (tls, peer) = self.handshake(source, address, tcp, destination.identities.iter().cloned()).await?;
         let pool_max = self.inner.config.pool.max_streams_per_connection;
         let (sender, connection, peer_max_streams) = self.h2_handshake(tls, pool_max, address).await?;
         let inner: Weak<Inner> = Arc::downgrade(&self.inner);
@@ -431,6 +510,7 @@ impl HboneClient {
     /// The mTLS handshake over `io`, expecting one of `identities`; returns the stream and the peer's identity.
     async fn handshake<IO>(
         &self,
+        source: &SpiffeId,
         address: SocketAddr,
         io: IO,
         identities: impl IntoIterator<Item = SpiffeId>,
@@ -438,7 +518,7 @@ impl HboneClient {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let config = client_config(&self.inner.own, Arc::clone(&self.inner.bundles), identities)?;
+        let config = self.inner.credentials.tls_config(source, identities)?;
         let connector = TlsConnector::from(Arc::new(config));
         let limit = self.inner.config.connect_timeout;
         // HBONE sends no SNI; rustls sends none for an IP address.

@@ -23,12 +23,13 @@ use super::budget::{Ledger, SendBudget, StreamAccount};
 use super::copy;
 use super::error::ServerError;
 use super::guard::{FloodLimit, Guard, random_mask};
+use super::identity::ServerIdentity;
 use super::keepalive;
 use super::stream::HboneStream;
 use crate::baggage::Baggage;
 use crate::connect::ConnectRequest;
 use crate::settings::H2Settings;
-use crate::status::{InboundRules, Rejection, accept_response, validate};
+use crate::status::{InboundRules, Rejection, accept_response, canonical, validate};
 
 /// Limits on what a connecting peer controls, beyond the HTTP/2 settings. The README lists each with the attack
 /// it bounds.
@@ -148,7 +149,7 @@ where
 /// Serves HBONE. Cheap to clone.
 #[derive(Clone)]
 pub struct HboneServer {
-    acceptor: TlsAcceptor,
+    identity: Arc<dyn ServerIdentity>,
     settings: H2Settings,
     limits: ServerLimits,
     rules: Arc<InboundRules>,
@@ -196,15 +197,25 @@ impl HboneServer {
         accepted: impl IntoIterator<Item = TrustDomain>,
     ) -> Result<Self, ServerError> {
         let config = server_config(own, bundles, accepted)?;
+        Ok(Self::with_identity(Arc::new(config)))
+    }
+
+    /// A server choosing its TLS configuration per connection by the local address dialled (see
+    /// [`ServerIdentity`]): [`WorkloadIdentities`](super::WorkloadIdentities) for a node proxy, one
+    /// `Arc<rustls::ServerConfig>` (such as [`CertificateStore::server_config`] makes) for a waypoint. With
+    /// ztunnel's settings and the default [`InboundRules`].
+    ///
+    /// [`CertificateStore::server_config`]: mesh_identity::store::CertificateStore::server_config
+    pub fn with_identity(identity: impl ServerIdentity) -> Self {
         let limits = ServerLimits::default();
-        Ok(HboneServer {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+        HboneServer {
+            identity: Arc::new(identity),
             settings: H2Settings::default(),
             limits,
             rules: Arc::new(InboundRules::default()),
             baggage: None,
             shared: Arc::new(Shared::new(&limits)),
-        })
+        }
     }
 
     /// Uses these HTTP/2 settings.
@@ -364,9 +375,14 @@ impl HboneServer {
     ) -> Result<(), ServerError> {
         let peer_addr = tcp.peer_addr()?;
         let dialled = tcp.local_addr()?;
+        // No identity at the dialled address: refused before TLS (dropping the socket closes it).
+        let Some(config) = self.identity.server_config(SocketAddr::new(canonical(dialled.ip()), dialled.port())) else {
+            return Err(ServerError::NoIdentity { peer: peer_addr, dialled });
+        };
+        let acceptor = TlsAcceptor::from(config);
         let _ = tcp.set_nodelay(true);
         let handshake = self.limits.handshake_timeout;
-        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(tcp).into_fallible()).await {
+        let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp).into_fallible()).await {
             Err(_) => {
                 let reason = format!("timed out after {handshake:?}");
                 return Err(ServerError::Handshake { peer: peer_addr, reason });
