@@ -5,14 +5,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use mesh_hbone::transport::{ClientError, Destination, HboneClient, HboneServer, InboundRequest, WorkloadIdentities};
-use mesh_hbone::{ConnectRequest, Rejection};
+use mesh_hbone::status::InboundRules;
+use mesh_hbone::transport::{
+    ClientError, Destination, Direction, HboneClient, HboneServer, HboneStream, InboundRequest, TakeOver, TunnelHandle,
+    TunnelObserver, TunnelReset, Tunnels, WorkloadIdentities,
+};
+use mesh_hbone::{ConnectRequest, HboneAddress, Rejection};
 use mesh_identity::ca::{CaOptions, LocalCa};
 use mesh_identity::rotation::Jitter;
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
 use mesh_identity::store::CertificateStore;
 use rustls_pki_types::UnixTime;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod common;
@@ -103,6 +111,219 @@ async fn each_workload_ip_presents_its_own_certificate() {
         let gone = Destination { address: addrs[1], identities: vec![ratings.clone()] };
         let client = HboneClient::from_store(node.store.clone(), node.workload("other"));
         assert!(client.connect(&gone, ConnectRequest::new(echo_at(addrs[1]))).await.is_err());
+    })
+    .await;
+}
+
+/// Reads what a stream carries until it fails; returns the error (none if it ended cleanly).
+async fn read_until_error(stream: &mut (impl AsyncRead + Unpin)) -> Option<std::io::Error> {
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(error) => return Some(error),
+        }
+    }
+}
+
+/// Counts the tunnels opened and closed, and the bytes of the closed ones, as a metrics library would.
+#[derive(Default)]
+struct Counting {
+    opened: AtomicU64,
+    closed: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+impl TunnelObserver for Counting {
+    fn opened(&self, _tunnel: &TunnelHandle) {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn closed(&self, tunnel: &TunnelHandle) {
+        self.bytes_sent.fetch_add(tunnel.bytes_sent(), Ordering::SeqCst);
+        self.bytes_received.fetch_add(tunnel.bytes_received(), Ordering::SeqCst);
+        self.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A server whose handler connects to `app`, listing its tunnels in `tunnels`; returns its address.
+async fn relaying_server(node: &Node, server_id: &SpiffeId, tunnels: Tunnels) -> SocketAddr {
+    let config = Arc::new(node.store.server_config(server_id, [node.td()]).unwrap());
+    let server = HboneServer::with_identity(config).with_tunnels(tunnels);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { server.serve(listener, |r: InboundRequest| connect_upstream(r.target)).await });
+    addr
+}
+
+/// Closing an inbound tunnel by its handle (as a new policy would) ends both directions at once: the client
+/// reads a reset, the upstream connection is closed. The handles' counts match the bytes sent, and the
+/// observer sees the tunnel open and close with those counts. Closing an outbound tunnel does the same from
+/// the client's side.
+#[tokio::test]
+async fn closing_a_tunnel_by_its_handle_ends_both_directions() {
+    with_timeout(async {
+        let node = Node::new();
+        let (server_id, client_id) = (node.workload("server"), node.workload("client"));
+        let counting = Arc::new(Counting::default());
+        let inbound = Tunnels::with_observer(Arc::clone(&counting));
+        let hbone = relaying_server(&node, &server_id, inbound.clone()).await;
+        let app = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app_addr = app.local_addr().unwrap();
+        let client = HboneClient::from_store(node.store.clone(), client_id.clone());
+        let dest = Destination { address: hbone, identities: vec![server_id.clone()] };
+
+        for close_inbound in [true, false] {
+            let mut tunnel = client.connect(&dest, ConnectRequest::new(app_addr)).await.unwrap();
+            let (mut upstream, _) = app.accept().await.unwrap();
+            // 100 KiB each way.
+            let (to_app, to_client) = (pattern(100 * 1024), pattern(100 * 1024 + 7));
+            tunnel.stream.write_all(&to_app).await.unwrap();
+            let mut got = vec![0; to_app.len()];
+            upstream.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, to_app);
+            upstream.write_all(&to_client).await.unwrap();
+            let mut got = vec![0; to_client.len()];
+            tunnel.stream.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, to_client);
+
+            let outbound = tunnel.stream.handle().unwrap().clone();
+            assert_eq!(outbound.direction(), Direction::Outbound);
+            assert_eq!(outbound.peer(), &server_id);
+            assert_eq!(outbound.target(), &HboneAddress::Socket(app_addr));
+            assert_eq!(
+                (outbound.bytes_sent(), outbound.bytes_received()),
+                (to_app.len() as u64, to_client.len() as u64)
+            );
+            assert_eq!(client.tunnels().list().len(), 1);
+            let open = inbound.list();
+            assert_eq!(open.len(), 1);
+            let handle = &open[0];
+            assert_eq!(handle.direction(), Direction::Inbound);
+            assert_eq!(handle.peer(), &client_id);
+            assert_eq!(handle.target(), &HboneAddress::Socket(app_addr));
+            assert!(handle.opened() <= tokio::time::Instant::now());
+            assert_eq!((handle.bytes_received(), handle.bytes_sent()), (to_app.len() as u64, to_client.len() as u64));
+
+            if close_inbound {
+                // The policy now denies this client: close its tunnels.
+                assert_eq!(inbound.close_where(|t| t.peer() == &client_id), 1);
+                let error = read_until_error(&mut tunnel.stream).await.expect("the client reads a reset");
+                let reset = error.get_ref().and_then(|e| e.downcast_ref::<TunnelReset>()).expect("a TunnelReset");
+                assert_eq!(reset.reason, h2::Reason::CANCEL);
+            } else {
+                outbound.close();
+                let error = read_until_error(&mut tunnel.stream).await.expect("reading a closed tunnel fails");
+                assert_eq!(error.kind(), std::io::ErrorKind::ConnectionAborted);
+                assert!(tunnel.stream.write_all(b"more").await.is_err(), "writing a closed tunnel fails");
+            }
+            // The upstream connection is closed by the server's relay, whichever end closed the tunnel.
+            let mut rest = Vec::new();
+            let _ = upstream.read_to_end(&mut rest).await;
+            assert!(rest.is_empty());
+            drop(tunnel);
+            // The registries forget closed tunnels as their streams go.
+            while !inbound.is_empty() || !client.tunnels().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert_eq!(counting.opened.load(Ordering::SeqCst), 2);
+        assert_eq!(counting.closed.load(Ordering::SeqCst), 2);
+        assert_eq!(counting.bytes_received.load(Ordering::SeqCst), 2 * 100 * 1024);
+        assert_eq!(counting.bytes_sent.load(Ordering::SeqCst), 2 * (100 * 1024 + 7));
+    })
+    .await;
+}
+
+/// The body of an HTTP response, read to its end.
+async fn body_text(mut body: hyper::body::Incoming) -> String {
+    use hyper::body::Body;
+    let mut text = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            text.extend_from_slice(&data);
+        }
+    }
+    String::from_utf8(text).unwrap()
+}
+
+/// A waypoint: one identity whatever address it is dialled at, any target accepted, and HTTP served inside
+/// the tunnel by the handler (hyper, HTTP/1.1 or HTTP/2 as the client speaks). The handler sees the VIP the
+/// client asked for.
+#[tokio::test]
+async fn a_waypoint_serves_http_inside_the_tunnel() {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    with_timeout(async {
+        let node = Node::new();
+        let (waypoint_id, client_id) = (node.workload("waypoint"), node.workload("client"));
+        let config = Arc::new(node.store.server_config(&waypoint_id, [node.td()]).unwrap());
+        let server = HboneServer::with_identity(config).with_rules(InboundRules::default().any_target());
+        let handler = |request: InboundRequest| async move {
+            let vip = request.target;
+            if vip.port() != 80 {
+                return Err(Rejection::Denied { reason: "only port 80 is served here".into() });
+            }
+            Ok(TakeOver(move |stream: HboneStream| async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| async move {
+                    let text = format!("{vip} {} {:?}", req.uri().path(), req.version());
+                    Ok::<_, std::convert::Infallible>(http::Response::new(text))
+                });
+                let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(error) = served {
+                    panic!("HTTP inside the tunnel failed: {error}");
+                }
+            }))
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let waypoint = listener.local_addr().unwrap();
+        let tunnels = server.tunnels().clone();
+        tokio::spawn(async move { server.serve(listener, handler).await });
+
+        let client = HboneClient::from_store(node.store.clone(), client_id);
+        let dest = Destination { address: waypoint, identities: vec![waypoint_id.clone()] };
+        let vip: SocketAddr = "10.96.0.10:80".parse().unwrap();
+
+        // HTTP/1.1, two requests on one tunnel.
+        let tunnel = client.connect(&dest, ConnectRequest::new(vip)).await.unwrap();
+        assert_eq!(tunnel.peer, waypoint_id);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tunnel.stream)).await.unwrap();
+        tokio::spawn(connection);
+        for path in ["/reviews/1", "/reviews/2"] {
+            let request = http::Request::get(path).header("host", "reviews").body(String::new()).unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::OK);
+            assert_eq!(body_text(response.into_body()).await, format!("{vip} {path} HTTP/1.1"));
+        }
+        assert_eq!(tunnels.len(), 1);
+        assert_eq!(tunnels.list()[0].target(), &HboneAddress::Socket(vip));
+
+        // HTTP/2 on another tunnel, two requests at once.
+        let tunnel = client.connect(&dest, ConnectRequest::new(vip)).await.unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tunnel.stream)).await.unwrap();
+        tokio::spawn(connection);
+        let ask = |path: &'static str| {
+            let mut sender = sender.clone();
+            async move {
+                let request = http::Request::get(format!("http://reviews{path}")).body(String::new()).unwrap();
+                let response = sender.send_request(request).await.unwrap();
+                assert_eq!(response.version(), http::Version::HTTP_2);
+                body_text(response.into_body()).await
+            }
+        };
+        let (a, b) = tokio::join!(ask("/a"), ask("/b"));
+        assert_eq!((a.as_str(), b.as_str()), ("10.96.0.10:80 /a HTTP/2.0", "10.96.0.10:80 /b HTTP/2.0"));
+
+        // The handler still refuses what it does not serve.
+        let refused = client.connect(&dest, ConnectRequest::new("10.96.0.10:443".parse::<SocketAddr>().unwrap())).await;
+        assert_eq!(refused.unwrap_err().refused().map(|r| r.status), Some(http::StatusCode::UNAUTHORIZED));
     })
     .await;
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use super::keepalive;
 use super::socket::{ConnectTcpError, connect_tcp};
 use super::stream::{HboneStream, OnDrop};
 use super::trace::random_traceparent;
+use super::tunnels::{Direction, Tunnels};
 use crate::baggage::Baggage;
 use crate::connect::ConnectRequest;
 use crate::double::DoubleHbonePlan;
@@ -151,6 +152,8 @@ impl Credentials {
 struct Inner {
     credentials: Credentials,
     config: ClientConfig,
+    /// Where opened tunnels are listed.
+    tunnels: RwLock<Tunnels>,
     state: Mutex<State>,
 }
 
@@ -290,7 +293,19 @@ impl HboneClient {
 
     fn with_credentials(credentials: Credentials, config: ClientConfig) -> Self {
         let state = Mutex::new(State { pool: Pool::new(config.pool), slots: HashMap::new(), reaper: false });
-        HboneClient { inner: Arc::new(Inner { credentials, config, state }) }
+        HboneClient { inner: Arc::new(Inner { credentials, config, tunnels: RwLock::default(), state }) }
+    }
+
+    /// Lists the tunnels opened from now on in `tunnels` (which a server may share), rather than in a registry
+    /// of its own. Clones of the client share the change.
+    pub fn with_tunnels(self, tunnels: Tunnels) -> Self {
+        *self.inner.tunnels.write().unwrap_or_else(PoisonError::into_inner) = tunnels;
+        self
+    }
+
+    /// The registry listing the tunnels this client opened and has open.
+    pub fn tunnels(&self) -> Tunnels {
+        self.inner.tunnels.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Closes pooled connections idle for the pool's idle timeout now; returns when one next expires. The
@@ -315,6 +330,20 @@ impl HboneClient {
     /// holds a certificate for; with a fixed certificate, only its own ([`ClientError::NoCertificate`]
     /// otherwise).
     pub async fn connect_as(
+        &self,
+        source: &SpiffeId,
+        destination: &Destination,
+        request: ConnectRequest,
+    ) -> Result<Tunnel, ClientError> {
+        let target = request.authority.clone();
+        let mut tunnel = self.open(source, destination, request).await?;
+        let registration = self.tunnels().register(Direction::Outbound, tunnel.peer.clone(), target);
+        tunnel.stream = tunnel.stream.with_registration(registration);
+        Ok(tunnel)
+    }
+
+    /// Opens a tunnel, unlisted.
+    async fn open(
         &self,
         source: &SpiffeId,
         destination: &Destination,
@@ -363,7 +392,7 @@ impl HboneClient {
         let http_request = inner_request.to_request()?;
         let mut outer_request = plan.outer.request.clone();
         outer_request.traceparent = outer_request.traceparent.or(inner_request.traceparent);
-        let outer = self.connect(&gateway, outer_request).await?;
+        let outer = self.open(self.inner.credentials.identity(), &gateway, outer_request).await?;
         let destination = plan.inner.request.authority.to_string();
         let wrap = |source: ClientError| ClientError::Inner {
             gateway: plan.gateway,
@@ -385,8 +414,10 @@ impl HboneClient {
         self.drive(connection, span, |why| debug!(why, "inner HBONE connection ended"));
         let (send, recv, peer_baggage) = send_connect(sender, http_request, plan.gateway).await.map_err(wrap)?;
         trace!(gateway = %outer.peer, %peer, "double HBONE tunnel open");
+        let registration =
+            self.tunnels().register(Direction::Outbound, peer.clone(), plan.inner.request.authority.clone());
         Ok(Tunnel {
-            stream: HboneStream::new(send, recv, None),
+            stream: HboneStream::new(send, recv, None).with_registration(registration),
             peer,
             peer_baggage,
             connection: outer.connection,

@@ -42,6 +42,7 @@ where
     let mut outward = Outward { bytes: 0, done: false };
     let mut inward = Inward { buf: BytesMut::new(), size: MIN_READ, reserved: 0, bytes: 0, eof: false, done: false };
     let result = poll_fn(|cx| {
+        tunnel.watch_closed(cx).map_err(tunnel_err)?;
         let out = outward.poll(cx, tunnel, other)?;
         let inw = inward.poll(cx, tunnel, other)?;
         match (out, inw) {

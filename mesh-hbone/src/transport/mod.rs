@@ -103,6 +103,8 @@ mod server;
 mod socket;
 mod stream;
 mod trace;
+mod tunnels;
+mod upstream;
 
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, Destination, HboneClient, Tunnel};
 pub use copy::relay;
@@ -113,3 +115,5 @@ pub use server::{Drained, Handler, HboneServer, InboundRequest, ServerLimits};
 pub use socket::{ConnectTcpError, connect_tcp};
 pub use stream::HboneStream;
 pub use trace::random_traceparent;
+pub use tunnels::{Direction, TunnelHandle, TunnelObserver, Tunnels};
+pub use upstream::{TakeOver, Upstream};
