@@ -15,10 +15,13 @@ use mesh_hbone::transport::{
     TunnelObserver, TunnelReset, Tunnels, WorkloadIdentities,
 };
 use mesh_hbone::{ConnectRequest, HboneAddress, Rejection};
+use mesh_identity::bundle::{TrustBundle, TrustBundleSet};
 use mesh_identity::ca::{CaOptions, LocalCa};
 use mesh_identity::rotation::Jitter;
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
 use mesh_identity::store::CertificateStore;
+use mesh_identity::tls::WorkloadCertificate;
+use rustls_pki_types::ServerName;
 use rustls_pki_types::UnixTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -324,6 +327,156 @@ async fn a_waypoint_serves_http_inside_the_tunnel() {
         // The handler still refuses what it does not serve.
         let refused = client.connect(&dest, ConnectRequest::new("10.96.0.10:443".parse::<SocketAddr>().unwrap())).await;
         assert_eq!(refused.unwrap_err().refused().map(|r| r.status), Some(http::StatusCode::UNAUTHORIZED));
+    })
+    .await;
+}
+
+/// The alert of a server that refused the client's certificate: in TLS 1.3 the client has finished its side
+/// of the handshake by then, so the alert arrives with the HTTP/2 handshake.
+fn refused_certificate(error: &ClientError) -> String {
+    match error {
+        ClientError::Handshake { .. } | ClientError::H2 { .. } => error.to_string(),
+        other => panic!("not a refused certificate: {other}"),
+    }
+}
+
+/// The leaf certificate a server presents to a new TLS connection made with `config`.
+async fn presented_leaf(address: SocketAddr, config: tokio_rustls::rustls::ClientConfig) -> Vec<u8> {
+    let tcp = TcpStream::connect(address).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tls = connector.connect(ServerName::IpAddress(address.ip().into()), tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// A tunnel carries data across three rotations: both sides' certificates renewed from the same root; a new
+/// root, trusted beside the old one for the overlap, with both certificates renewed from it; then the old
+/// root dropped. After each, new connections present the new certificates (and, once the old root is gone,
+/// succeed only because both do), while the first tunnel keeps echoing. A client whose certificate has
+/// expired is refused.
+#[tokio::test]
+async fn a_tunnel_carries_data_across_rotations() {
+    with_timeout(async {
+        let now = UnixTime::now();
+        let td = TrustDomain::new("cluster.local").unwrap();
+        let ca1 = LocalCa::new_root(td.clone(), &CaOptions::default(), now).unwrap();
+        let bundles = |cas: &[&LocalCa]| {
+            let roots = cas.iter().map(|ca| ca.root_certificate().clone());
+            [TrustBundle::from_der(td.clone(), roots).unwrap()].into_iter().collect::<TrustBundleSet>()
+        };
+        let (server_store, client_store) =
+            (CertificateStore::new(bundles(&[&ca1])), CertificateStore::new(bundles(&[&ca1])));
+        let server_identity = IstioIdentity::new(&td, "default", "server").unwrap();
+        let client_identity = IstioIdentity::new(&td, "default", "client").unwrap();
+        let (server_id, client_id) = (server_identity.spiffe_id().clone(), client_identity.spiffe_id().clone());
+        server_store.issue(&ca1, &server_identity, now, Jitter::None).unwrap();
+        client_store.issue(&ca1, &client_identity, now, Jitter::None).unwrap();
+
+        let echo = echo_server().await;
+        let config = Arc::new(server_store.server_config(&server_id, [td.clone()]).unwrap());
+        let server = HboneServer::with_identity(config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hbone = listener.local_addr().unwrap();
+        tokio::spawn(async move { server.serve(listener, |r: InboundRequest| connect_upstream(r.target)).await });
+        let dest = Destination { address: hbone, identities: vec![server_id.clone()] };
+
+        // The long-lived tunnel: echoes 16 KiB chunks until told to stop.
+        let client = HboneClient::from_store(client_store.clone(), client_id.clone());
+        let tunnel = client.connect(&dest, ConnectRequest::new(echo)).await.unwrap();
+        let rounds = Arc::new(AtomicU64::new(0));
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let pump = tokio::spawn({
+            let rounds = Arc::clone(&rounds);
+            async move {
+                let mut stream = tunnel.stream;
+                let chunk = pattern(16 * 1024);
+                let mut back = vec![0; chunk.len()];
+                while !*stop_rx.borrow_and_update() {
+                    stream.write_all(&chunk).await.unwrap();
+                    stream.read_exact(&mut back).await.unwrap();
+                    assert_eq!(back, chunk);
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                }
+                stream.shutdown().await.unwrap();
+                assert!(read_until_error(&mut stream).await.is_none(), "the tunnel ends cleanly");
+            }
+        });
+        let progress = || async {
+            let start = rounds.load(Ordering::SeqCst);
+            while rounds.load(Ordering::SeqCst) < start + 3 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        // A new connection (a fresh pool) works, and the server presents its current certificate.
+        let check_new_connections = || async {
+            let fresh = HboneClient::from_store(client_store.clone(), client_id.clone());
+            let tunnel = fresh.connect(&dest, ConnectRequest::new(echo)).await.unwrap();
+            assert_eq!(round_trip(tunnel.stream, pattern(5000)).await, pattern(5000));
+            let config = client_store.client_config(&client_id, [server_id.clone()]).unwrap();
+            let leaf = server_store.get(&server_id).unwrap().leaf().unwrap().to_vec();
+            assert_eq!(presented_leaf(hbone, config).await, leaf, "the server presents its renewed certificate");
+        };
+        let leaves = || {
+            (
+                server_store.get(&server_id).unwrap().leaf().unwrap().clone(),
+                client_store.get(&client_id).unwrap().leaf().unwrap().clone(),
+            )
+        };
+        progress().await;
+        check_new_connections().await;
+
+        // 1: both certificates renewed from the same root.
+        let before = leaves();
+        assert_eq!(server_store.renew_all(&ca1, now, |_| Jitter::None).renewed, std::slice::from_ref(&server_id));
+        assert_eq!(client_store.renew_all(&ca1, now, |_| Jitter::None).renewed, std::slice::from_ref(&client_id));
+        let after = leaves();
+        assert!(before.0 != after.0 && before.1 != after.1);
+        progress().await;
+        check_new_connections().await;
+
+        // 2: a new root, trusted beside the old one; both certificates renewed from it.
+        let ca2 = LocalCa::new_root(td.clone(), &CaOptions::default(), now).unwrap();
+        server_store.replace_trust_bundles(bundles(&[&ca1, &ca2]));
+        client_store.replace_trust_bundles(bundles(&[&ca1, &ca2]));
+        server_store.renew_all(&ca2, now, |_| Jitter::None);
+        client_store.renew_all(&ca2, now, |_| Jitter::None);
+        progress().await;
+        check_new_connections().await;
+
+        // 3: the old root dropped. New connections still work: both sides present certificates of the new root.
+        server_store.replace_trust_bundles(bundles(&[&ca2]));
+        client_store.replace_trust_bundles(bundles(&[&ca2]));
+        progress().await;
+        check_new_connections().await;
+        // A client still on the old root is refused now.
+        let old_svid = ca1.issue(&client_identity, Duration::from_secs(3600), now).unwrap();
+        let old = HboneClient::new(WorkloadCertificate::try_from(old_svid).unwrap(), Arc::new(bundles(&[&ca2])));
+        let error = old.connect(&dest, ConnectRequest::new(echo)).await.unwrap_err();
+        // Its root has the new root's name but not its key: the signature does not verify.
+        assert!(refused_certificate(&error).contains("DecryptError"), "{error}");
+
+        // A client whose certificate (from the trusted root) has expired is refused.
+        let hour = Duration::from_secs(3600);
+        let earlier = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs() - 3 * 3600));
+        let ca3 = LocalCa::new_root(td.clone(), &CaOptions::default(), earlier).unwrap();
+        server_store.replace_trust_bundles(bundles(&[&ca2, &ca3]));
+        let expired_svid = ca3.issue(&client_identity, hour, earlier).unwrap();
+        let expired =
+            HboneClient::new(WorkloadCertificate::try_from(expired_svid).unwrap(), Arc::new(bundles(&[&ca2, &ca3])));
+        let error = expired.connect(&dest, ConnectRequest::new(echo)).await.unwrap_err();
+        assert!(refused_certificate(&error).contains("CertificateExpired"), "{error}");
+        // The same root's current certificate is accepted (with the server's root trusted too): the refusal
+        // was the expiry.
+        let valid_svid = ca3.issue(&client_identity, hour, now).unwrap();
+        let trusted = Arc::new(bundles(&[&ca2, &ca3]));
+        let valid = HboneClient::new(WorkloadCertificate::try_from(valid_svid).unwrap(), trusted);
+        let tunnel = valid.connect(&dest, ConnectRequest::new(echo)).await.unwrap();
+        assert_eq!(round_trip(tunnel.stream, pattern(100)).await, pattern(100));
+
+        // The first tunnel kept working throughout, on the connection made before any rotation.
+        progress().await;
+        stop_tx.send_replace(true);
+        pump.await.unwrap();
+        assert!(rounds.load(Ordering::SeqCst) >= 15);
     })
     .await;
 }
