@@ -42,12 +42,15 @@ where
     let mut outward = Outward { bytes: 0, done: false };
     let mut inward = Inward { buf: BytesMut::new(), size: MIN_READ, reserved: 0, bytes: 0, eof: false, done: false };
     let result = poll_fn(|cx| {
-        tunnel.watch_closed(cx).map_err(tunnel_err)?;
         let out = outward.poll(cx, tunnel, other)?;
         let inw = inward.poll(cx, tunnel, other)?;
         match (out, inw) {
             (Poll::Ready(out), Poll::Ready(inw)) => Poll::Ready(Ok((out, inw))),
-            _ => Poll::Pending,
+            // Waiting, perhaps only on `other`: a close by the tunnel's handle must still end the relay.
+            _ => match tunnel.watch_closed(cx) {
+                Ok(()) => Poll::Pending,
+                Err(error) => Poll::Ready(Err(tunnel_err(error))),
+            },
         }
     })
     .await;

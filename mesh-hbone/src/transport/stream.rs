@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::budget::StreamAccount;
 use super::error::TunnelReset;
-use super::tunnels::{Registration, TunnelHandle};
+use super::tunnels::{Registration, Side, TunnelHandle};
 
 /// Runs once when the stream is dropped (the pool uses it to free the stream's slot).
 pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send + Sync>>);
@@ -96,15 +96,15 @@ impl HboneStream {
     /// Fails if the handle closed the tunnel, and wakes `cx`'s task when it does later: a relay calls it on
     /// every poll, so that closing ends it even while it waits on its other stream.
     pub(crate) fn watch_closed(&mut self, cx: &Context<'_>) -> io::Result<()> {
-        self.check_closed(Some(cx))
+        self.check_closed(Some((cx, Side::Read)))
     }
 
     /// Fails if the handle closed the tunnel, resetting the stream the first time. With `cx`, also wakes the
     /// task when the handle closes it later (called where the stream is about to wait).
-    fn check_closed(&mut self, cx: Option<&Context<'_>>) -> io::Result<()> {
+    fn check_closed(&mut self, cx: Option<(&Context<'_>, Side)>) -> io::Result<()> {
         let Some(registration) = &self.registration else { return Ok(()) };
         let closed = match cx {
-            Some(cx) => registration.handle.watch_close(cx),
+            Some((cx, side)) => registration.handle.watch_close(cx, side),
             None => registration.handle.is_closed(),
         };
         if !closed {
@@ -140,7 +140,7 @@ impl HboneStream {
             None => Poll::Ready(wanted),
             Some(account) => account.poll_reserve(cx, wanted as u64).map(|n| n as usize),
         };
-        if reserved.is_pending() && self.check_closed(Some(cx)).is_err() {
+        if reserved.is_pending() && self.check_closed(Some((cx, Side::Write))).is_err() {
             // Closed while waiting for room: the write that follows fails.
             return Poll::Ready(wanted);
         }
@@ -161,7 +161,7 @@ impl HboneStream {
         self.check_closed(None)?;
         while self.pending.is_empty() && !self.read_closed {
             let Poll::Ready(next) = self.recv.poll_data(cx) else {
-                self.check_closed(Some(cx))?;
+                self.check_closed(Some((cx, Side::Read)))?;
                 return Poll::Pending;
             };
             match next {
@@ -193,7 +193,7 @@ impl HboneStream {
             }
             self.send.reserve_capacity(wanted);
             let Poll::Ready(assigned) = self.send.poll_capacity(cx) else {
-                self.check_closed(Some(cx))?;
+                self.check_closed(Some((cx, Side::Write)))?;
                 return Poll::Pending;
             };
             match assigned {

@@ -39,8 +39,8 @@ struct State {
     sent: AtomicU64,
     received: AtomicU64,
     closed: AtomicBool,
-    /// The tasks waiting on the tunnel's stream, to wake when it is closed from outside.
-    wakers: Mutex<Vec<Waker>>,
+    /// The tasks waiting on the tunnel's stream (reading, writing), to wake when it is closed from outside.
+    wakers: Mutex<[Option<Waker>; 2]>,
 }
 
 impl fmt::Debug for TunnelHandle {
@@ -108,12 +108,12 @@ impl TunnelHandle {
             return;
         }
         let wakers = std::mem::take(&mut *self.wakers());
-        for waker in wakers {
+        for waker in wakers.into_iter().flatten() {
             waker.wake();
         }
     }
 
-    fn wakers(&self) -> MutexGuard<'_, Vec<Waker>> {
+    fn wakers(&self) -> MutexGuard<'_, [Option<Waker>; 2]> {
         // A list of wakers is consistent whatever panicked while it was held.
         self.inner.wakers.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -126,20 +126,29 @@ impl TunnelHandle {
         self.inner.received.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    /// Wakes `cx`'s task when the tunnel is closed; true if it already is (then the caller acts now).
-    pub(crate) fn watch_close(&self, cx: &Context<'_>) -> bool {
+    /// Wakes `cx`'s task when the tunnel is closed, in place of the task last waiting on the same `side` of
+    /// the stream; true if it already is closed (then the caller acts now).
+    pub(crate) fn watch_close(&self, cx: &Context<'_>, side: Side) -> bool {
         if self.is_closed() {
             return true;
         }
         {
             let mut wakers = self.wakers();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
+            let slot = &mut wakers[side as usize];
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
             }
         }
         // Closed between the check and the registration: `close` may have taken the list before this waker.
         self.is_closed()
     }
+}
+
+/// Which side of a stream a task waits on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
+    Read = 0,
+    Write = 1,
 }
 
 /// Told as tunnels open and close, for the owner's metrics and logs. Both methods do nothing by default; they
@@ -239,7 +248,7 @@ impl Tunnels {
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            wakers: Mutex::new(Vec::new()),
+            wakers: Mutex::new([None, None]),
         };
         let handle = TunnelHandle { inner: Arc::new(state) };
         self.open().insert(id, handle.clone());
