@@ -136,15 +136,21 @@ impl HboneStream {
 
     /// Up to `wanted` bytes of room in the send budget (all of it where there is no budget).
     pub(crate) fn poll_reserve(&mut self, cx: &mut Context<'_>, wanted: usize) -> Poll<usize> {
-        let reserved = match &self.account {
+        match &self.account {
             None => Poll::Ready(wanted),
             Some(account) => account.poll_reserve(cx, wanted as u64).map(|n| n as usize),
-        };
-        if reserved.is_pending() && self.check_closed(Some((cx, Side::Write))).is_err() {
-            // Closed while waiting for room: the write that follows fails.
-            return Poll::Ready(wanted);
         }
-        reserved
+    }
+
+    /// [`Self::poll_reserve`] for a writer: fails if the handle closes the tunnel while it waits for room.
+    fn poll_reserve_to_write(&mut self, cx: &mut Context<'_>, wanted: usize) -> Poll<io::Result<usize>> {
+        match self.poll_reserve(cx, wanted) {
+            Poll::Ready(n) => Poll::Ready(Ok(n)),
+            Poll::Pending => {
+                self.check_closed(Some((cx, Side::Write)))?;
+                Poll::Pending
+            }
+        }
     }
 
     /// Gives back `n` reserved bytes that were not sent.
@@ -257,8 +263,15 @@ impl AsyncWrite for HboneStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let n = ready!(this.poll_send_capacity(cx, buf.len()))?.min(buf.len());
-        Poll::Ready(this.send(cx, Bytes::copy_from_slice(&buf[..n])).map(|()| n))
+        let capacity = ready!(this.poll_send_capacity(cx, buf.len()))?.min(buf.len());
+        // At a server, what is written counts against the send budgets as a relay's reads do: a handler that
+        // serves the tunnel itself cannot buffer more for a slow peer than the relay would.
+        let n = ready!(this.poll_reserve_to_write(cx, capacity))?;
+        if let Err(error) = this.send(cx, Bytes::copy_from_slice(&buf[..n])) {
+            this.unreserve(n);
+            return Poll::Ready(Err(error));
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
