@@ -382,6 +382,7 @@ async fn a_tunnel_carries_data_across_rotations() {
         // The long-lived tunnel: echoes 16 KiB chunks until told to stop.
         let client = HboneClient::from_store(client_store.clone(), client_id.clone());
         let tunnel = client.connect(&dest, ConnectRequest::new(echo)).await.unwrap();
+        let pooled = tunnel.connection;
         let rounds = Arc::new(AtomicU64::new(0));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let pump = tokio::spawn({
@@ -472,8 +473,12 @@ async fn a_tunnel_carries_data_across_rotations() {
         let tunnel = valid.connect(&dest, ConnectRequest::new(echo)).await.unwrap();
         assert_eq!(round_trip(tunnel.stream, pattern(100)).await, pattern(100));
 
-        // The first tunnel kept working throughout, on the connection made before any rotation.
+        // The first tunnel kept working throughout, on the connection made before any rotation, and that
+        // connection is still pooled: the rotations did not drop the pool.
         progress().await;
+        let again = client.connect(&dest, ConnectRequest::new(echo)).await.unwrap();
+        assert_eq!(again.connection, pooled);
+        assert_eq!(round_trip(again.stream, pattern(3000)).await, pattern(3000));
         stop_tx.send_replace(true);
         pump.await.unwrap();
         assert!(rounds.load(Ordering::SeqCst) >= 15);
