@@ -2,14 +2,15 @@
 //!
 //! | condition | status |
 //! |---|---|
-//! | method is not CONNECT; authority missing or malformed; authority IP is not the address that was dialled | 400 |
+//! | method is not CONNECT; authority missing or malformed; authority IP is not the address that was dialled (unless [`InboundRules::target_is_dialled`] is off) | 400 |
 //! | authorization policy denies the connection | 401 |
 //! | no such port / hostname; the target port is a proxy's own port (15001, 15006, 15008, 15080); the upstream connect failed | 503 |
 //! | tunnel established | 200 (with `baggage` describing the destination, when known) |
 //!
 //! [`validate`] applies the 400 and 503 rows a server can decide from the request alone and returns the target
-//! to connect to: always the dialled IP, with the authority's port (or, for a `host:port` authority, the
-//! target port of that service). Policy (401) and upstream connect (503) are the caller's to decide.
+//! to connect to: the dialled IP with the authority's port (or, for a `host:port` authority, the target port of
+//! that service); at a waypoint ([`InboundRules::any_target`]), an `ip:port` authority as sent. Policy (401)
+//! and upstream connect (503) are the caller's to decide.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -221,11 +222,21 @@ pub struct InboundRules {
     pub ports: PortRule,
     /// `host:port` authorities served here, mapped to their target port (double HBONE's inner hop).
     pub services: BTreeMap<(String, u16), u16>,
+    /// Whether an `ip:port` authority must name the IP that was dialled (a 400 otherwise): on by default, as a
+    /// node proxy requires. A waypoint, dialled at its own IP with a service VIP or another workload as the
+    /// target, turns it off ([`InboundRules::any_target`]); the target is then the authority as sent, and the
+    /// handler decides what it means.
+    pub target_is_dialled: bool,
 }
 
 impl Default for InboundRules {
     fn default() -> Self {
-        InboundRules { proxy_ports: PROXY_PORTS.into_iter().collect(), ports: PortRule::Any, services: BTreeMap::new() }
+        InboundRules {
+            proxy_ports: PROXY_PORTS.into_iter().collect(),
+            ports: PortRule::Any,
+            services: BTreeMap::new(),
+            target_is_dialled: true,
+        }
     }
 }
 
@@ -233,6 +244,13 @@ impl InboundRules {
     /// Serves `host:service_port` by forwarding to `target_port`.
     pub fn with_service(mut self, host: impl Into<String>, service_port: u16, target_port: u16) -> Self {
         self.services.insert((host.into(), service_port), target_port);
+        self
+    }
+
+    /// Accepts any `ip:port` target, not only the dialled IP (a waypoint); see
+    /// [`InboundRules::target_is_dialled`].
+    pub fn any_target(mut self) -> Self {
+        self.target_is_dialled = false;
         self
     }
 
@@ -269,18 +287,21 @@ pub fn validate(
     let authority = HboneAddress::from_uri(uri).map_err(Rejection::BadAuthority)?;
     let (request, header_issues) = ConnectRequest::with_headers(authority, headers);
     let dialled_ip = canonical(dialled.ip());
-    let port = match &request.authority {
+    let (ip, port) = match &request.authority {
         HboneAddress::Socket(addr) => {
             let requested = canonical(addr.ip());
-            if requested != dialled_ip {
+            if rules.target_is_dialled && requested != dialled_ip {
                 return Err(Rejection::AddressMismatch { dialled: dialled_ip, requested });
             }
-            addr.port()
+            (requested, addr.port())
         }
-        HboneAddress::Host { host, port } => *rules
-            .services
-            .get(&(host.clone(), *port))
-            .ok_or_else(|| Rejection::UnknownHost { host: host.clone(), port: *port })?,
+        HboneAddress::Host { host, port } => {
+            let target_port = *rules
+                .services
+                .get(&(host.clone(), *port))
+                .ok_or_else(|| Rejection::UnknownHost { host: host.clone(), port: *port })?;
+            (dialled_ip, target_port)
+        }
     };
     if rules.proxy_ports.contains(&port) {
         return Err(Rejection::SelfCall { port });
@@ -290,7 +311,7 @@ pub fn validate(
     {
         return Err(Rejection::NoSuchPort { port });
     }
-    Ok(Accepted { target: SocketAddr::new(dialled_ip, port), request, header_issues })
+    Ok(Accepted { target: SocketAddr::new(ip, port), request, header_issues })
 }
 
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
@@ -346,6 +367,23 @@ mod tests {
         let rules = InboundRules::default().with_service("reviews.bookinfo.svc.cluster.local", 9080, 8080);
         let accepted = check("CONNECT", "reviews.bookinfo.svc.cluster.local:9080", &rules).unwrap();
         assert_eq!(accepted.target, "10.0.0.2:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn a_waypoint_accepts_any_target_ip() {
+        // Dialled at 10.0.0.2 (the waypoint), asked for a service VIP: the target is the VIP.
+        let rules = InboundRules::default().any_target();
+        let accepted = check("CONNECT", "10.96.0.10:80", &rules).unwrap();
+        assert_eq!(accepted.target, "10.96.0.10:80".parse().unwrap());
+        let uri: Uri = "[::ffff:10.96.0.10]:80".parse().unwrap();
+        let dialled: SocketAddr = "10.0.0.2:15008".parse().unwrap();
+        let accepted = validate(&Method::CONNECT, &uri, &HeaderMap::new(), dialled, &rules).unwrap();
+        assert_eq!(accepted.target, "10.96.0.10:80".parse().unwrap());
+        // The port rules still apply.
+        assert_eq!(check("CONNECT", "10.96.0.10:15008", &rules).unwrap_err().status(), StatusCode::SERVICE_UNAVAILABLE);
+        // A node proxy refuses the same CONNECT.
+        let refused = check("CONNECT", "10.96.0.10:80", &InboundRules::default()).unwrap_err();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use http::StatusCode;
 use mesh_hbone::settings::H2Settings;
 use mesh_hbone::status::RejectionKind;
 use mesh_hbone::transport::{
-    ClientConfig, ClientError, Destination, HboneClient, HboneServer, InboundRequest, ServerLimits, TunnelReset, relay,
+    ClientConfig, ClientError, Destination, HboneClient, HboneServer, HboneStream, InboundRequest, ServerLimits,
+    TakeOver, TunnelReset, relay,
 };
 use mesh_hbone::{ConnectRequest, Rejection};
 use mesh_identity::ca::{CaOptions, LocalCa};
@@ -385,6 +386,53 @@ async fn a_slow_reader_is_held_to_the_send_budget() {
         assert!(most <= BUDGET, "{most} bytes buffered for a peer that does not read");
         assert!(most >= BUDGET / 2, "the stalled tunnels use the budget ({most} bytes)");
         // Reading again, the client gets every byte of every stream, in order.
+        reading.open();
+        let expected = pattern(EACH);
+        for (_, body) in &mut bodies {
+            let mut got = Vec::with_capacity(EACH);
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            assert!(got == expected, "{} bytes of {EACH}", got.len());
+        }
+        eventually("the budget given back", || hbone.buffered_bytes() == 0).await;
+    })
+    .await;
+}
+
+/// The same slow reader, with a handler that serves the tunnels itself ([`TakeOver`]) instead of relaying:
+/// its writes are held to the same budget.
+#[tokio::test]
+async fn a_handler_serving_the_tunnel_is_held_to_the_send_budget() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        const STREAMS: usize = 8;
+        const EACH: usize = 4 * 1024 * 1024;
+        const BUDGET: u64 = 1024 * 1024;
+        let limits = ServerLimits { send_budget_per_connection: BUDGET, ..ServerLimits::default() };
+        let hbone = server(&mesh, limits);
+        let (addr, _served) = serve_one(hbone.clone(), |_request: InboundRequest| async move {
+            Ok::<_, Rejection>(TakeOver(|mut stream: HboneStream| async move {
+                // Once the test's client has stopped reading.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                stream.write_all(&pattern(EACH)).await.unwrap();
+                stream.shutdown().await.unwrap();
+            }))
+        })
+        .await;
+        let (io, reading) = gate(raw_tls(&mesh, addr).await);
+        let target: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let mut bodies = greedy_client(io, &[target; STREAMS]).await;
+        reading.close();
+        let mut most = 0;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            most = most.max(hbone.buffered_bytes());
+        }
+        assert!(most <= BUDGET, "{most} bytes buffered for a peer that does not read");
+        assert!(most >= BUDGET / 2, "the stalled tunnels use the budget ({most} bytes)");
         reading.open();
         let expected = pattern(EACH);
         for (_, body) in &mut bodies {

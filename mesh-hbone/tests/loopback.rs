@@ -14,7 +14,7 @@ use mesh_hbone::transport::{
     ClientConfig, ClientError, Destination, Drained, HboneClient, HboneServer, InboundRequest, ServerLimits,
     connect_tcp, relay,
 };
-use mesh_hbone::{Baggage, ConnectRequest, Forwarded, HboneAddress, Rejection, WorkloadKind};
+use mesh_hbone::{Baggage, ConnectRequest, Forwarded, H2Settings, HboneAddress, Rejection, WorkloadKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -222,6 +222,62 @@ async fn idle_connections_are_closed_in_the_background() {
         assert!(waited >= Duration::from_millis(60), "closed before the idle timeout: {waited:?}");
         let second = client.connect(&dest, request(s.echo)).await.unwrap();
         assert_ne!(second.connection, first.connection, "a new connection after the idle one closed");
+        assert_eq!(round_trip(second.stream, b"again".to_vec()).await, b"again");
+    })
+    .await;
+}
+
+/// Pool expiry runs on tokio's clock: with time paused, advancing it past the pool's idle timeout (and no
+/// other timer: keepalive and the server's idle timeout are an hour away) closes the idle connection.
+#[tokio::test]
+async fn pool_expiry_follows_a_paused_clock() {
+    let mesh = Mesh::new();
+    let echo = echo_server().await;
+    let hour = Duration::from_secs(3600);
+    let settings = H2Settings { keepalive_interval: hour, ..H2Settings::default() };
+    let server =
+        HboneServer::new(&mesh.workload("server"), Arc::clone(&mesh.bundles), [mesh.ca.trust_domain().clone()])
+            .unwrap()
+            .with_settings(settings)
+            .unwrap()
+            .with_limits(ServerLimits { idle_timeout: hour, ..ServerLimits::default() });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hbone = listener.local_addr().unwrap();
+    tokio::spawn(async move { server.serve(listener, handler).await });
+    let config = ClientConfig {
+        settings,
+        pool: PoolConfig { idle_timeout: Duration::from_secs(60), ..PoolConfig::default() },
+        ..ClientConfig::default()
+    };
+    let client = HboneClient::with_config(mesh.workload("client"), Arc::clone(&mesh.bundles), config);
+    let dest = destination(hbone, "server");
+    let first = with_timeout(async {
+        let first = client.connect(&dest, request(echo)).await.unwrap();
+        let id = first.connection;
+        assert_eq!(round_trip(first.stream, b"once".to_vec()).await, b"once");
+        id
+    })
+    .await;
+    assert_eq!(client.pooled_connections(), 1);
+
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert!(client.expire_idle().is_some(), "still pooled a second before the idle timeout");
+    assert_eq!(client.pooled_connections(), 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    // The reaper sleeps on the same clock: it closes the connection without a call into the client.
+    for _ in 0..100 {
+        if client.pooled_connections() == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(client.pooled_connections(), 0, "expired on the paused clock");
+    tokio::time::resume();
+
+    with_timeout(async {
+        let second = client.connect(&dest, request(echo)).await.unwrap();
+        assert_ne!(second.connection, first, "a new connection after the idle one expired");
         assert_eq!(round_trip(second.stream, b"again".to_vec()).await, b"again");
     })
     .await;

@@ -2,17 +2,19 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use mesh_identity::bundle::TrustBundleSet;
 use mesh_identity::spiffe::SpiffeId;
+use mesh_identity::store::CertificateStore;
 use mesh_identity::tls::{HBONE_ALPN, WorkloadCertificate, client_config, peer_spiffe_id};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -24,6 +26,7 @@ use super::keepalive;
 use super::socket::{ConnectTcpError, connect_tcp};
 use super::stream::{HboneStream, OnDrop};
 use super::trace::random_traceparent;
+use super::tunnels::{Direction, Tunnels};
 use crate::baggage::Baggage;
 use crate::connect::ConnectRequest;
 use crate::double::DoubleHbonePlan;
@@ -105,10 +108,52 @@ struct State {
     reaper: bool,
 }
 
+/// Where a client's certificates come from.
+enum Credentials {
+    /// One certificate, fixed for the client's life.
+    Fixed { own: WorkloadCertificate, bundles: Arc<TrustBundleSet> },
+    /// The store's certificate of the source identity at each new connection.
+    Store { store: CertificateStore, identity: SpiffeId },
+}
+
+impl Credentials {
+    /// The identity tunnels are opened as unless another is named.
+    fn identity(&self) -> &SpiffeId {
+        match self {
+            Credentials::Fixed { own, .. } => own.spiffe_id(),
+            Credentials::Store { identity, .. } => identity,
+        }
+    }
+
+    /// The TLS configuration of a new connection as `source`, accepting a server with one of `expected`.
+    fn tls_config(
+        &self,
+        source: &SpiffeId,
+        expected: impl IntoIterator<Item = SpiffeId>,
+    ) -> Result<tokio_rustls::rustls::ClientConfig, ClientError> {
+        match self {
+            Credentials::Fixed { own, bundles } => {
+                if own.spiffe_id() != source {
+                    return Err(ClientError::NoCertificate { identity: source.clone() });
+                }
+                Ok(client_config(own, Arc::clone(bundles), expected)?)
+            }
+            Credentials::Store { store, .. } => {
+                // Fail closed, and say why: without a certificate the server would refuse the handshake.
+                if store.get(source).is_none() {
+                    return Err(ClientError::NoCertificate { identity: source.clone() });
+                }
+                Ok(store.client_config(source, expected)?)
+            }
+        }
+    }
+}
+
 struct Inner {
-    own: WorkloadCertificate,
-    bundles: Arc<TrustBundleSet>,
+    credentials: Credentials,
     config: ClientConfig,
+    /// Where opened tunnels are listed.
+    tunnels: RwLock<Tunnels>,
     state: Mutex<State>,
 }
 
@@ -120,7 +165,7 @@ impl Inner {
 
     fn release(self: &Arc<Self>, id: ConnId) {
         let mut state = self.state();
-        if let Err(error) = state.pool.release(id, Instant::now()) {
+        if let Err(error) = state.pool.release(id, now()) {
             trace!(%error, "stream released after its connection left the pool");
         }
         if state.pool.streams(id) == Some(0) {
@@ -138,13 +183,13 @@ impl Inner {
 
     /// Closes the connections idle for the pool's idle timeout; says when next to look.
     fn expire(state: &mut State) -> Option<Instant> {
-        let expired = state.pool.expire(Instant::now());
+        let expired = state.pool.expire(now());
         for id in &expired.close {
             // The slot held the last request handle: dropping it lets h2 send GOAWAY and close.
             debug!(connection = %id, "closing idle HBONE connection");
             state.slots.remove(id);
         }
-        expired.next_deadline
+        expired.next_deadline.map(Instant::from_std)
     }
 
     /// Starts the task that closes idle connections, called when one has just gone idle, unless the task runs.
@@ -170,10 +215,16 @@ impl Inner {
                         }
                     }
                 };
-                tokio::time::sleep_until(deadline.into()).await;
+                tokio::time::sleep_until(deadline).await;
             }
         });
     }
+}
+
+/// The pool's time: tokio's clock (so a test that pauses time moves pool expiry with it), as the pure pool
+/// takes it.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 /// Takes a connection that was being established out of the pool when its dial is abandoned.
@@ -209,7 +260,7 @@ pub struct HboneClient {
 impl std::fmt::Debug for HboneClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HboneClient")
-            .field("identity", self.inner.own.spiffe_id())
+            .field("identity", self.inner.credentials.identity())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
@@ -223,8 +274,38 @@ impl HboneClient {
 
     /// A client with explicit HTTP/2 settings, pool limits, timeouts and source binding.
     pub fn with_config(own: WorkloadCertificate, bundles: Arc<TrustBundleSet>, config: ClientConfig) -> Self {
+        Self::with_credentials(Credentials::Fixed { own, bundles }, config)
+    }
+
+    /// A client taking its certificates from `store` at each new connection, so a renewal reaches the next
+    /// connection without dropping the pool (established connections keep theirs), and verifying peers
+    /// against the store's trust bundles as they are at each handshake. Tunnels are opened as `identity`
+    /// by [`Self::connect`], or as any identity of the store by [`Self::connect_as`] (a node proxy, for its
+    /// local workloads); the pool is keyed by source identity.
+    pub fn from_store(store: CertificateStore, identity: SpiffeId) -> Self {
+        Self::from_store_with_config(store, identity, ClientConfig::default())
+    }
+
+    /// [`Self::from_store`] with explicit HTTP/2 settings, pool limits, timeouts and source binding.
+    pub fn from_store_with_config(store: CertificateStore, identity: SpiffeId, config: ClientConfig) -> Self {
+        Self::with_credentials(Credentials::Store { store, identity }, config)
+    }
+
+    fn with_credentials(credentials: Credentials, config: ClientConfig) -> Self {
         let state = Mutex::new(State { pool: Pool::new(config.pool), slots: HashMap::new(), reaper: false });
-        HboneClient { inner: Arc::new(Inner { own, bundles, config, state }) }
+        HboneClient { inner: Arc::new(Inner { credentials, config, tunnels: RwLock::default(), state }) }
+    }
+
+    /// Lists the tunnels opened from now on in `tunnels` (which a server may share), rather than in a registry
+    /// of its own. Clones of the client share the change.
+    pub fn with_tunnels(self, tunnels: Tunnels) -> Self {
+        *self.inner.tunnels.write().unwrap_or_else(PoisonError::into_inner) = tunnels;
+        self
+    }
+
+    /// The registry listing the tunnels this client opened and has open.
+    pub fn tunnels(&self) -> Tunnels {
+        self.inner.tunnels.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Closes pooled connections idle for the pool's idle timeout now; returns when one next expires. The
@@ -238,8 +319,36 @@ impl HboneClient {
         self.inner.state().pool.len()
     }
 
-    /// Opens a tunnel to `destination` with `request` (a `traceparent` is added when it has none).
-    pub async fn connect(&self, destination: &Destination, mut request: ConnectRequest) -> Result<Tunnel, ClientError> {
+    /// Opens a tunnel to `destination` with `request` (a `traceparent` is added when it has none), as the
+    /// client's identity.
+    pub async fn connect(&self, destination: &Destination, request: ConnectRequest) -> Result<Tunnel, ClientError> {
+        let source = self.inner.credentials.identity().clone();
+        self.connect_as(&source, destination, request).await
+    }
+
+    /// Opens a tunnel as `source`: with a client [from a store](Self::from_store), any identity the store
+    /// holds a certificate for; with a fixed certificate, only its own ([`ClientError::NoCertificate`]
+    /// otherwise).
+    pub async fn connect_as(
+        &self,
+        source: &SpiffeId,
+        destination: &Destination,
+        request: ConnectRequest,
+    ) -> Result<Tunnel, ClientError> {
+        let target = request.authority.clone();
+        let mut tunnel = self.open(source, destination, request).await?;
+        let registration = self.tunnels().register(Direction::Outbound, tunnel.peer.clone(), target);
+        tunnel.stream = tunnel.stream.with_registration(registration);
+        Ok(tunnel)
+    }
+
+    /// Opens a tunnel, unlisted.
+    async fn open(
+        &self,
+        source: &SpiffeId,
+        destination: &Destination,
+        mut request: ConnectRequest,
+    ) -> Result<Tunnel, ClientError> {
         self.inner.config.settings.validate()?;
         if request.traceparent.is_none() {
             request.traceparent = Some(random_traceparent());
@@ -248,7 +357,7 @@ impl HboneClient {
         let source_ip =
             request.forwarded.as_ref().and_then(|f| f.for_node).map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |n| n.ip());
         let key = PoolKey {
-            source_identity: self.inner.own.spiffe_id().clone(),
+            source_identity: source.clone(),
             destination_identities: destination.identities.clone(),
             destination: destination.address,
             source_ip,
@@ -283,7 +392,7 @@ impl HboneClient {
         let http_request = inner_request.to_request()?;
         let mut outer_request = plan.outer.request.clone();
         outer_request.traceparent = outer_request.traceparent.or(inner_request.traceparent);
-        let outer = self.connect(&gateway, outer_request).await?;
+        let outer = self.open(self.inner.credentials.identity(), &gateway, outer_request).await?;
         let destination = plan.inner.request.authority.to_string();
         let wrap = |source: ClientError| ClientError::Inner {
             gateway: plan.gateway,
@@ -291,7 +400,12 @@ impl HboneClient {
             source: Box::new(source),
         };
         let (tls, peer) = self
-            .handshake(plan.gateway, outer.stream, plan.inner.expected_identities.iter().cloned())
+            .handshake(
+                self.inner.credentials.identity(),
+                plan.gateway,
+                outer.stream,
+                plan.inner.expected_identities.iter().cloned(),
+            )
             .await
             .map_err(wrap)?;
         // One stream: the destination's limits do not matter, and there is no pool to tell.
@@ -300,8 +414,10 @@ impl HboneClient {
         self.drive(connection, span, |why| debug!(why, "inner HBONE connection ended"));
         let (send, recv, peer_baggage) = send_connect(sender, http_request, plan.gateway).await.map_err(wrap)?;
         trace!(gateway = %outer.peer, %peer, "double HBONE tunnel open");
+        let registration =
+            self.tunnels().register(Direction::Outbound, peer.clone(), plan.inner.request.authority.clone());
         Ok(Tunnel {
-            stream: HboneStream::new(send, recv, None),
+            stream: HboneStream::new(send, recv, None).with_registration(registration),
             peer,
             peer_baggage,
             connection: outer.connection,
@@ -314,7 +430,7 @@ impl HboneClient {
         let (checkout, slot) = {
             let mut state = self.inner.state();
             Inner::expire(&mut state);
-            let checkout = state.pool.checkout(key, Instant::now());
+            let checkout = state.pool.checkout(key, now());
             let slot = match checkout {
                 Checkout::Connect(id) => {
                     let (tx, rx) = watch::channel(None);
@@ -358,7 +474,7 @@ impl HboneClient {
                 // If this future is dropped mid-dial, the connection must not stay "being established" forever.
                 let mut abandon = Abandon { inner: Arc::downgrade(&self.inner), id, armed: true };
                 let source_ip = Some(key.source_ip).filter(|_| self.inner.config.original_source);
-                let dialled = self.dial(id, destination, source_ip).await;
+                let dialled = self.dial(id, destination, &key.source_identity, source_ip).await;
                 abandon.armed = false;
                 self.finish_dial(id, dialled, tx)
             }
@@ -375,7 +491,7 @@ impl HboneClient {
         match dialled {
             Ok((ready, peer_max_streams)) => {
                 let mut state = self.inner.state();
-                if state.pool.connected(id, Some(peer_max_streams), Instant::now()).is_ok() {
+                if state.pool.connected(id, Some(peer_max_streams), now()).is_ok() {
                     state.slots.insert(id, Slot::Ready(ready.clone()));
                 }
                 drop(state);
@@ -399,6 +515,7 @@ impl HboneClient {
         &self,
         id: ConnId,
         destination: &Destination,
+        source: &SpiffeId,
         source_ip: Option<IpAddr>,
     ) -> Result<(Ready, u32), ClientError> {
         let address = destination.address;
@@ -408,7 +525,7 @@ impl HboneClient {
             ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
             bind => ClientError::Bind(bind),
         })?;
-        let (tls, peer) = self.handshake(address, tcp, destination.identities.iter().cloned()).await?;
+        let (tls, peer) = self.handshake(source, address, tcp, destination.identities.iter().cloned()).await?;
         let pool_max = self.inner.config.pool.max_streams_per_connection;
         let (sender, connection, peer_max_streams) = self.h2_handshake(tls, pool_max, address).await?;
         let inner: Weak<Inner> = Arc::downgrade(&self.inner);
@@ -424,6 +541,7 @@ impl HboneClient {
     /// The mTLS handshake over `io`, expecting one of `identities`; returns the stream and the peer's identity.
     async fn handshake<IO>(
         &self,
+        source: &SpiffeId,
         address: SocketAddr,
         io: IO,
         identities: impl IntoIterator<Item = SpiffeId>,
@@ -431,7 +549,7 @@ impl HboneClient {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let config = client_config(&self.inner.own, Arc::clone(&self.inner.bundles), identities)?;
+        let config = self.inner.credentials.tls_config(source, identities)?;
         let connector = TlsConnector::from(Arc::new(config));
         let limit = self.inner.config.connect_timeout;
         // HBONE sends no SNI; rustls sends none for an IP address.

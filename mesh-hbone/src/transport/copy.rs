@@ -46,7 +46,11 @@ where
         let inw = inward.poll(cx, tunnel, other)?;
         match (out, inw) {
             (Poll::Ready(out), Poll::Ready(inw)) => Poll::Ready(Ok((out, inw))),
-            _ => Poll::Pending,
+            // Waiting, perhaps only on `other`: a close by the tunnel's handle must still end the relay.
+            _ => match tunnel.watch_closed(cx) {
+                Ok(()) => Poll::Pending,
+                Err(error) => Poll::Ready(Err(tunnel_err(error))),
+            },
         }
     })
     .await;

@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mesh_identity::spiffe::SpiffeId;
 use mesh_identity::tls::{PeerIdentityError, TlsError};
 
 use super::socket::ConnectTcpError;
@@ -17,6 +18,12 @@ pub enum ClientError {
     /// The CONNECT request is malformed.
     #[error("invalid CONNECT request: {0}")]
     Request(#[from] ConnectError),
+    /// The client has no certificate for the source identity a tunnel was asked to open as.
+    #[error("no certificate for source identity {identity}: store one before opening tunnels as it")]
+    NoCertificate {
+        /// The source identity.
+        identity: SpiffeId,
+    },
     /// The TLS configuration could not be built.
     #[error("cannot build the mTLS client configuration: {0}")]
     TlsConfig(#[from] TlsError),
@@ -115,6 +122,14 @@ pub enum ServerError {
     /// A socket operation failed.
     #[error("socket: {0}")]
     Io(#[from] io::Error),
+    /// The server has no identity at the address the client dialled: the connection was closed before TLS.
+    #[error("{peer} dialled {dialled}, where this server has no identity; connection refused before TLS")]
+    NoIdentity {
+        /// The client's address.
+        peer: SocketAddr,
+        /// The local address it dialled.
+        dialled: SocketAddr,
+    },
     /// The TLS handshake failed or timed out.
     #[error("mTLS handshake with {peer} failed: {reason}")]
     Handshake {

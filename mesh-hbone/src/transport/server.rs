@@ -13,22 +13,25 @@ use http::HeaderMap;
 use mesh_identity::bundle::TrustBundleSet;
 use mesh_identity::spiffe::{SpiffeId, TrustDomain};
 use mesh_identity::tls::{WorkloadCertificate, peer_spiffe_id, server_config};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::budget::{Ledger, SendBudget, StreamAccount};
-use super::copy;
 use super::error::ServerError;
 use super::guard::{FloodLimit, Guard, random_mask};
+use super::identity::ServerIdentity;
 use super::keepalive;
 use super::stream::HboneStream;
+use super::tunnels::{Direction, Tunnels};
+use super::upstream::Upstream;
+use crate::authority::HboneAddress;
 use crate::baggage::Baggage;
 use crate::connect::ConnectRequest;
 use crate::settings::H2Settings;
-use crate::status::{InboundRules, Rejection, accept_response, validate};
+use crate::status::{InboundRules, Rejection, accept_response, canonical, validate};
 
 /// Limits on what a connecting peer controls, beyond the HTTP/2 settings. The README lists each with the attack
 /// it bounds.
@@ -118,12 +121,13 @@ impl InboundRequest {
     }
 }
 
-/// Decides on each validated CONNECT: applies policy and connects upstream, returning the upstream stream or
-/// the [`Rejection`] to answer with. Any `Fn(InboundRequest) -> impl Future<Output = Result<U, Rejection>>`
-/// is one, for an upstream `U` such as a `TcpStream`.
+/// Decides on each validated CONNECT: applies policy and connects upstream, returning the upstream stream to
+/// relay to, a [`TakeOver`](super::TakeOver) to serve the tunnel itself, or the [`Rejection`] to answer with.
+/// Any `Fn(InboundRequest) -> impl Future<Output = Result<U, Rejection>>` is one, for an [`Upstream`] `U` such
+/// as a `TcpStream`.
 pub trait Handler: Send + Sync + 'static {
-    /// The upstream stream the tunnel is relayed to.
-    type Upstream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Where the tunnel goes: a stream to relay to, or the handler itself.
+    type Upstream: Upstream;
     /// The decision, with the upstream connected.
     type Future: Future<Output = Result<Self::Upstream, Rejection>> + Send + 'static;
 
@@ -135,7 +139,7 @@ impl<F, Fut, U> Handler for F
 where
     F: Fn(InboundRequest) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<U, Rejection>> + Send + 'static,
-    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    U: Upstream,
 {
     type Upstream = U;
     type Future = Fut;
@@ -148,11 +152,13 @@ where
 /// Serves HBONE. Cheap to clone.
 #[derive(Clone)]
 pub struct HboneServer {
-    acceptor: TlsAcceptor,
+    identity: Arc<dyn ServerIdentity>,
     settings: H2Settings,
     limits: ServerLimits,
     rules: Arc<InboundRules>,
     baggage: Option<Arc<Baggage>>,
+    /// Where accepted tunnels are listed.
+    tunnels: Tunnels,
     /// What all connections share under [`ServerLimits`].
     shared: Arc<Shared>,
 }
@@ -196,15 +202,37 @@ impl HboneServer {
         accepted: impl IntoIterator<Item = TrustDomain>,
     ) -> Result<Self, ServerError> {
         let config = server_config(own, bundles, accepted)?;
+        Ok(Self::with_identity(Arc::new(config)))
+    }
+
+    /// A server choosing its TLS configuration per connection by the local address dialled (see
+    /// [`ServerIdentity`]): [`WorkloadIdentities`](super::WorkloadIdentities) for a node proxy, one
+    /// `Arc<rustls::ServerConfig>` (such as [`CertificateStore::server_config`] makes) for a waypoint. With
+    /// ztunnel's settings and the default [`InboundRules`].
+    ///
+    /// [`CertificateStore::server_config`]: mesh_identity::store::CertificateStore::server_config
+    pub fn with_identity(identity: impl ServerIdentity) -> Self {
         let limits = ServerLimits::default();
-        Ok(HboneServer {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+        HboneServer {
+            identity: Arc::new(identity),
             settings: H2Settings::default(),
             limits,
             rules: Arc::new(InboundRules::default()),
             baggage: None,
+            tunnels: Tunnels::new(),
             shared: Arc::new(Shared::new(&limits)),
-        })
+        }
+    }
+
+    /// Lists accepted tunnels in `tunnels` (which a client may share), rather than in a registry of its own.
+    pub fn with_tunnels(mut self, tunnels: Tunnels) -> Self {
+        self.tunnels = tunnels;
+        self
+    }
+
+    /// The registry listing the tunnels this server accepted and has open.
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     /// Uses these HTTP/2 settings.
@@ -364,9 +392,14 @@ impl HboneServer {
     ) -> Result<(), ServerError> {
         let peer_addr = tcp.peer_addr()?;
         let dialled = tcp.local_addr()?;
+        // No identity at the dialled address: refused before TLS (dropping the socket closes it).
+        let Some(config) = self.identity.server_config(SocketAddr::new(canonical(dialled.ip()), dialled.port())) else {
+            return Err(ServerError::NoIdentity { peer: peer_addr, dialled });
+        };
+        let acceptor = TlsAcceptor::from(config);
         let _ = tcp.set_nodelay(true);
         let handshake = self.limits.handshake_timeout;
-        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(tcp).into_fallible()).await {
+        let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp).into_fallible()).await {
             Err(_) => {
                 let reason = format!("timed out after {handshake:?}");
                 return Err(ServerError::Handshake { peer: peer_addr, reason });
@@ -531,7 +564,7 @@ impl HboneServer {
             }
             decided = tokio::time::timeout(deadline, handler.call(inbound)) => decided,
         };
-        let mut upstream = match decided {
+        let upstream = match decided {
             Ok(Ok(upstream)) => upstream,
             Ok(Err(rejection)) => return refuse(respond, rejection),
             Err(_) => {
@@ -558,11 +591,9 @@ impl HboneServer {
         };
         debug!(%peer_addr, %peer, %target, "HBONE tunnel open");
         let account = StreamAccount::new(Arc::clone(&context.ledger), send.stream_id().as_u32());
-        let mut tunnel = HboneStream::new(send, recv, None).with_account(account);
-        match copy::relay(&mut tunnel, &mut upstream).await {
-            Ok((sent, received)) => debug!(%peer_addr, %target, sent, received, "HBONE tunnel closed"),
-            Err(error) => debug!(%peer_addr, %target, %error, "HBONE tunnel ended with an error"),
-        }
+        let registration = self.tunnels.register(Direction::Inbound, peer.clone(), HboneAddress::Socket(target));
+        let tunnel = HboneStream::new(send, recv, None).with_account(account).with_registration(registration);
+        upstream.serve(tunnel).await;
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::budget::StreamAccount;
 use super::error::TunnelReset;
+use super::tunnels::{Registration, Side, TunnelHandle};
 
 /// Runs once when the stream is dropped (the pool uses it to free the stream's slot).
 pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send + Sync>>);
@@ -48,6 +49,10 @@ pub struct HboneStream {
     write_closed: bool,
     /// At a server: the stream's share of the connection's send budget.
     account: Option<StreamAccount>,
+    /// The tunnel's entry in its registry: its handle counts bytes and can close the stream.
+    registration: Option<Registration>,
+    /// Whether the stream was reset because its handle closed it.
+    closed_by_owner: bool,
     _on_drop: Option<OnDrop>,
 }
 
@@ -70,8 +75,48 @@ impl HboneStream {
             read_closed: false,
             write_closed: false,
             account: None,
+            registration: None,
+            closed_by_owner: false,
             _on_drop: on_drop,
         }
+    }
+
+    /// Lists the stream in a registry; its handle counts its bytes and can close it.
+    pub(crate) fn with_registration(mut self, registration: Registration) -> Self {
+        self.registration = Some(registration);
+        self
+    }
+
+    /// The tunnel's handle: its peer, target, byte counts, and a way to close it. Every tunnel a server
+    /// accepts or a client opens has one (an inner double-HBONE hop's outer stream does not).
+    pub fn handle(&self) -> Option<&TunnelHandle> {
+        self.registration.as_ref().map(|r| &r.handle)
+    }
+
+    /// Fails if the handle closed the tunnel, and wakes `cx`'s task when it does later: a relay calls it on
+    /// every poll, so that closing ends it even while it waits on its other stream.
+    pub(crate) fn watch_closed(&mut self, cx: &Context<'_>) -> io::Result<()> {
+        self.check_closed(Some((cx, Side::Read)))
+    }
+
+    /// Fails if the handle closed the tunnel, resetting the stream the first time. With `cx`, also wakes the
+    /// task when the handle closes it later (called where the stream is about to wait).
+    fn check_closed(&mut self, cx: Option<(&Context<'_>, Side)>) -> io::Result<()> {
+        let Some(registration) = &self.registration else { return Ok(()) };
+        let closed = match cx {
+            Some((cx, side)) => registration.handle.watch_close(cx, side),
+            None => registration.handle.is_closed(),
+        };
+        if !closed {
+            return Ok(());
+        }
+        if !self.closed_by_owner {
+            self.closed_by_owner = true;
+            self.send.send_reset(Reason::CANCEL);
+            self.write_closed = true;
+            self.pending = Bytes::new();
+        }
+        Err(io::Error::new(io::ErrorKind::ConnectionAborted, "HBONE tunnel closed by its owner"))
     }
 
     /// Counts what the stream sends against a connection's send budget.
@@ -97,6 +142,17 @@ impl HboneStream {
         }
     }
 
+    /// [`Self::poll_reserve`] for a writer: fails if the handle closes the tunnel while it waits for room.
+    fn poll_reserve_to_write(&mut self, cx: &mut Context<'_>, wanted: usize) -> Poll<io::Result<usize>> {
+        match self.poll_reserve(cx, wanted) {
+            Poll::Ready(n) => Poll::Ready(Ok(n)),
+            Poll::Pending => {
+                self.check_closed(Some((cx, Side::Write)))?;
+                Poll::Pending
+            }
+        }
+    }
+
     /// Gives back `n` reserved bytes that were not sent.
     pub(crate) fn unreserve(&mut self, n: usize) {
         if let (Some(account), true) = (&self.account, n > 0) {
@@ -108,11 +164,19 @@ impl HboneStream {
     /// Each DATA frame's bytes go back to the peer's flow-control window as the frame is taken: at most one
     /// frame waits here beyond what h2 holds within the window.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_closed(None)?;
         while self.pending.is_empty() && !self.read_closed {
-            match ready!(self.recv.poll_data(cx)) {
+            let Poll::Ready(next) = self.recv.poll_data(cx) else {
+                self.check_closed(Some((cx, Side::Read)))?;
+                return Poll::Pending;
+            };
+            match next {
                 None => self.read_closed = true,
                 Some(Ok(data)) => {
                     let _ = self.recv.flow_control().release_capacity(data.len());
+                    if let Some(registration) = &self.registration {
+                        registration.handle.count_received(data.len());
+                    }
                     self.pending = data;
                 }
                 // Any reset, CANCEL and NO_ERROR included, cut the stream short of its END_STREAM.
@@ -124,6 +188,7 @@ impl HboneStream {
 
     /// Send capacity for up to `wanted` more bytes: `Ready(n)` with `n > 0` once h2 has assigned some.
     pub(crate) fn poll_send_capacity(&mut self, cx: &mut Context<'_>, wanted: usize) -> Poll<io::Result<usize>> {
+        self.check_closed(None)?;
         if self.write_closed {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream already shut down")));
         }
@@ -133,7 +198,11 @@ impl HboneStream {
                 return Poll::Ready(Ok(capacity));
             }
             self.send.reserve_capacity(wanted);
-            match ready!(self.send.poll_capacity(cx)) {
+            let Poll::Ready(assigned) = self.send.poll_capacity(cx) else {
+                self.check_closed(Some((cx, Side::Write)))?;
+                return Poll::Pending;
+            };
+            match assigned {
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return Poll::Ready(Err(self.send_closed(cx))),
             }
@@ -142,7 +211,12 @@ impl HboneStream {
 
     /// Sends `data`, which must fit the capacity [`Self::poll_send_capacity`] gave.
     pub(crate) fn send(&mut self, cx: &mut Context<'_>, data: Bytes) -> io::Result<()> {
-        self.send.send_data(data, false).map_err(|_| self.send_closed(cx))
+        let len = data.len();
+        self.send.send_data(data, false).map_err(|_| self.send_closed(cx))?;
+        if let Some(registration) = &self.registration {
+            registration.handle.count_sent(len);
+        }
+        Ok(())
     }
 
     /// The error for a send side that h2 closed: the peer's reset reason if there is one.
@@ -189,8 +263,15 @@ impl AsyncWrite for HboneStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let n = ready!(this.poll_send_capacity(cx, buf.len()))?.min(buf.len());
-        Poll::Ready(this.send(cx, Bytes::copy_from_slice(&buf[..n])).map(|()| n))
+        let capacity = ready!(this.poll_send_capacity(cx, buf.len()))?.min(buf.len());
+        // At a server, what is written counts against the send budgets as a relay's reads do: a handler that
+        // serves the tunnel itself cannot buffer more for a slow peer than the relay would.
+        let n = ready!(this.poll_reserve_to_write(cx, capacity))?;
+        if let Err(error) = this.send(cx, Bytes::copy_from_slice(&buf[..n])) {
+            this.unreserve(n);
+            return Poll::Ready(Err(error));
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
