@@ -32,7 +32,7 @@ pub struct Decision {
     /// What the waypoint does with a token it validated (RequestAuthentication's `forwardOriginalToken`,
     /// `outputPayloadToHeader`, `outputClaimToHeaders`). Not part of the serialised shape.
     #[serde(skip)]
-    pub token_forwarding: Option<TokenForwarding>,
+    pub token_forwarding: Option<Box<TokenForwarding>>,
     /// When dry-run policies (`istio.io/dry-run: "true"`) apply here: the decision they would produce if they
     /// were enforced beside the others, as Envoy's shadow rules report it. The outcome above is unchanged.
     /// Not part of the serialised shape.
@@ -87,7 +87,7 @@ impl MatchedRule {
 
     /// The index of the rule in `spec.rules`.
     pub fn rule(&self) -> usize {
-        self.matched.rule
+        self.matched.rule as usize
     }
 
     /// The extension provider of a CUSTOM policy.
@@ -101,8 +101,11 @@ impl MatchedRule {
         impl fmt::Display for Explained<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let m = &self.0.matched;
-                match self.0.policy.rules_for(m.tcp).get(m.rule) {
-                    Some(r) => write!(f, "{}", r.explain(m.from, m.to).with_principal(m.principal.as_deref())),
+                let wide = |i: Option<u32>| i.map(|i| i as usize);
+                match self.0.policy.rules_for(m.tcp).get(m.rule as usize) {
+                    Some(r) => {
+                        write!(f, "{}", r.explain(wide(m.from), wide(m.to)).with_principal(m.principal.as_deref()))
+                    }
                     None => Ok(()),
                 }
             }

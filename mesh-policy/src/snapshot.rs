@@ -342,7 +342,7 @@ impl Snapshot {
             attrs.split_claims(extra);
         }
         let mut decision = eval::waypoint(&self.index, target, attrs);
-        decision.token_forwarding = forwarding;
+        decision.token_forwarding = forwarding.map(Box::new);
         if let Some(shadow) = self.shadow.as_ref().filter(|s| eval::dry_run_applies(s, target, Enforcement::Waypoint)) {
             decision.dry_run = Some(Box::new(eval::waypoint(shadow, target, attrs)));
         }

@@ -96,9 +96,9 @@ impl CompiledPolicy {
         rules.iter().enumerate().find_map(|(i, r)| {
             r.matches(attrs).map(|(from, to)| RuleMatch {
                 tcp: false,
-                rule: i,
-                from,
-                to,
+                rule: index(i),
+                from: from.map(index),
+                to: to.map(index),
                 // ztunnel compares principals as written: only a waypoint expands trust domains.
                 principal: if self.is_ztunnel() { None } else { r.principal_through_alias(from, attrs) },
             })
@@ -106,17 +106,23 @@ impl CompiledPolicy {
     }
 }
 
-/// Which rule matched and through which `from` / `to` entries.
+/// An index into a policy's rules or entries as a `u32`.
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// Which rule matched and through which `from` / `to` entries. Indices are `u32` (a manifest is at most a
+/// few MiB), which keeps this, and every decision that carries it, small to move.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {
     /// Whether the match is of the policy's TCP form (a waypoint proxying plain TCP).
     pub tcp: bool,
     /// Index of the rule in `spec.rules`.
-    pub rule: usize,
+    pub rule: u32,
     /// Index of the matching `from` entry, when the rule has `from`.
-    pub from: Option<usize>,
+    pub from: Option<u32>,
     /// Index of the matching `to` entry, when the rule has `to`.
-    pub to: Option<usize>,
+    pub to: Option<u32>,
     /// The peer's principal as it presented it, when the rule matched it only through the mesh's trust domain
     /// aliases (no value as written matches it): explanations then name the principal as presented.
     pub principal: Option<Arc<str>>,
