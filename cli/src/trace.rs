@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 use mesh_policy::Headers;
 use mesh_policy::request::HttpRequest;
-use mesh_policy::trace::{Proxy, TraceRequest, TraceSource};
+use mesh_policy::trace::{TraceRequest, TraceSource};
 
 use crate::output::Style;
 use crate::{Format, Manifests, check, input};
@@ -81,10 +81,7 @@ pub(crate) fn run(args: &TraceArgs) -> Result<ExitCode, String> {
                 out!("  no enforcement point on the way (the destination is outside the mesh)");
             }
             for (i, hop) in result.hops.iter().enumerate() {
-                let proxy = match hop.proxy {
-                    Proxy::Waypoint => "waypoint",
-                    Proxy::Ztunnel => "ztunnel",
-                };
+                let proxy = hop.proxy.as_str();
                 let name = hop.name.as_deref().unwrap_or("?");
                 let peer = hop.peer.as_deref().unwrap_or("plaintext");
                 out!("  {}. {proxy} {name} sees {peer}", i + 1);

@@ -332,6 +332,37 @@ async fn source(each: usize) -> SocketAddr {
     addr
 }
 
+/// The client stops reading its socket for 1.5 s: the server buffers at least half of `budget` and never
+/// more. Reading again, the client gets every byte of every stream, in order, and the budget is given back.
+async fn stall_then_read_all(
+    hbone: &HboneServer,
+    reading: &GateHandle,
+    bodies: &mut [(h2::SendStream<Bytes>, h2::RecvStream)],
+    each: usize,
+    budget: u64,
+) {
+    reading.close();
+    let mut most = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        most = most.max(hbone.buffered_bytes());
+    }
+    assert!(most <= budget, "{most} bytes buffered for a peer that does not read");
+    assert!(most >= budget / 2, "the stalled tunnels use the budget ({most} bytes)");
+    reading.open();
+    let expected = pattern(each);
+    for (_, body) in bodies.iter_mut() {
+        let mut got = Vec::with_capacity(each);
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert!(got == expected, "{} bytes of {each}", got.len());
+    }
+    eventually("the budget given back", || hbone.buffered_bytes() == 0).await;
+}
+
 /// An HTTP/2 client over `io` that advertises the largest windows, as a slow reader does to make the server
 /// buffer; returns the CONNECT streams' bodies for `targets`.
 async fn greedy_client<T>(io: T, targets: &[SocketAddr]) -> Vec<(h2::SendStream<Bytes>, h2::RecvStream)>
@@ -377,27 +408,7 @@ async fn a_slow_reader_is_held_to_the_send_budget() {
         let mut bodies = greedy_client(io, &[upstream; STREAMS]).await;
         // The client stops reading its socket: without a budget each stream would fill h2's 400 KiB send
         // buffer, 3.2 MiB in all.
-        reading.close();
-        let mut most = 0;
-        for _ in 0..60 {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            most = most.max(hbone.buffered_bytes());
-        }
-        assert!(most <= BUDGET, "{most} bytes buffered for a peer that does not read");
-        assert!(most >= BUDGET / 2, "the stalled tunnels use the budget ({most} bytes)");
-        // Reading again, the client gets every byte of every stream, in order.
-        reading.open();
-        let expected = pattern(EACH);
-        for (_, body) in &mut bodies {
-            let mut got = Vec::with_capacity(EACH);
-            while let Some(chunk) = body.data().await {
-                let chunk = chunk.unwrap();
-                let _ = body.flow_control().release_capacity(chunk.len());
-                got.extend_from_slice(&chunk);
-            }
-            assert!(got == expected, "{} bytes of {EACH}", got.len());
-        }
-        eventually("the budget given back", || hbone.buffered_bytes() == 0).await;
+        stall_then_read_all(&hbone, &reading, &mut bodies, EACH, BUDGET).await;
     })
     .await;
 }
@@ -425,26 +436,7 @@ async fn a_handler_serving_the_tunnel_is_held_to_the_send_budget() {
         let (io, reading) = gate(raw_tls(&mesh, addr).await);
         let target: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let mut bodies = greedy_client(io, &[target; STREAMS]).await;
-        reading.close();
-        let mut most = 0;
-        for _ in 0..60 {
-            tokio::time::sleep(Duration::from_millis(25)).await;
-            most = most.max(hbone.buffered_bytes());
-        }
-        assert!(most <= BUDGET, "{most} bytes buffered for a peer that does not read");
-        assert!(most >= BUDGET / 2, "the stalled tunnels use the budget ({most} bytes)");
-        reading.open();
-        let expected = pattern(EACH);
-        for (_, body) in &mut bodies {
-            let mut got = Vec::with_capacity(EACH);
-            while let Some(chunk) = body.data().await {
-                let chunk = chunk.unwrap();
-                let _ = body.flow_control().release_capacity(chunk.len());
-                got.extend_from_slice(&chunk);
-            }
-            assert!(got == expected, "{} bytes of {EACH}", got.len());
-        }
-        eventually("the budget given back", || hbone.buffered_bytes() == 0).await;
+        stall_then_read_all(&hbone, &reading, &mut bodies, EACH, BUDGET).await;
     })
     .await;
 }

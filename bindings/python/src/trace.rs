@@ -86,11 +86,7 @@ impl Trace {
             .iter()
             .map(|h| {
                 let verdict = if h.decision.allowed { "allow" } else { "deny" };
-                format!(
-                    "{}:{}",
-                    serde_json::to_value(h.proxy).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                    verdict
-                )
+                format!("{}:{verdict}", h.proxy.as_str())
             })
             .collect();
         format!(
@@ -108,8 +104,8 @@ impl Trace {
 impl Hop {
     /// "waypoint" or "ztunnel".
     #[getter]
-    fn proxy(&self) -> String {
-        serde_json::to_value(self.inner.proxy).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    fn proxy(&self) -> &'static str {
+        self.inner.proxy.as_str()
     }
     /// The waypoint Gateway (namespace/name) or the destination's node, or None.
     #[getter]

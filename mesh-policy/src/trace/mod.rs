@@ -55,6 +55,16 @@ pub enum Proxy {
     Ztunnel,
 }
 
+impl Proxy {
+    /// `waypoint` or `ztunnel`, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proxy::Waypoint => "waypoint",
+            Proxy::Ztunnel => "ztunnel",
+        }
+    }
+}
+
 /// One enforcement point's decision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
