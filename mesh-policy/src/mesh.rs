@@ -17,6 +17,8 @@ use crate::trace::{TraceError, TraceRequest, TraceResult};
 /// A warning about an applied resource: accepted, but probably not doing what its author meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    /// The analyzer's stable code for it, e.g. `ztunnel-allow-never-matches`.
+    pub code: &'static str,
     /// The resource.
     pub resource: ResourceId,
     /// The field and the message.
@@ -159,16 +161,20 @@ impl Mesh {
                 Ok((c, mut warnings)) => {
                     let id = c.id().clone();
                     if let Some(first) = first_document.insert(id.clone(), *document) {
-                        warnings.push(FieldError::new(
+                        warnings.push((
+                            "resource-defined-twice",
+                            FieldError::new(
                             "metadata.name",
                             format!(
                                 "defined in document {first} and again in document {document} of the same manifest: \
                                  the later definition replaces the earlier"
                             ),
-                        ));
+                        )));
                     }
-                    let warnings: Vec<Warning> =
-                        warnings.into_iter().map(|detail| Warning { resource: id.clone(), detail }).collect();
+                    let warnings: Vec<Warning> = warnings
+                        .into_iter()
+                        .map(|(code, detail)| Warning { code, resource: id.clone(), detail })
+                        .collect();
                     report.warnings.extend(warnings.iter().cloned());
                     report.applied.push(id);
                     resources.push((c, warnings));

@@ -123,6 +123,7 @@ pub(crate) fn compile(
 
     if !waypoint && matches!(action, Action::Audit | Action::Custom) {
         p.warn(
+            "ztunnel-action-unsupported",
             "spec.action",
             format!(
                 "ztunnel does not support the {action} action: without targetRefs to a waypoint this policy \
@@ -351,6 +352,7 @@ fn lowercase_methods(p: &mut Problems, field: &str, vals: &[String]) {
     for (i, v) in vals.iter().enumerate() {
         if v.bytes().any(|b| b.is_ascii_lowercase()) {
             p.warn(
+                "method-lowercase",
                 format!("{field}[{i}]"),
                 format!(
                     "{:?}: methods are matched case-sensitively and requests send them in upper case; write {:?}",
@@ -579,6 +581,7 @@ fn lower(
     if ctx.action != Action::Deny {
         if ctx.action == Action::Allow {
             p.warn(
+                "ztunnel-allow-never-matches",
                 at,
                 format!(
                     "uses {what} ({list}) that ztunnel cannot see: this ALLOW rule never matches there; \
@@ -601,6 +604,7 @@ fn lower(
     let inert = http_when || all_empty(&from) || all_empty(&to);
     if inert {
         p.warn(
+            "ztunnel-deny-not-enforced",
             at,
             format!(
                 "after leaving out the {what} ztunnel cannot see ({list}), this DENY rule has no \
@@ -610,6 +614,7 @@ fn lower(
         );
     } else {
         p.warn(
+            "ztunnel-deny-http-dropped",
             at,
             format!(
                 "{what} ({list}) are not enforced at ztunnel: this DENY rule applies to all traffic its \

@@ -13,7 +13,8 @@ use crate::model::policy::{Target, TargetKind};
 #[derive(Debug, Default)]
 pub(crate) struct Problems {
     pub(crate) errors: Vec<FieldError>,
-    pub(crate) warnings: Vec<FieldError>,
+    /// Warnings with their analyzer codes.
+    pub(crate) warnings: Vec<super::CodedWarning>,
 }
 
 impl Problems {
@@ -21,8 +22,9 @@ impl Problems {
         self.errors.push(FieldError::new(field, message));
     }
 
-    pub(crate) fn warn(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(FieldError::new(field, message));
+    /// A warning; `code` is the analyzer's stable code for it.
+    pub(crate) fn warn(&mut self, code: &'static str, field: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push((code, FieldError::new(field, message)));
     }
 }
 
@@ -39,6 +41,7 @@ pub(crate) fn values<'a>(p: &mut Problems, field: &str, list: &'a Option<Vec<Str
             p.error(format!("{field}[{i}]"), "empty value not allowed");
         } else if v.trim() != v {
             p.warn(
+                "value-whitespace",
                 format!("{field}[{i}]"),
                 format!("{:?} has surrounding whitespace, which is compared as written", Short(v)),
             );
@@ -61,6 +64,7 @@ pub(crate) fn middle_wildcard(p: &mut Problems, at: String, v: &str) {
     let inner = inner.strip_suffix('*').unwrap_or(inner);
     if inner.contains('*') {
         p.warn(
+            "wildcard-in-middle",
             at,
             format!(
                 "{:?}: a `*` is a wildcard only at the start or the end of a value; in the middle it matches a \
@@ -195,7 +199,11 @@ pub(crate) fn service_accounts(
 pub(crate) fn selector(p: &mut Problems, field: &str, sel: &WorkloadSelector) -> BTreeMap<String, String> {
     let labels = sel.match_labels.clone().unwrap_or_default();
     if labels.is_empty() {
-        p.warn(field, "workload selector specified without labels: it selects every workload in scope");
+        p.warn(
+            "selector-without-labels",
+            field,
+            "workload selector specified without labels: it selects every workload in scope",
+        );
     }
     for (k, v) in &labels {
         if k.is_empty() {
@@ -264,6 +272,7 @@ pub(crate) fn targets(
         };
         if kind == TargetKind::GatewayClass && namespace != root_namespace {
             p.warn(
+                "gateway-class-outside-root",
                 field.clone(),
                 format!("a GatewayClass target only takes effect in the root namespace ({root_namespace})"),
             );

@@ -19,6 +19,9 @@ use crate::model::request_authentication::CompiledRequestAuthentication;
 use crate::resource::ResourceId;
 use fields::Problems;
 
+/// A warning with the analyzer's stable code for it.
+pub(crate) type CodedWarning = (&'static str, FieldError);
+
 /// A compiled resource.
 #[derive(Debug, Clone)]
 pub enum Compiled {
@@ -45,7 +48,7 @@ impl Compiled {
 pub fn resource(
     r: &Resource,
     config: &MeshConfig,
-) -> Result<(Compiled, Vec<FieldError>), (ResourceId, Vec<FieldError>)> {
+) -> Result<(Compiled, Vec<CodedWarning>), (ResourceId, Vec<FieldError>)> {
     let meta = r.metadata();
     let namespace = meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default");
     let id = ResourceId::new(r.kind(), namespace, meta.name.as_deref().unwrap_or(""));

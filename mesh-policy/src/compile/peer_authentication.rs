@@ -18,6 +18,7 @@ pub(crate) fn compile(
     let selector = spec.selector.as_ref().map(|s| fields::selector(p, "spec.selector", s)).filter(|l| !l.is_empty());
     if selector.is_some() && id.namespace() == root_namespace {
         p.warn(
+            "peer-authentication-ignored",
             "spec.selector",
             "a PeerAuthentication with a workload selector in the root namespace is ignored in ambient mode",
         );
