@@ -10,6 +10,7 @@ pub mod labels;
 mod model;
 pub mod objects;
 mod resolve;
+mod route;
 mod validate;
 
 pub use labels::{Addressed, WaypointFor};
@@ -18,6 +19,7 @@ pub use model::{
     WaypointLabel, Workload, WorkloadId, WorkloadKind,
 };
 pub use resolve::{ResolveError, Resolved};
+pub use route::Route;
 
 use crate::error::FieldError;
 use crate::resource::Kind;

@@ -45,6 +45,17 @@ pub enum ResolveError {
         /// The port.
         port: u16,
     },
+    /// The service has no endpoint for the port: there is nowhere to send a connection.
+    #[error("{service} has no endpoint for port {port}")]
+    NoEndpoints {
+        /// `Service namespace/name`.
+        service: String,
+        /// The service port.
+        port: u16,
+    },
+    /// A service id that is not of this cluster.
+    #[error("no such service in this cluster")]
+    UnknownService,
     /// A short name (`svc`) without a namespace to complete it with.
     #[error("{0:?} is a short name: say the namespace (svc.ns), or trace from a Pod, whose namespace completes it")]
     NoNamespace(String),

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use super::{EndpointTrace, Hop, Proxy, TraceError, TraceRequest, TraceResult};
-use crate::cluster::{Resolved, ServiceView, Waypoint, Workload, WorkloadId};
+use crate::cluster::{ResolveError, Resolved, Route, Waypoint, Workload, WorkloadId};
 use crate::decision::Decision;
 use crate::named::waypoint_name;
 use crate::request::{CheckRequest, Destination, Enforcement, SourceAttributes};
@@ -18,15 +18,8 @@ struct Client<'a> {
     principal: Option<&'a str>,
 }
 
-/// What the connection is addressed to.
-struct Target<'a> {
-    service: Option<&'a ServiceView>,
-    /// The port dialled.
-    port: u16,
-    /// The endpoints to follow, with the workload port each is reached on.
-    endpoints: Vec<(WorkloadId, u16)>,
-    waypoint: Option<&'a Waypoint>,
-}
+/// What the connection is addressed to, routed for the client.
+type Target<'a> = Route<'a>;
 
 impl Snapshot {
     /// Traces a connection (or, with `http`, a request) from a source workload to a destination address
@@ -78,35 +71,10 @@ impl Snapshot {
     }
 
     fn target<'a>(&'a self, resolved: Resolved, client: &Client<'_>) -> Result<Target<'a>, TraceError> {
-        let cluster = self.cluster();
-        // The source's node proxy sends traffic to a waypoint; a client outside the mesh reaches the
-        // destination directly, and so does an ingress gateway unless the Service asks for its waypoint
-        // (istio.io/ingress-use-waypoint).
-        let gateway_client = client.workload.is_some_and(|w| w.gateway.is_some());
-        let in_mesh = client.workload.is_some_and(|w| w.enrolled);
-        match resolved {
-            Resolved::Service { service, port } => {
-                let Some(s) = cluster.service(service) else {
-                    return Err(TraceError::Request { field: "destination".into(), message: "unknown service".into() });
-                };
-                let endpoints: Vec<(WorkloadId, u16)> =
-                    s.endpoints.iter().filter_map(|&w| Some((w, s.target_port(port, cluster.workload(w)?)?))).collect();
-                if endpoints.is_empty() && !(s.kind() == crate::request::ServiceKind::ServiceEntry && s.external) {
-                    return Err(TraceError::NoEndpoints { service: s.id.to_string(), port });
-                }
-                let ingress = gateway_client
-                    && s.labels.get(crate::cluster::labels::INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
-                let routed = in_mesh || ingress;
-                let waypoint = s.waypoint.waypoint().filter(|_| routed).and_then(|w| cluster.waypoint(w));
-                Ok(Target { service: Some(s), port, endpoints, waypoint })
-            }
-            Resolved::Workload { workload, port } => {
-                let w = cluster.workload(workload);
-                let waypoint =
-                    w.and_then(|w| w.waypoint.waypoint()).filter(|_| in_mesh).and_then(|id| cluster.waypoint(id));
-                Ok(Target { service: None, port, endpoints: vec![(workload, port)], waypoint })
-            }
-        }
+        self.cluster().route(resolved, client.workload).map_err(|e| match e {
+            ResolveError::NoEndpoints { service, port } => TraceError::NoEndpoints { service, port },
+            other => TraceError::Destination(other),
+        })
     }
 
     fn follow(
