@@ -38,8 +38,7 @@ impl Cluster {
                 if endpoints.is_empty() && !(s.kind() == ServiceKind::ServiceEntry && s.external) {
                     return Err(ResolveError::NoEndpoints { service: s.id.to_string(), port });
                 }
-                let ingress =
-                    gateway_client && s.labels.get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
+                let ingress = gateway_client && s.labels.get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
                 let waypoint = s.waypoint.waypoint().filter(|_| in_mesh || ingress).and_then(|w| self.waypoint(w));
                 Ok(Route { service: Some(s), port, endpoints, waypoint })
             }

@@ -1,0 +1,133 @@
+//! The command-line options both proxies take: configuration, identity, operational endpoints, logs, drain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use mesh_identity::spiffe::TrustDomain;
+use mesh_policy::MeshConfig;
+
+use crate::ca::CaSource;
+use crate::logging::LogFormat;
+
+/// Options shared by `mesh-ztunnel` and `mesh-waypoint`.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Kubernetes YAML (Namespaces, Services, ServiceEntries, Pods, Gateways, AuthorizationPolicy,
+    /// RequestAuthentication, PeerAuthentication): files or directories of .yaml/.yml/.json files. Repeatable.
+    /// Reloaded when they change; an invalid document is reported and the configuration in force stays.
+    #[arg(long = "config", short = 'f', value_name = "PATH", required = true)]
+    pub config: Vec<PathBuf>,
+
+    /// How often the configuration files are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+
+    /// The mesh's trust domain.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+
+    /// Another trust domain whose identities are the mesh's own (Istio's trustDomainAliases). Repeatable.
+    #[arg(long = "trust-domain-alias", value_name = "DOMAIN")]
+    pub trust_domain_aliases: Vec<String>,
+
+    /// Istio's plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) to issue workload
+    /// certificates from. Without it a root is generated at start.
+    #[arg(long, value_name = "DIR", conflicts_with = "write_ca")]
+    pub ca_dir: Option<PathBuf>,
+
+    /// With a generated root: write it to DIR in the plug-in layout, for other proxies to load with --ca-dir.
+    #[arg(long, value_name = "DIR")]
+    pub write_ca: Option<PathBuf>,
+
+    /// The lifetime of workload certificates; they are renewed at half of it.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub cert_ttl: Duration,
+
+    /// Admin endpoint (config dump and views).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
+    pub admin_addr: SocketAddr,
+
+    /// Prometheus metrics (`/metrics` and `/stats/prometheus`).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15020")]
+    pub metrics_addr: SocketAddr,
+
+    /// Readiness (`/healthz/ready`).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15021")]
+    pub readiness_addr: SocketAddr,
+
+    /// Log format (RUST_LOG filters, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// On SIGTERM, how long connections in flight may take to finish before they are closed.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl CommonArgs {
+    /// The trust domain, checked.
+    pub fn trust_domain(&self) -> Result<TrustDomain, String> {
+        TrustDomain::new(&self.trust_domain).map_err(|e| format!("--trust-domain {:?}: {e}", self.trust_domain))
+    }
+
+    /// The trust domains accepted from peers: the mesh's own and its aliases.
+    pub fn accepted_trust_domains(&self) -> Result<Vec<TrustDomain>, String> {
+        let mut all = vec![self.trust_domain()?];
+        for alias in &self.trust_domain_aliases {
+            all.push(TrustDomain::new(alias).map_err(|e| format!("--trust-domain-alias {alias:?}: {e}"))?);
+        }
+        Ok(all)
+    }
+
+    /// Where the CA comes from.
+    pub fn ca_source(&self) -> CaSource {
+        match &self.ca_dir {
+            Some(dir) => CaSource::Dir(dir.clone()),
+            None => CaSource::Generate { write_to: self.write_ca.clone() },
+        }
+    }
+
+    /// The mesh configuration: the trust domain and its aliases.
+    pub fn mesh_config(&self) -> MeshConfig {
+        MeshConfig {
+            trust_domain: self.trust_domain.clone(),
+            trust_domain_aliases: self.trust_domain_aliases.clone(),
+            ..MeshConfig::default()
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `10m`, `24h` (or plain seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 500ms, 5s, 10m or 24h"))?;
+    let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
+    let d = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        _ => None,
+    };
+    d.ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 5s, 10m or 24h"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_their_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! A small HTTP/1.1 server for the operational endpoints: admin (15000), Prometheus metrics (15020) and
+//! readiness (15021). Each route is a function of the query string returning a [`Reply`].
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tracing::debug;
+
+use crate::shutdown::Shutdown;
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+}
+
+impl Reply {
+    /// `200` with a JSON body.
+    pub fn json(value: &impl Serialize) -> Self {
+        match serde_json::to_vec_pretty(value) {
+            Ok(body) => Reply { status: StatusCode::OK, content_type: "application/json", body: body.into() },
+            Err(e) => Reply::status(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+
+    /// `200` with a plain-text body.
+    pub fn text(body: impl Into<String>) -> Self {
+        Reply { status: StatusCode::OK, content_type: "text/plain; charset=utf-8", body: body.into().into() }
+    }
+
+    /// `200` with a body of the given content type.
+    pub fn with_type(content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        Reply { status: StatusCode::OK, content_type, body: body.into() }
+    }
+
+    /// A status with a plain-text body.
+    pub fn status(status: StatusCode, body: impl Into<String>) -> Self {
+        Reply { status, ..Reply::text(body) }
+    }
+}
+
+type Route = Box<dyn Fn(&str) -> Reply + Send + Sync>;
+
+/// GET routes by path.
+#[derive(Default)]
+pub struct Routes {
+    routes: BTreeMap<&'static str, (&'static str, Route)>,
+}
+
+impl Routes {
+    /// No routes.
+    pub fn new() -> Self {
+        Routes::default()
+    }
+
+    /// Serves `path` with `route` (given the query string), described by `help` on the index page.
+    pub fn get(
+        mut self,
+        path: &'static str,
+        help: &'static str,
+        route: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        self.routes.insert(path, (help, Box::new(route)));
+        self
+    }
+
+    fn answer(&self, method: &Method, path: &str, query: &str) -> Reply {
+        if method != Method::GET && method != Method::HEAD {
+            return Reply::status(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+        }
+        match self.routes.get(path) {
+            Some((_, route)) => route(query),
+            None if path == "/" => {
+                let mut index = String::new();
+                for (path, (help, _)) in &self.routes {
+                    index.push_str(&format!("{path:<24} {help}\n"));
+                }
+                Reply::text(index)
+            }
+            None => Reply::status(StatusCode::NOT_FOUND, format!("no such page: {path} (see /)\n")),
+        }
+    }
+}
+
+/// Serves `routes` on `listener` until shutdown.
+pub async fn serve(listener: TcpListener, routes: Routes, shutdown: Shutdown) {
+    let routes = Arc::new(routes);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = shutdown.wait() => return,
+        };
+        let routes = Arc::clone(&routes);
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let reply = routes.answer(request.method(), request.uri().path(), request.uri().query().unwrap_or(""));
+                async move { Ok::<_, Infallible>(respond(reply)) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    if let Ok(value) = header::HeaderValue::from_str(reply.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// A query parameter's value (`a=b&c=d`), undecoded.
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| pair.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_answer_by_path_and_list_themselves() {
+        let routes = Routes::new().get("/ready", "readiness", |_| Reply::text("ok"));
+        assert_eq!(routes.answer(&Method::GET, "/ready", "").body, Bytes::from("ok"));
+        assert_eq!(routes.answer(&Method::GET, "/nope", "").status, StatusCode::NOT_FOUND);
+        assert_eq!(routes.answer(&Method::POST, "/ready", "").status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(String::from_utf8_lossy(&routes.answer(&Method::GET, "/", "").body).contains("/ready"));
+        assert_eq!(query_param("a=1&format=json", "format"), Some("json"));
+    }
+}

@@ -1,0 +1,31 @@
+//! What the reference proxies `mesh-ztunnel` and `mesh-waypoint` share, so that each binary is only its
+//! listeners and its calls into the libraries:
+//!
+//! - [`source`]: where configuration comes from. [`source::ConfigSource`] is the one interface a source
+//!   implements (files and directories today, a Kubernetes API watcher next); it sends the whole set of
+//!   documents at start and after every change.
+//! - [`state`]: the [`Mesh`](mesh_policy::Mesh) behind a lock, the current [`Snapshot`](mesh_policy::Snapshot)
+//!   published to every task, and the outcome of the last reload. An invalid document is reported (file,
+//!   document, field) and the last good configuration stays in force.
+//! - [`ca`]: the CA certificates are issued from: Istio's plug-in files, or a root generated at start and
+//!   written where the operator asks. [`rotation`] renews certificates on schedule.
+//! - [`http`]: the small HTTP/1 server the admin (15000), metrics (15020) and readiness (15021) endpoints run on.
+//! - [`listen`]: binding listeners with errors an operator can act on (a port in use, an address not on the
+//!   machine).
+//! - [`shutdown`]: SIGTERM and SIGINT as a drain signal with a deadline. [`logging`]: structured logs.
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod ca;
+pub mod http;
+pub mod listen;
+pub mod logging;
+pub mod rotation;
+pub mod shutdown;
+pub mod source;
+pub mod state;
+
+/// Seconds since the Unix epoch, the `now` the libraries take.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,152 @@
+//! The configuration in force: a [`Mesh`] behind a lock, its current [`Snapshot`] published on a watch channel
+//! (every task holds an `Arc` and never waits for a reload), and the outcome of the last reload for the admin
+//! view.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use mesh_policy::{Mesh, MeshConfig, Snapshot, Source};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::source::{ConfigUpdate, Document};
+
+/// The outcome of the last reload, as the admin view shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStatus {
+    /// The generation of the snapshot in force.
+    pub generation: u64,
+    /// Reloads applied.
+    pub applied: u64,
+    /// Reloads refused (the configuration in force was kept).
+    pub rejected: u64,
+    /// Why the last reload was refused, if it was: one entry per invalid document or unreadable file.
+    pub last_errors: Vec<String>,
+    /// Warnings of the configuration in force.
+    pub warnings: Vec<String>,
+}
+
+/// The mesh configuration of a proxy. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct MeshState {
+    mesh: Mutex<Mesh>,
+    current: watch::Sender<Arc<Snapshot>>,
+    status: Mutex<ReloadStatus>,
+}
+
+impl MeshState {
+    /// An empty configuration with `config`.
+    pub fn new(config: MeshConfig) -> Self {
+        let mesh = Mesh::new(config);
+        let (current, _) = watch::channel(mesh.snapshot());
+        MeshState { mesh: Mutex::new(mesh), current, status: Mutex::default() }
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.current.borrow())
+    }
+
+    /// Notified of every new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.current.subscribe()
+    }
+
+    /// The outcome of the last reload.
+    pub fn status(&self) -> ReloadStatus {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the whole configuration with `documents`, or, if any is invalid, keeps the configuration in
+    /// force and returns every error (file, document, field).
+    pub fn apply(&self, documents: &[Document]) -> Result<Arc<Snapshot>, Vec<String>> {
+        let sources: Vec<Source<'_>> = documents.iter().map(|d| Source { name: &d.name, text: &d.text }).collect();
+        let mut mesh = self.mesh.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = mesh.replace_all(&sources);
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(report) => {
+                let snapshot = mesh.snapshot();
+                status.generation = snapshot.generation();
+                status.applied += 1;
+                status.last_errors.clear();
+                status.warnings = report.warnings.iter().map(ToString::to_string).collect();
+                for warning in &report.warnings {
+                    warn!(%warning, "configuration warning");
+                }
+                info!(generation = snapshot.generation(), resources = snapshot.len(), "configuration applied");
+                self.current.send_replace(Arc::clone(&snapshot));
+                Ok(snapshot)
+            }
+            Err(e) => {
+                status.rejected += 1;
+                status.last_errors = e.0.iter().map(ToString::to_string).collect();
+                for invalid in &e.0 {
+                    error!(error = %invalid, "invalid configuration; the configuration in force is kept");
+                }
+                Err(status.last_errors.clone())
+            }
+        }
+    }
+
+    /// Records a source that could not be read; the configuration in force is kept.
+    pub fn unreadable(&self, why: &str) {
+        error!(error = %why, "configuration unreadable; the configuration in force is kept");
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.rejected += 1;
+        status.last_errors = vec![why.to_owned()];
+    }
+
+    /// Runs `change` on the mesh (to supply a JWKS, say) and publishes the resulting snapshot.
+    pub fn update<T>(&self, change: impl FnOnce(&mut Mesh) -> T) -> T {
+        let mut mesh = self.mesh.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = change(&mut mesh);
+        self.current.send_replace(mesh.snapshot());
+        out
+    }
+
+    /// Applies each update from `updates` until the channel closes.
+    pub async fn follow(self: Arc<Self>, mut updates: mpsc::Receiver<ConfigUpdate>) {
+        while let Some(update) = updates.recv().await {
+            match update {
+                Ok(documents) => {
+                    let _ = self.apply(&documents);
+                }
+                Err(e) => self.unreadable(&e.to_string()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DENY_ALL: &str =
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: deny, namespace: a}\nspec: {}\n";
+
+    #[test]
+    fn an_invalid_document_keeps_the_configuration_in_force_and_names_the_file() {
+        let state = MeshState::new(MeshConfig::default());
+        let good = [Document { name: "good.yaml".into(), text: DENY_ALL.into() }];
+        let applied = state.apply(&good).map(|s| s.generation());
+        assert!(applied.is_ok());
+        let before = state.snapshot().generation();
+        let bad = [Document { name: "bad.yaml".into(), text: DENY_ALL.replace("spec: {}", "spec: {action: MAYBE}") }];
+        let errors = state.apply(&bad).err().unwrap_or_default();
+        assert!(errors.iter().any(|e| e.contains("bad.yaml") && e.contains("action")), "{errors:?}");
+        assert_eq!(state.snapshot().generation(), before);
+        assert_eq!(state.snapshot().len(), 1);
+        let status = state.status();
+        assert_eq!((status.applied, status.rejected), (1, 1));
+    }
+
+    #[test]
+    fn subscribers_see_each_new_snapshot() {
+        let state = MeshState::new(MeshConfig::default());
+        let mut rx = state.subscribe();
+        let _ = state.apply(&[Document { name: "p.yaml".into(), text: DENY_ALL.into() }]);
+        assert!(rx.has_changed().unwrap_or(false));
+        assert_eq!(rx.borrow_and_update().len(), 1);
+    }
+}
