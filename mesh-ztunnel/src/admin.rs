@@ -1,0 +1,139 @@
+//! The admin endpoint (15000): `/config_dump` (JSON) and tables with the columns of `istioctl ztunnel-config`:
+//! `/workloads`, `/services`, `/policies`, `/certificates`, `/connections`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use mesh_policy::Kind;
+use mesh_policy::cluster::{Cluster, WaypointBinding};
+use mesh_runtime::http::{Reply, Routes};
+use rustls_pki_types::UnixTime;
+use serde_json::json;
+
+use crate::node::Node;
+
+/// The admin routes.
+pub fn routes(node: Arc<Node>) -> Routes {
+    let (n1, n2, n3, n4, n5, n6) = (node.clone(), node.clone(), node.clone(), node.clone(), node.clone(), node);
+    Routes::new()
+        .get("/config_dump", "everything, as JSON", move |_| Reply::json(&config_dump(&n1)))
+        .get("/workloads", "NAMESPACE POD NAME ADDRESS NODE WAYPOINT PROTOCOL", move |_| Reply::text(workloads(&n2)))
+        .get("/services", "NAMESPACE SERVICE NAME SERVICE VIP WAYPOINT ENDPOINTS", move |_| Reply::text(services(&n3)))
+        .get("/policies", "the security resources in force", move |_| Reply::text(policies(&n4)))
+        .get("/certificates", "the local workloads' certificates", move |_| Reply::text(certificates(&n5)))
+        .get("/connections", "live inbound connections", move |_| Reply::json(&n6.live.list()))
+}
+
+fn waypoint_column(binding: &WaypointBinding) -> String {
+    binding.waypoint().map_or_else(|| "None".to_owned(), |w| w.name().to_owned())
+}
+
+fn workloads(node: &Node) -> String {
+    let snapshot = node.state.snapshot();
+    let cluster = snapshot.cluster();
+    let mut rows =
+        vec![["NAMESPACE", "POD NAME", "ADDRESS", "NODE", "WAYPOINT", "PROTOCOL"].map(String::from).to_vec()];
+    for (_, w) in cluster.workloads() {
+        rows.push(vec![
+            w.namespace().to_owned(),
+            w.id.name().to_owned(),
+            w.ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            w.node.clone().unwrap_or_default(),
+            waypoint_column(&w.waypoint),
+            if w.enrolled || w.gateway.is_some() { "HBONE" } else { "TCP" }.to_owned(),
+        ]);
+    }
+    table(&rows)
+}
+
+fn services(node: &Node) -> String {
+    let snapshot = node.state.snapshot();
+    let cluster: &Cluster = snapshot.cluster();
+    let mut rows =
+        vec![["NAMESPACE", "SERVICE NAME", "SERVICE VIP", "WAYPOINT", "ENDPOINTS"].map(String::from).to_vec()];
+    for (_, s) in cluster.services() {
+        rows.push(vec![
+            s.id.namespace().to_owned(),
+            s.id.name().to_owned(),
+            s.vips.iter().map(|v| v.addr().to_string()).collect::<Vec<_>>().join(","),
+            waypoint_column(&s.waypoint),
+            format!("{}/{}", s.endpoints.len(), s.endpoints.len()),
+        ]);
+    }
+    table(&rows)
+}
+
+fn policies(node: &Node) -> String {
+    let snapshot = node.state.snapshot();
+    let mut rows = vec![["KIND", "NAMESPACE", "NAME"].map(String::from).to_vec()];
+    let security = [Kind::AuthorizationPolicy, Kind::PeerAuthentication, Kind::RequestAuthentication];
+    for id in snapshot.resources().filter(|id| security.contains(&id.kind())) {
+        rows.push(vec![id.kind().to_string(), id.namespace().to_owned(), id.name().to_owned()]);
+    }
+    table(&rows)
+}
+
+fn certificates(node: &Node) -> String {
+    let now = UnixTime::now();
+    let mut rows =
+        vec![["CERTIFICATE NAME", "TYPE", "STATUS", "VALID CERT", "NOT AFTER", "RENEW AT"].map(String::from).to_vec()];
+    rows.push(vec![
+        "ROOTCA".into(),
+        "CA".into(),
+        "Available".into(),
+        "true".into(),
+        node.ca.not_after().as_secs().to_string(),
+        "-".into(),
+    ]);
+    for id in node.store.identities() {
+        let Some(cert) = node.store.get(&id) else { continue };
+        rows.push(vec![
+            id.to_string(),
+            "Leaf".into(),
+            if cert.is_usable(now) { "Available" } else { "Expired" }.into(),
+            cert.is_usable(now).to_string(),
+            cert.not_after().as_secs().to_string(),
+            cert.schedule().renew_at().as_secs().to_string(),
+        ]);
+    }
+    table(&rows)
+}
+
+fn config_dump(node: &Node) -> serde_json::Value {
+    let snapshot = node.state.snapshot();
+    let cluster = snapshot.cluster();
+    let local: Vec<_> = cluster
+        .workloads()
+        .filter(|(_, w)| node.is_local(w))
+        .map(|(_, w)| json!({"workload": w.id.to_string(), "ips": w.ips, "identity": format!("spiffe://{}", w.principal)}))
+        .collect();
+    let certificates: Vec<_> = node
+        .store
+        .identities()
+        .iter()
+        .filter_map(|id| node.store.get(id).map(|c| json!({"identity": id.to_string(), "notAfter": c.not_after().as_secs(), "renewAt": c.schedule().renew_at().as_secs()})))
+        .collect();
+    json!({
+        "node": node.name,
+        "ready": node.is_ready(),
+        "generation": snapshot.generation(),
+        "reload": node.state.status(),
+        "localWorkloads": local,
+        "resources": snapshot.resources().map(ToString::to_string).collect::<Vec<_>>(),
+        "certificates": certificates,
+        "connections": node.live.list(),
+    })
+}
+
+/// Left-aligned columns, as istioctl prints them.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| rows.iter().map(|r| r.get(c).map_or(0, String::len)).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let _ = writeln!(out, "{}", line.join(" ").trim_end());
+    }
+    out
+}

@@ -1,0 +1,61 @@
+//! The command line.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use mesh_runtime::args::CommonArgs;
+
+/// mesh-ztunnel: the per-node L4 proxy of an ambient mesh.
+///
+/// Every enrolled Pod of this node (`spec.nodeName` = --node) gets a SPIFFE identity and a certificate from
+/// the CA, mTLS over HBONE to and from other node proxies and waypoints, and L4 AuthorizationPolicy at its
+/// inbound. Configuration is the Kubernetes YAML named with --config, reloaded when it changes.
+///
+/// Outbound traffic arrives by SOCKS5 (--socks5-addr; the source workload is the client's source IP) or
+/// redirected by iptables (--outbound-addr, original destination from SO_ORIGINAL_DST). Inbound HBONE arrives
+/// on --inbound-addr, plaintext redirected by iptables on --inbound-plaintext-addr (PeerAuthentication
+/// applies). With --listen-on-workload-ips, inbound listeners are bound on each local Pod's IP instead (several
+/// node proxies on one machine, each Pod on its own 127.0.0.x address).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mesh-ztunnel", version, about, long_about)]
+pub struct Args {
+    /// This node's name: Pods with this spec.nodeName are local.
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node: String,
+
+    /// SOCKS5 outbound listener (CONNECT, no authentication).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15080")]
+    pub socks5_addr: SocketAddr,
+
+    /// Outbound listener for connections redirected by iptables (REDIRECT or TPROXY).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15001")]
+    pub outbound_addr: SocketAddr,
+
+    /// Inbound HBONE (mTLS HTTP/2 CONNECT).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15008")]
+    pub inbound_addr: SocketAddr,
+
+    /// Inbound plaintext redirected by iptables (subject to PeerAuthentication).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15006")]
+    pub inbound_plaintext_addr: SocketAddr,
+
+    /// Bind inbound HBONE (and plaintext) on each local Pod's IP, with the ports of --inbound-addr and
+    /// --inbound-plaintext-addr, as ztunnel's in-pod mode listens inside each Pod's network namespace.
+    #[arg(long)]
+    pub listen_on_workload_ips: bool,
+
+    /// Disable an outbound listener: socks5, outbound or plaintext. Repeatable.
+    #[arg(long = "disable", value_name = "LISTENER", value_parser = ["socks5", "outbound", "plaintext"])]
+    pub disabled: Vec<String>,
+
+    /// Configuration, identity, operational endpoints, logs and drain (shared with mesh-waypoint).
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl Args {
+    /// Whether a listener is on.
+    pub fn enabled(&self, listener: &str) -> bool {
+        !self.disabled.iter().any(|d| d == listener)
+    }
+}

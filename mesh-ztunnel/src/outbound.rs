@@ -1,0 +1,282 @@
+//! Outbound: a local workload's connection, from SOCKS5 or iptables capture, to where the cluster model says
+//! it goes. The destination is resolved (Service VIP, host name, Pod IP) and routed: through the
+//! destination's waypoint when it has one for that kind of address, else to an endpoint's node proxy, over an
+//! HBONE tunnel opened with the source workload's identity. Destinations outside the mesh get plain TCP.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_hbone::Forwarded;
+use mesh_hbone::transport::{Destination, HboneStream, connect_tcp, relay};
+use mesh_hbone::{ConnectRequest, HboneAddress};
+use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
+use mesh_policy::cluster::{Cluster, ResolveError, Resolved, Workload};
+use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
+use tokio::net::TcpStream;
+use tracing::info;
+
+use crate::metrics::{Peers, ResponseFlags};
+use crate::node::{Node, side};
+
+/// What the client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dialled {
+    /// An address.
+    Addr(SocketAddr),
+    /// A host name and port (SOCKS5 with a domain name).
+    Host(String, u16),
+}
+
+impl std::fmt::Display for Dialled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dialled::Addr(a) => write!(f, "{a}"),
+            Dialled::Host(h, p) => write!(f, "{h}:{p}"),
+        }
+    }
+}
+
+/// Why an outbound connection was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// The client is not a local workload in the mesh.
+    #[error("source {0} is not a workload of this node in the mesh")]
+    UnknownSource(IpAddr),
+    /// The destination cannot be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The peer proxy refused the tunnel (policy: 401, or unavailable: 503).
+    #[error("refused by {peer}: {reason}")]
+    Refused {
+        /// Which proxy.
+        peer: String,
+        /// What it answered.
+        reason: String,
+        /// Whether it was a policy denial.
+        denied: bool,
+    },
+}
+
+/// How an outbound connection failed, as the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Policy denied it (the source is unknown, or the peer answered 401).
+    Denied,
+    /// The peer proxy refused it for another reason.
+    Refused,
+    /// The destination cannot be reached.
+    Unreachable,
+}
+
+impl OutboundError {
+    /// The failure, as the client is told.
+    pub fn failure(&self) -> Failure {
+        match self {
+            OutboundError::Refused { denied: true, .. } | OutboundError::UnknownSource(_) => Failure::Denied,
+            OutboundError::Refused { .. } => Failure::Refused,
+            OutboundError::Unreachable(_) => Failure::Unreachable,
+        }
+    }
+}
+
+/// Makes dropping `stream` send a reset rather than a FIN: a refused connection reads as refused.
+pub fn reset_on_close(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Where the connection goes, decided before any byte is sent.
+enum Plan {
+    /// Through an HBONE tunnel.
+    Hbone { destination: Destination, authority: SocketAddr, via: String, dest_workload: Option<String> },
+    /// Plain TCP (outside the mesh).
+    Passthrough(Dialled),
+}
+
+/// Proxies `client` (a local workload at `source_ip`) to `dialled`. `ready` is called once the upstream
+/// side is open (or with the error), before any byte is relayed: SOCKS5 answers the client then.
+pub async fn proxy<C, F, Fut>(node: Arc<Node>, mut client: C, source_ip: IpAddr, dialled: Dialled, ready: F)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(Result<(), Failure>, C) -> Fut,
+    Fut: Future<Output = Option<C>>,
+{
+    let started = Instant::now();
+    let snapshot = node.state.snapshot();
+    let cluster = snapshot.cluster();
+    let source = node.local_workload(cluster, source_ip).map(|(_, w)| w);
+    let mut peers = Peers { source: side(source, None), mtls: true, ..Peers::default() };
+    let planned = match source {
+        None => Err(OutboundError::UnknownSource(source_ip)),
+        Some(source) => plan(&node, cluster, source, &dialled, &mut peers).await,
+    };
+    let opened = match planned {
+        Ok(Plan::Hbone { destination, authority, via, dest_workload }) => {
+            let source = source.and_then(|w| IstioIdentity::parse_principal(&w.principal).ok());
+            open_tunnel(&node, source.as_ref().map(IstioIdentity::spiffe_id), &destination, authority, source_ip)
+                .await
+                .map(|t| (Upstream::Tunnel(Box::new(t)), via, dest_workload))
+        }
+        Ok(Plan::Passthrough(target)) => {
+            peers.mtls = false;
+            passthrough(&target).await.map(|s| (Upstream::Plain(s), "passthrough".to_owned(), None))
+        }
+        Err(e) => Err(e),
+    };
+    let (mut upstream, via, _) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            let flags = match e.failure() {
+                Failure::Denied => ResponseFlags::Denied,
+                Failure::Refused | Failure::Unreachable => ResponseFlags::ConnectFailure,
+            };
+            let labels = peers.labels("source", flags);
+            node.metrics.opened(&labels);
+            node.metrics.closed(&labels, 0, 0);
+            info!(direction = "outbound", src.addr = %source_ip, src.workload = peers.source.workload.as_deref().unwrap_or("unknown"),
+                dst = %dialled, error = %e, "connection refused");
+            let _ = ready(Err(e.failure()), client).await;
+            return;
+        }
+    };
+    let Some(client_back) = ready(Ok(()), client).await else { return };
+    client = client_back;
+    let labels = peers.labels("source", ResponseFlags::None);
+    node.metrics.opened(&labels);
+    let result = match &mut upstream {
+        Upstream::Tunnel(tunnel) => relay(tunnel, &mut client).await.map(|(from_peer, to_peer)| (to_peer, from_peer)),
+        Upstream::Plain(stream) => copy_bidirectional(&mut client, stream).await,
+    };
+    let (received, sent) = result.as_ref().copied().unwrap_or((0, 0));
+    node.metrics.closed(&labels, received, sent);
+    info!(direction = "outbound", src.addr = %source_ip, src.workload = peers.source.workload.as_deref().unwrap_or("unknown"),
+        dst = %dialled, dst.workload = peers.destination.workload.as_deref().unwrap_or("unknown"), %via,
+        bytes_sent = received, bytes_received = sent, duration_ms = started.elapsed().as_millis() as u64,
+        error = result.err().map(|e| e.to_string()).unwrap_or_default(), "connection closed");
+}
+
+enum Upstream {
+    Tunnel(Box<HboneStream>),
+    Plain(TcpStream),
+}
+
+async fn plan(
+    node: &Node,
+    cluster: &Cluster,
+    source: &Workload,
+    dialled: &Dialled,
+    peers: &mut Peers,
+) -> Result<Plan, OutboundError> {
+    let resolved = match dialled {
+        Dialled::Addr(addr) => cluster.resolve_addr(*addr),
+        Dialled::Host(host, port) => cluster.resolve(&format!("{host}:{port}"), Some(source.namespace())),
+    };
+    let resolved = match resolved {
+        Ok(r) => r,
+        // Not in the model: outside the mesh.
+        Err(ResolveError::UnknownAddress(_) | ResolveError::UnknownHost(_)) => {
+            return Ok(Plan::Passthrough(dialled.clone()));
+        }
+        Err(e) => return Err(OutboundError::Unreachable(e.to_string())),
+    };
+    let route = cluster.route(resolved, Some(source)).map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+    if let Some(s) = route.service {
+        peers.service = Some((
+            s.hosts.first().cloned().unwrap_or_else(|| s.id.name().to_owned()),
+            s.id.name().to_owned(),
+            s.id.namespace().to_owned(),
+        ));
+    }
+    // The address the tunnel is for: what the client dialled, with a host name replaced by the service VIP.
+    let dialled_addr = match (dialled, resolved) {
+        (Dialled::Addr(a), _) => Some(*a),
+        (Dialled::Host(..), Resolved::Service { port, .. }) => {
+            route.service.and_then(|s| s.vips.first()).map(|v| SocketAddr::new(v.addr(), port))
+        }
+        (Dialled::Host(..), _) => None,
+    };
+    if let Some(waypoint) = route.waypoint {
+        let ip = waypoint
+            .workloads
+            .iter()
+            .find_map(|&w| cluster.workload(w)?.ips.first().copied())
+            .or_else(|| waypoint.addresses.first().copied())
+            .ok_or_else(|| OutboundError::Unreachable(format!("waypoint {} has no address", waypoint.id)))?;
+        let authority = match dialled_addr {
+            Some(a) => a,
+            None => route
+                .endpoints
+                .first()
+                .and_then(|&(w, port)| Some(SocketAddr::new(*cluster.workload(w)?.ips.first()?, port)))
+                .ok_or_else(|| {
+                    OutboundError::Unreachable(format!("{dialled} has no address to send to the waypoint"))
+                })?,
+        };
+        peers.destination.principal = Some(format!("spiffe://{}", waypoint.principal));
+        return Ok(Plan::Hbone {
+            destination: Destination {
+                address: SocketAddr::new(ip, node.hbone_port),
+                identities: spiffe(&waypoint.principal),
+            },
+            authority,
+            via: format!("waypoint {}", waypoint.id.qualified()),
+            dest_workload: None,
+        });
+    }
+    if route.endpoints.is_empty() {
+        // A ServiceEntry outside the mesh with no waypoint.
+        return Ok(Plan::Passthrough(dialled.clone()));
+    }
+    let (endpoint, port) = route.endpoints[node.pick(route.endpoints.len())];
+    let w = cluster.workload(endpoint).ok_or_else(|| OutboundError::Unreachable("endpoint vanished".into()))?;
+    let ip = *w.ips.first().ok_or_else(|| OutboundError::Unreachable(format!("{} has no IP", w.id)))?;
+    peers.destination = side(Some(w), None);
+    if !w.enrolled {
+        return Ok(Plan::Passthrough(Dialled::Addr(SocketAddr::new(ip, port))));
+    }
+    Ok(Plan::Hbone {
+        destination: Destination { address: SocketAddr::new(ip, node.hbone_port), identities: spiffe(&w.principal) },
+        authority: SocketAddr::new(ip, port),
+        via: format!("node proxy of {}", w.id),
+        dest_workload: Some(w.id.to_string()),
+    })
+}
+
+fn spiffe(principal: &str) -> Vec<SpiffeId> {
+    IstioIdentity::parse_principal(principal).map(|i| vec![i.spiffe_id().clone()]).unwrap_or_default()
+}
+
+async fn open_tunnel(
+    node: &Node,
+    source: Option<&SpiffeId>,
+    destination: &Destination,
+    authority: SocketAddr,
+    source_ip: IpAddr,
+) -> Result<HboneStream, OutboundError> {
+    let source = source.ok_or(OutboundError::UnknownSource(source_ip))?;
+    let request = ConnectRequest::new(HboneAddress::from(authority)).with_forwarded(Forwarded::for_source(source_ip));
+    match node.client.connect_as(source, destination, request).await {
+        Ok(tunnel) => Ok(tunnel.stream),
+        Err(e) => {
+            let denied = e.refused().is_some_and(|r| r.status == http::StatusCode::UNAUTHORIZED);
+            match e.refused() {
+                Some(_) => {
+                    Err(OutboundError::Refused { peer: destination.address.to_string(), reason: e.to_string(), denied })
+                }
+                None => Err(OutboundError::Unreachable(e.to_string())),
+            }
+        }
+    }
+}
+
+async fn passthrough(target: &Dialled) -> Result<TcpStream, OutboundError> {
+    let addr = match target {
+        Dialled::Addr(a) => *a,
+        Dialled::Host(host, port) => tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| OutboundError::Unreachable(format!("{host} does not resolve")))?,
+    };
+    connect_tcp(addr, None, Duration::from_secs(10)).await.map_err(|e| OutboundError::Unreachable(e.to_string()))
+}

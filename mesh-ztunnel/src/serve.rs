@@ -1,0 +1,240 @@
+//! Startup, the run loop and shutdown: configuration, identity, listeners, then following configuration
+//! changes until SIGTERM, then draining.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use mesh_hbone::transport::{HboneClient, HboneServer, InboundRequest, WorkloadIdentities};
+use mesh_identity::spiffe::{IstioIdentity, TrustDomains};
+use mesh_identity::store::{CertificateStore, StoreOptions};
+use mesh_runtime::http::{Reply, Routes};
+use mesh_runtime::shutdown::{self, Shutdown};
+use mesh_runtime::source::{ConfigSource, FileSource};
+use mesh_runtime::state::MeshState;
+use mesh_runtime::{http, listen, rotation};
+use rustls_pki_types::UnixTime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::args::Args;
+use crate::node::Node;
+use crate::{admin, capture, inbound, plaintext, socks5};
+
+/// Runs the node proxy until SIGTERM or SIGINT, then drains.
+pub async fn run(args: Args) -> Result<(), String> {
+    let common = &args.common;
+    let trust_domain = common.trust_domain()?;
+    let accepted = common.accepted_trust_domains()?;
+
+    // Configuration: read once now (an unreadable or invalid configuration stops the start), then followed.
+    let source = FileSource::new(common.config.clone(), common.reload_interval);
+    let documents = source.load().map_err(|e| format!("configuration: {e}"))?;
+    let state = Arc::new(MeshState::new(common.mesh_config()));
+    state.apply(&documents).map_err(|errors| format!("configuration is invalid:\n  {}", errors.join("\n  ")))?;
+
+    // Identity.
+    let ca = common.ca_source().load(&trust_domain, UnixTime::now()).map_err(|e| e.to_string())?;
+    let domains = TrustDomains::new(trust_domain.clone(), accepted[1..].iter().cloned());
+    let store = CertificateStore::with_options(
+        [ca.trust_bundle().clone()].into_iter().collect(),
+        StoreOptions { workload_ttl: common.cert_ttl, ..StoreOptions::default() },
+    );
+    store.replace_mesh_bundle(&domains, ca.trust_bundle().clone());
+    let identities = WorkloadIdentities::new(store.clone(), accepted.clone()).map_err(|e| e.to_string())?;
+    let own = IstioIdentity::new(&trust_domain, "istio-system", "ztunnel").map_err(|e| e.to_string())?;
+    let client = HboneClient::from_store(store.clone(), own.spiffe_id().clone());
+    let node = Arc::new(Node::new(
+        args.node.clone(),
+        Arc::clone(&state),
+        store.clone(),
+        Arc::new(ca),
+        identities.clone(),
+        client,
+        args.inbound_addr.port(),
+    ));
+    let local = node.sync(&state.snapshot());
+    if local.is_empty() {
+        warn!(node = %args.node, "no enrolled Pod of the configuration runs on this node (spec.nodeName)");
+    }
+
+    let (trigger, down) = shutdown::channel();
+    let mut tasks = JoinSet::new();
+
+    // Operational endpoints.
+    let admin = listen::bind("admin", common.admin_addr, "--admin-addr").await.map_err(|e| e.to_string())?;
+    let metrics = listen::bind("metrics", common.metrics_addr, "--metrics-addr").await.map_err(|e| e.to_string())?;
+    let readiness =
+        listen::bind("readiness", common.readiness_addr, "--readiness-addr").await.map_err(|e| e.to_string())?;
+    tasks.spawn(http::serve(admin, admin::routes(Arc::clone(&node)), down.clone()));
+    let n = Arc::clone(&node);
+    let metrics_routes = Routes::new()
+        .get("/metrics", "Prometheus metrics", {
+            let n = Arc::clone(&n);
+            move |_| Reply::with_type("application/openmetrics-text; version=1.0.0; charset=utf-8", n.metrics.encode())
+        })
+        .get("/stats/prometheus", "Prometheus metrics", move |_| {
+            Reply::with_type("application/openmetrics-text; version=1.0.0; charset=utf-8", n.metrics.encode())
+        });
+    tasks.spawn(http::serve(metrics, metrics_routes, down.clone()));
+    let n = Arc::clone(&node);
+    let ready_routes = Routes::new().get("/healthz/ready", "200 once serving", move |_| {
+        if n.is_ready() { Reply::text("ready\n") } else { Reply::status(http_status(503), "not ready\n") }
+    });
+    tasks.spawn(http::serve(readiness, ready_routes, down.clone()));
+
+    // Outbound listeners.
+    if args.enabled("socks5") {
+        let l = listen::bind("SOCKS5", args.socks5_addr, "--socks5-addr").await.map_err(|e| e.to_string())?;
+        tasks.spawn(socks5::serve(Arc::clone(&node), l, down.clone()));
+    }
+    if args.enabled("outbound") {
+        let l = listen::bind("outbound", args.outbound_addr, "--outbound-addr").await.map_err(|e| e.to_string())?;
+        tasks.spawn(capture::serve(Arc::clone(&node), l, down.clone()));
+    }
+
+    // Inbound listeners: one shared address, or one per local workload IP.
+    let server = HboneServer::with_identity(identities).with_tunnels(node.inbound_tunnels.clone());
+    let mut inbound =
+        Inbound { node: Arc::clone(&node), server, args: args.clone(), down: down.clone(), bound: HashMap::new() };
+    if args.listen_on_workload_ips {
+        inbound.sync(&local).await;
+    } else {
+        inbound.bind(None).await?;
+    }
+
+    // Configuration changes: reload, then bring certificates, listeners and live connections in line.
+    let (updates_tx, updates_rx) = mpsc::channel(4);
+    info!(source = %source.describe(), "following configuration");
+    tasks.spawn(Box::new(source).run(updates_tx));
+    tasks.spawn(Arc::clone(&state).follow(updates_rx));
+    let mut snapshots = state.subscribe();
+    snapshots.mark_unchanged();
+    tasks.spawn(rotation::run(store, Arc::clone(&node.ca), down.clone()));
+
+    node.ready.store(true, Ordering::Relaxed);
+    info!(node = %args.node, workloads = local.len(), "ready");
+
+    let mut signal = tokio::spawn(trigger.on_signal());
+    loop {
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() { break; }
+                let snapshot = snapshots.borrow_and_update().clone();
+                let local = node.sync(&snapshot);
+                if args.listen_on_workload_ips {
+                    inbound.sync(&local).await;
+                }
+                let closed = node.live.enforce(&node, &snapshot);
+                info!(generation = snapshot.generation(), workloads = local.len(), closed, "configuration in force");
+            }
+            _ = &mut signal => break,
+        }
+    }
+    node.ready.store(false, Ordering::Relaxed);
+    info!(timeout = ?common.drain_timeout, "draining");
+    let drained = tokio::time::timeout(common.drain_timeout + std::time::Duration::from_secs(1), inbound.drain()).await;
+    if drained.is_err() {
+        warn!("drain deadline passed; closing what is left");
+    }
+    tasks.abort_all();
+    info!("stopped");
+    Ok(())
+}
+
+fn http_status(code: u16) -> ::http::StatusCode {
+    ::http::StatusCode::from_u16(code).unwrap_or(::http::StatusCode::SERVICE_UNAVAILABLE)
+}
+
+/// The inbound listeners, bound once or per local workload IP.
+struct Inbound {
+    node: Arc<Node>,
+    server: HboneServer,
+    args: Args,
+    down: Shutdown,
+    /// Per bound IP (`None`: the shared address): the listeners' stop signal and tasks.
+    bound: HashMap<Option<IpAddr>, (watch::Sender<bool>, JoinSet<()>)>,
+}
+
+impl Inbound {
+    /// Binds HBONE and plaintext on `ip` (the configured addresses' ports), or on the configured addresses.
+    async fn bind(&mut self, ip: Option<IpAddr>) -> Result<(), String> {
+        let at = |addr: SocketAddr| ip.map_or(addr, |ip| SocketAddr::new(ip, addr.port()));
+        let hbone = listen::bind("inbound HBONE", at(self.args.inbound_addr), "--inbound-addr")
+            .await
+            .map_err(|e| e.to_string())?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut set = JoinSet::new();
+        let server = self.server.clone();
+        let node = Arc::clone(&self.node);
+        let down = self.down.clone();
+        let drain = self.args.common.drain_timeout;
+        let mut stop = stop_rx.clone();
+        set.spawn(async move {
+            let handler = move |request: InboundRequest| inbound::handle(Arc::clone(&node), request);
+            let until = async move {
+                tokio::select! {
+                    () = down.wait() => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+            };
+            if let Err(e) = server.serve_until(hbone, handler, until, drain).await {
+                warn!(error = %e, "inbound HBONE listener failed");
+            }
+        });
+        if self.args.enabled("plaintext") {
+            let plain =
+                listen::bind("inbound plaintext", at(self.args.inbound_plaintext_addr), "--inbound-plaintext-addr")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let node = Arc::clone(&self.node);
+            let (plain_down_tx, plain_down) = shutdown::channel();
+            let down = self.down.clone();
+            let mut stop = stop_rx;
+            set.spawn(async move {
+                tokio::select! {
+                    () = plaintext::serve(node, plain, plain_down) => {}
+                    () = async {
+                        tokio::select! {
+                            () = down.wait() => {}
+                            _ = stop.wait_for(|s| *s) => {}
+                        }
+                        plain_down_tx.trigger();
+                        std::future::pending::<()>().await
+                    } => {}
+                }
+            });
+        }
+        self.bound.insert(ip, (stop_tx, set));
+        Ok(())
+    }
+
+    /// Binds listeners for new local IPs and stops those of IPs no longer local.
+    async fn sync(&mut self, local: &std::collections::BTreeSet<IpAddr>) {
+        let gone: Vec<Option<IpAddr>> =
+            self.bound.keys().filter(|ip| !ip.is_some_and(|ip| local.contains(&ip))).copied().collect();
+        for ip in gone {
+            if let Some((stop, _set)) = self.bound.remove(&ip) {
+                stop.send_replace(true);
+                info!(ip = ?ip, "inbound listeners closed: no local workload has the address");
+            }
+        }
+        for ip in local {
+            if !self.bound.contains_key(&Some(*ip)) {
+                match self.bind(Some(*ip)).await {
+                    Ok(()) => info!(%ip, "inbound listeners bound for workload"),
+                    Err(e) => warn!(%ip, error = %e, "cannot bind inbound listeners for workload"),
+                }
+            }
+        }
+    }
+
+    /// Waits for every listener to drain.
+    async fn drain(&mut self) {
+        for (_, (_, mut set)) in self.bound.drain() {
+            while set.join_next().await.is_some() {}
+        }
+    }
+}
