@@ -1,0 +1,270 @@
+//! Two node proxies on loopback, as processes: Pods are addresses of 127.<block>.0.0/16 with backends standing
+//! in for them, clients connect through SOCKS5 from their Pod's address.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Block, Result, Setup, To, backend, closed_within, echo, read_text, socks5};
+
+/// The cluster: `payments` in ambient mode; accounts and probe on node-a, ledger on node-b behind a Service.
+fn cluster(b: Block) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: payments, labels: {{istio.io/dataplane-mode: ambient}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: accounts-0, namespace: payments, labels: {{app: accounts}}}}
+spec: {{serviceAccountName: accounts, nodeName: node-a}}
+status: {{phase: Running, podIP: {accounts}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: probe, namespace: payments, labels: {{run: probe}}}}
+spec: {{serviceAccountName: probe, nodeName: node-a}}
+status: {{phase: Running, podIP: {probe}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: ledger-0, namespace: payments, labels: {{app: ledger}}}}
+spec:
+  serviceAccountName: ledger
+  nodeName: node-b
+  containers: [{{name: ledger, ports: [{{name: http, containerPort: 8080}}]}}]
+status: {{phase: Running, podIP: {ledger}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ledger, namespace: payments}}
+spec:
+  clusterIP: {vip}
+  selector: {{app: ledger}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+"#,
+        accounts = b.ip(1, 10),
+        probe = b.ip(1, 40),
+        ledger = b.ip(2, 20),
+        vip = b.ip(100, 20),
+    )
+}
+
+fn allow(principal: &str) -> String {
+    format!(
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ledger-allow, namespace: payments}}
+spec:
+  selector: {{matchLabels: {{app: ledger}}}}
+  action: ALLOW
+  rules: [{{from: [{{source: {{principals: ["{principal}"]}}}}], to: [{{operation: {{ports: ["8080"]}}}}]}}]
+"#
+    )
+}
+
+const ACCOUNTS: &str = "cluster.local/ns/payments/sa/accounts";
+
+fn setup(block: u8) -> Result<(Setup, support::NodeProxy, support::NodeProxy)> {
+    let b = Block(block);
+    let setup = Setup::new(block, &cluster(b))?;
+    setup.write_config("policies.yaml", &allow(ACCOUNTS))?;
+    backend(SocketAddr::new(b.ip(2, 20), 8080), "ledger\n")?;
+    let a = setup.node("node-a", 1, &[])?;
+    let node_b = setup.node("node-b", 2, &[])?;
+    Ok((setup, a, node_b))
+}
+
+#[test]
+fn allowed_denied_by_l4_policy_and_outside_the_mesh() -> Result {
+    let (setup, a, node_b) = setup(31)?;
+    let b = setup.block;
+
+    // accounts → the ledger Service, by name and by VIP: mTLS to node-b, allowed by the ledger's policy.
+    let mut by_name = socks5(a.socks5(), b.ip(1, 10), To::Host("ledger.payments.svc.cluster.local", 80))?
+        .map_err(|code| format!("refused with {code}; node-a log:\n{}", a.log_text()))?;
+    assert_eq!(read_text(&mut by_name, 7)?, "ledger\n");
+    assert_eq!(echo(&mut by_name, "debit 10")?, "debit 10");
+    let mut by_vip = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut by_vip, 7)?, "ledger\n");
+    drop(by_vip);
+    drop(by_name);
+
+    // probe → ledger: denied at node-b's inbound (401), refused to the client ("not allowed by ruleset").
+    let denied = socks5(a.socks5(), b.ip(1, 40), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+    assert_eq!(denied.err(), Some(2), "the probe must be refused by L4 policy");
+
+    // A source that is no workload of node-a is refused too.
+    let stranger = socks5(a.socks5(), b.ip(1, 99), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+    assert_eq!(stranger.err(), Some(2));
+
+    // Outside the mesh: plain TCP passthrough.
+    backend(SocketAddr::new(b.ip(5, 5), 9000), "outside\n")?;
+    let mut outside = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(5, 5), 9000)))?
+        .map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut outside, 8)?, "outside\n");
+    drop(outside);
+
+    // The operational views.
+    let workloads = a.admin("/workloads")?;
+    assert!(workloads.starts_with("NAMESPACE POD NAME"), "{workloads}");
+    assert!(
+        workloads.lines().any(|l| l.contains("ledger-0") && l.contains("node-b") && l.ends_with("HBONE")),
+        "{workloads}"
+    );
+    let certificates = node_b.admin("/certificates")?;
+    assert!(certificates.contains("spiffe://cluster.local/ns/payments/sa/ledger"), "{certificates}");
+    assert!(!certificates.contains("sa/accounts"), "node-b holds only its own workloads' certificates");
+    std::thread::sleep(Duration::from_millis(200));
+    let inbound = node_b.metrics()?;
+    let allowed = inbound.lines().find(|l| {
+        l.starts_with("istio_tcp_connections_opened_total{reporter=\"destination\"")
+            && l.contains("source_principal=\"spiffe://cluster.local/ns/payments/sa/accounts\"")
+            && l.contains("destination_workload=\"ledger-0\"")
+            && l.contains("response_flags=\"-\"")
+    });
+    assert!(allowed.is_some_and(|l| l.ends_with(" 2")), "{inbound}");
+    assert!(inbound.lines().any(|l| l.contains("sa/probe") && l.contains("response_flags=\"DENY\"")), "{inbound}");
+    let outbound = a.metrics()?;
+    assert!(
+        outbound.contains("istio_tcp_sent_bytes_total{reporter=\"source\",source_workload=\"accounts-0\""),
+        "{outbound}"
+    );
+    // The denial is in node-b's access log with its reason.
+    let log = node_b.log_text();
+    assert!(log.lines().any(|l| l.contains("connection denied") && l.contains("sa/probe")), "{log}");
+    Ok(())
+}
+
+#[test]
+fn a_reload_that_tightens_policy_closes_a_live_connection_and_a_broken_file_changes_nothing() -> Result {
+    let (setup, a, node_b) = setup(32)?;
+    let b = setup.block;
+    let ledger = To::Addr(SocketAddr::new(b.ip(100, 20), 80));
+    let mut live = socks5(a.socks5(), b.ip(1, 10), ledger)?.map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut live, 7)?, "ledger\n");
+
+    // A broken file: refused, the policy in force stays, the live connection too.
+    let before = node_b.generation()?;
+    setup.write_config(
+        "broken.yaml",
+        &allow(ACCOUNTS).replace("action: ALLOW", "action: MAYBE").replace("ledger-allow", "broken"),
+    )?;
+    node_b.wait_generation_past(before)?;
+    let dump: serde_json::Value = serde_json::from_str(&node_b.admin("/config_dump")?)?;
+    assert_eq!(dump["generation"].as_u64(), Some(before));
+    let errors = dump["reload"]["last_errors"].to_string();
+    assert!(errors.contains("broken.yaml") && errors.contains("action"), "{errors}");
+    assert_eq!(echo(&mut live, "still here")?, "still here");
+    let again = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+    assert!(again.is_ok(), "the configuration in force still allows accounts");
+    std::fs::remove_file(setup.config_dir().join("broken.yaml"))?;
+
+    // Tightened: only `nobody` may reach the ledger. The live connection is closed, new ones are refused.
+    let before = node_b.wait_generation_past(before)?;
+    setup.write_config("policies.yaml", &allow("cluster.local/ns/payments/sa/nobody"))?;
+    node_b.wait_generation_past(before)?;
+    assert!(
+        closed_within(&mut live, Duration::from_secs(5)),
+        "the live connection must be closed; log:\n{}",
+        node_b.log_text()
+    );
+    let refused = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+    assert_eq!(refused.err(), Some(2));
+    assert!(node_b.log_text().contains("the new configuration denies it"));
+    Ok(())
+}
+
+#[test]
+fn certificates_rotate_under_a_live_connection() -> Result {
+    let b = Block(33);
+    let setup = Setup::new(33, &cluster(b))?;
+    setup.write_config("policies.yaml", &allow(ACCOUNTS))?;
+    backend(SocketAddr::new(b.ip(2, 20), 8080), "ledger\n")?;
+    // Four-second certificates, renewed at half their life.
+    let a = setup.node("node-a", 1, &["--cert-ttl", "4s"])?;
+    let node_b = setup.node("node-b", 2, &["--cert-ttl", "4s"])?;
+    let renew_at = |node: &support::NodeProxy| -> Result<String> {
+        let certs = node.admin("/certificates")?;
+        let line = certs.lines().find(|l| l.contains("sa/ledger")).ok_or("no ledger certificate")?.to_owned();
+        Ok(line.split_whitespace().last().unwrap_or_default().to_owned())
+    };
+    let first = renew_at(&node_b)?;
+    let mut live = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut live, 7)?, "ledger\n");
+    // Past the first certificate's expiry, exchanging all along.
+    for i in 0..12 {
+        assert_eq!(echo(&mut live, &format!("tick {i}"))?, format!("tick {i}"));
+        std::thread::sleep(Duration::from_millis(450));
+    }
+    assert_ne!(renew_at(&node_b)?, first, "the ledger's certificate must have been renewed");
+    assert!(node_b.log_text().contains("workload certificate renewed"));
+    // New connections use the renewed certificates.
+    let mut fresh = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}; log:\n{}", node_b.log_text()))?;
+    assert_eq!(read_text(&mut fresh, 7)?, "ledger\n");
+    Ok(())
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() -> Result {
+    let b = Block(34);
+    let setup = Setup::new(34, &cluster(b))?;
+    let mut node = setup.node("node-a", 1, &["--drain-timeout", "1s"])?;
+    let status = node.terminate()?;
+    assert!(status.success(), "{status:?}");
+    assert!(node.log_text().contains("draining"));
+    Ok(())
+}
+
+#[test]
+fn startup_errors_say_what_to_do() -> Result {
+    let b = Block(35);
+    let setup = Setup::new(35, &cluster(b))?;
+    let run = |args: &[&str]| -> Result<(bool, String)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_mesh-ztunnel")).args(args).output()?;
+        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    };
+    let config = setup.config_dir().display().to_string();
+    let ca = setup.ca_dir().display().to_string();
+    let node_ip = b.node(1);
+    let addr = |port: u16| format!("{node_ip}:{port}");
+    let base = |admin: String| -> Vec<String> {
+        ["--node", "node-a", "--config", &config, "--ca-dir", &ca, "--listen-on-workload-ips"]
+            .iter()
+            .map(ToString::to_string)
+            .chain(["--admin-addr".into(), admin])
+            .chain(["--metrics-addr".into(), addr(15020), "--readiness-addr".into(), addr(15021)])
+            .chain(["--socks5-addr".into(), addr(15080), "--outbound-addr".into(), addr(15001)])
+            .collect()
+    };
+
+    // A port in use.
+    let taken = std::net::TcpListener::bind(SocketAddr::new(node_ip, 15000))?;
+    let args = base(addr(15000));
+    let (ok, stderr) = run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert!(!ok && stderr.contains("in use") && stderr.contains("--admin-addr"), "{stderr}");
+    drop(taken);
+
+    // A missing CA directory.
+    let mut args = base(addr(15000));
+    let i = args.iter().position(|a| a == &ca).ok_or("no ca")?;
+    args[i] = "/nonexistent/ca".into();
+    let (ok, stderr) = run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert!(!ok && stderr.contains("/nonexistent/ca") && stderr.contains("ca-cert.pem"), "{stderr}");
+
+    // An unreadable configuration, and an invalid one.
+    let mut args = base(addr(15000));
+    let i = args.iter().position(|a| a == &config).ok_or("no config")?;
+    args[i] = "/nonexistent/config.yaml".into();
+    let (ok, stderr) = run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert!(!ok && stderr.contains("/nonexistent/config.yaml"), "{stderr}");
+    setup.write_config("bad.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: payments}\nspec: {action: MAYBE}\n")?;
+    let (ok, stderr) = run(&base(addr(15000)).iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert!(!ok && stderr.contains("bad.yaml") && stderr.contains("action"), "{stderr}");
+    Ok(())
+}
