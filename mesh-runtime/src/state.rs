@@ -32,6 +32,8 @@ pub struct MeshState {
     mesh: Mutex<Mesh>,
     current: watch::Sender<Arc<Snapshot>>,
     status: Mutex<ReloadStatus>,
+    /// The documents in force, so that an update that changes nothing makes no new snapshot.
+    applied: Mutex<Vec<Document>>,
 }
 
 impl MeshState {
@@ -39,7 +41,7 @@ impl MeshState {
     pub fn new(config: MeshConfig) -> Self {
         let mesh = Mesh::new(config);
         let (current, _) = watch::channel(mesh.snapshot());
-        MeshState { mesh: Mutex::new(mesh), current, status: Mutex::default() }
+        MeshState { mesh: Mutex::new(mesh), current, status: Mutex::default(), applied: Mutex::default() }
     }
 
     /// The snapshot in force.
@@ -60,6 +62,12 @@ impl MeshState {
     /// Replaces the whole configuration with `documents`, or, if any is invalid, keeps the configuration in
     /// force and returns every error (file, document, field).
     pub fn apply(&self, documents: &[Document]) -> Result<Arc<Snapshot>, Vec<String>> {
+        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        if applied.as_slice() == documents && self.status().applied > 0 {
+            // Unchanged (the source's first update repeats what was read at start): nothing to do.
+            self.status.lock().unwrap_or_else(PoisonError::into_inner).last_errors.clear();
+            return Ok(self.snapshot());
+        }
         let sources: Vec<Source<'_>> = documents.iter().map(|d| Source { name: &d.name, text: &d.text }).collect();
         let mut mesh = self.mesh.lock().unwrap_or_else(PoisonError::into_inner);
         let result = mesh.replace_all(&sources);
@@ -76,6 +84,7 @@ impl MeshState {
                 }
                 info!(generation = snapshot.generation(), resources = snapshot.len(), "configuration applied");
                 self.current.send_replace(Arc::clone(&snapshot));
+                *applied = documents.to_vec();
                 Ok(snapshot)
             }
             Err(e) => {
@@ -139,6 +148,9 @@ mod tests {
         assert_eq!(state.snapshot().len(), 1);
         let status = state.status();
         assert_eq!((status.applied, status.rejected), (1, 1));
+        // The same documents again make no new snapshot.
+        let again = state.apply(&good).map(|s| s.generation());
+        assert_eq!(again.ok(), Some(before));
     }
 
     #[test]

@@ -67,7 +67,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr, shutdo
         .map(|t| snapshot.authorize_connection(&Connection::new(t).with_source_ip(peer.ip())));
     let refusal = if mtls.mode == MtlsMode::Strict {
         let by = mtls.policy.as_ref().map_or_else(|| "the mesh default".to_owned(), ToString::to_string);
-        Some(format!("PeerAuthentication STRICT ({by}) refuses plaintext"))
+        Some(format!("mTLS mode STRICT ({by}) refuses plaintext"))
     } else {
         match &decision {
             Some(d) if d.allowed => None,

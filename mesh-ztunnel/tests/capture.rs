@@ -1,0 +1,248 @@
+//! Transparent capture in a network namespace the test creates: iptables REDIRECT sends a workload's
+//! outbound connections to 15001 (original destination from SO_ORIGINAL_DST) and plaintext aimed at a
+//! workload to 15006, where PeerAuthentication applies. Needs root, `ip` and `iptables`; skipped with a
+//! printed reason otherwise. All traffic stays inside the namespace.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Result, Setup};
+
+const NS_PREFIX: &str = "mzt-capture";
+
+/// A network namespace, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> std::result::Result<Self, String> {
+        if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
+            return Err("not root".into());
+        }
+        for tool in ["ip", "iptables"] {
+            let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+            if !found.is_ok_and(|o| o.status.success()) {
+                return Err(format!("{tool} is not installed"));
+            }
+        }
+        let name = format!("{NS_PREFIX}-{}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status().map_err(|e| e.to_string())?;
+        if !status.success() {
+            return Err("cannot create a network namespace".into());
+        }
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, program]);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> std::result::Result<(), String> {
+        let out = self.command(args[0]).args(&args[1..]).output().map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// Runs a Python snippet in the namespace and returns what it printed.
+    fn python(&self, code: &str) -> Result<String> {
+        let out = self.command("python3").args(["-c", code]).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "pids", &self.0]).output().map(|o| {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        });
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Connects from `source` to `target`, reads what the server says first; prints `OK <text>`, `CLOSED` or `ERR`.
+fn client(source: &str, target: &str, port: u16) -> String {
+    format!(
+        r#"
+import socket
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.bind(("{source}", 0))
+    s.connect(("{target}", {port}))
+    data = s.recv(64)
+    print("OK " + data.decode().strip() if data else "CLOSED")
+except (ConnectionResetError, BrokenPipeError):
+    print("CLOSED")
+except Exception as e:
+    print("ERR " + type(e).__name__)
+"#
+    )
+}
+
+const BACKEND: &str = r#"
+import socket, threading
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.36.2.20", 8080))
+srv.listen(64)
+def serve(c):
+    try:
+        c.sendall(b"ledger\n")
+        c.recv(64)
+    finally:
+        c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+const CLUSTER: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: payments, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: accounts-0, namespace: payments, labels: {app: accounts}}
+spec: {serviceAccountName: accounts, nodeName: node-a}
+status: {phase: Running, podIP: 127.36.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ledger-0, namespace: payments, labels: {app: ledger}}
+spec: {serviceAccountName: ledger, nodeName: node-a}
+status: {phase: Running, podIP: 127.36.2.20}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ledger, namespace: payments}
+spec:
+  clusterIP: 127.36.100.20
+  selector: {app: ledger}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"#;
+
+const STRICT: &str = r#"apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: payments}
+spec: {mtls: {mode: STRICT}}
+"#;
+
+#[test]
+fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext() -> Result {
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(reason) => {
+            println!("skipped: transparent capture needs a network namespace and iptables ({reason})");
+            return Ok(());
+        }
+    };
+    // The node proxy's own connections come from 127.0.0.1 and are never redirected.
+    ns.run(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-s",
+        "127.36.1.10",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        "15001",
+    ])?;
+    ns.run(&[
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "127.36.2.20",
+        "--dport",
+        "8080",
+        "!",
+        "-s",
+        "127.0.0.1",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        "15006",
+    ])?;
+    let setup = Setup::new(36, CLUSTER)?;
+    let _backend = Killed(ns.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
+    let log = setup.dir.path().join("node-a.log");
+    let _proxy = Killed(
+        ns.command(env!("CARGO_BIN_EXE_mesh-ztunnel"))
+            .args(["--node", "node-a", "--reload-interval", "100ms", "--outbound-addr", "0.0.0.0:15001"])
+            .arg("--config")
+            .arg(setup.config_dir())
+            .arg("--ca-dir")
+            .arg(setup.ca_dir())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?,
+    );
+    let ready = r#"
+import urllib.request
+try:
+    print(urllib.request.urlopen("http://127.0.0.1:15021/healthz/ready", timeout=1).status)
+except Exception:
+    print(0)
+"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ns.python(ready)? != "200" {
+        if Instant::now() > deadline {
+            return Err(format!("not ready:\n{}", std::fs::read_to_string(&log)?).into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // accounts dials the ledger's VIP, where nothing listens: only the node proxy can answer, over HBONE.
+    assert_eq!(
+        ns.python(&client("127.36.1.10", "127.36.100.20", 80))?,
+        "OK ledger",
+        "{}",
+        std::fs::read_to_string(&log)?
+    );
+    // A client outside the mesh reaches the ledger in plaintext while the namespace is PERMISSIVE.
+    assert_eq!(ns.python(&client("127.36.9.9", "127.36.2.20", 8080))?, "OK ledger");
+
+    setup.write_config("strict.yaml", STRICT)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut plaintext = String::new();
+    while Instant::now() < deadline {
+        plaintext = ns.python(&client("127.36.9.9", "127.36.2.20", 8080))?;
+        if plaintext != "OK ledger" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(plaintext, "CLOSED", "STRICT must refuse plaintext");
+    // mTLS traffic is unaffected.
+    assert_eq!(ns.python(&client("127.36.1.10", "127.36.100.20", 80))?, "OK ledger");
+    let log = std::fs::read_to_string(&log)?;
+    assert!(log.contains("mTLS mode STRICT (PeerAuthentication payments/default) refuses plaintext"), "{log}");
+    Ok(())
+}
