@@ -1,0 +1,216 @@
+//! The node proxies' data path against direct TCP, in the same run: two `mesh-ztunnel` processes on loopback
+//! (client → SOCKS5 → node proxy → HBONE → node proxy → backend) and the same backend dialled directly.
+//!
+//! - `throughput`: 8 MiB one way, then a one-byte answer.
+//! - `latency`: a 1 KiB request and its 1 KiB echo on an open connection (criterion's median is the p50).
+//! - `setup`: a new connection and the backend's first byte.
+//! - Then the proxies' resident memory idle and with 10,000 open tunnels, printed (not a criterion figure).
+
+// A failed setup ends the run with a message: there is nothing to measure.
+#![allow(clippy::panic)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
+use support::{Block, Setup, To, socks5};
+
+const BLOCK: u8 = 40;
+const PAYLOAD: usize = 8 << 20;
+
+const CLUSTER: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: bench, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client-0, namespace: bench, labels: {app: client}}
+spec: {serviceAccountName: client, nodeName: node-a}
+status: {phase: Running, podIP: 127.40.1.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: server-0, namespace: bench, labels: {app: server}}
+spec: {serviceAccountName: server, nodeName: node-b}
+status: {phase: Running, podIP: 127.40.2.20}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: bench}
+spec:
+  clusterIP: 127.40.100.20
+  selector: {app: server}
+  ports: [{name: tcp, port: 80, targetPort: 8080}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: server-allow, namespace: bench}
+spec:
+  selector: {matchLabels: {app: server}}
+  rules: [{from: [{source: {principals: ["cluster.local/ns/bench/sa/client"]}}], to: [{operation: {ports: ["8080"]}}]}]
+"#;
+
+/// The backend: one greeting byte, then per connection either a sink (a first byte `T`: read PAYLOAD bytes,
+/// answer one byte) or an echo.
+fn backend(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                if s.write_all(b"!").is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut sinking: Option<usize> = None;
+                loop {
+                    let n = match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    match sinking {
+                        None if buf[0] == b'T' => sinking = Some(n),
+                        None => {
+                            if s.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        Some(ref mut got) => *got += n,
+                    }
+                    if sinking.is_some_and(|got| got >= PAYLOAD) {
+                        if s.write_all(b".").is_err() {
+                            return;
+                        }
+                        sinking = None;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn read_one(s: &mut TcpStream) {
+    let mut b = [0u8; 1];
+    let _ = s.read_exact(&mut b);
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // 10,000 tunnels need 20,000 descriptors here (clients and the backend's side), more than the usual limit.
+    let _ = Command::new("prlimit").args(["--pid", &std::process::id().to_string(), "--nofile=65536:65536"]).status();
+    let b = Block(BLOCK);
+    let setup = match Setup::new(BLOCK, CLUSTER) {
+        Ok(s) => s,
+        Err(e) => return eprintln!("cannot set up: {e}"),
+    };
+    let direct = SocketAddr::new(b.ip(2, 20), 8080);
+    if let Err(e) = backend(direct) {
+        return eprintln!("cannot bind the backend: {e}");
+    }
+    let raise = ["--drain-timeout", "1s"];
+    let (a, node_b) = match (setup.node("node-a", 1, &raise), setup.node("node-b", 2, &raise)) {
+        (Ok(a), Ok(nb)) => (a, nb),
+        (Err(e), _) | (_, Err(e)) => return eprintln!("cannot start the node proxies: {e}"),
+    };
+    let _ = Command::new("prlimit").args(["--pid", &a.child.id().to_string(), "--nofile=65536:65536"]).status();
+    let _ = Command::new("prlimit").args(["--pid", &node_b.child.id().to_string(), "--nofile=65536:65536"]).status();
+    let source = b.ip(1, 10);
+    let proxied = || -> TcpStream {
+        let mut s = match socks5(a.socks5(), source, To::Addr(SocketAddr::new(b.ip(100, 20), 80))) {
+            Ok(Ok(s)) => s,
+            other => panic!("proxied connect failed: {:?}", other.map(|r| r.err())),
+        };
+        let _ = s.set_nodelay(true);
+        read_one(&mut s);
+        s
+    };
+    let plain = || -> TcpStream {
+        let mut s = TcpStream::connect(direct).unwrap_or_else(|e| panic!("direct connect failed: {e}"));
+        let _ = s.set_nodelay(true);
+        read_one(&mut s);
+        s
+    };
+
+    let mut c = Criterion::default().configure_from_args().measurement_time(Duration::from_secs(4)).sample_size(20);
+    let chunk = vec![b'T'; 64 * 1024];
+    let mut group = c.benchmark_group("throughput");
+    group.throughput(Throughput::Bytes(PAYLOAD as u64));
+    for (name, connect) in [("direct", &plain as &dyn Fn() -> TcpStream), ("node-proxies", &proxied)] {
+        let mut s = connect();
+        group.bench_function(name, |bench| {
+            bench.iter(|| {
+                let mut sent = 0;
+                while sent < PAYLOAD {
+                    let n = chunk.len().min(PAYLOAD - sent);
+                    if s.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                read_one(&mut s);
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("latency-1KiB");
+    let request = vec![b'r'; 1024];
+    let mut answer = vec![0u8; 1024];
+    for (name, connect) in [("direct", &plain as &dyn Fn() -> TcpStream), ("node-proxies", &proxied)] {
+        let mut s = connect();
+        group.bench_function(name, |bench| {
+            bench.iter(|| {
+                let _ = s.write_all(&request);
+                let _ = s.read_exact(&mut answer);
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("setup");
+    for (name, connect) in [("direct", &plain as &dyn Fn() -> TcpStream), ("node-proxies", &proxied)] {
+        group.bench_function(name, |bench| bench.iter(connect));
+    }
+    group.finish();
+    c.final_summary();
+
+    // Memory: idle, then with 10,000 tunnels open (100 when run as a test, by `cargo test --all-targets`).
+    let tunnels = if std::env::args().any(|a| a == "--bench") { 10_000 } else { 100 };
+    std::thread::sleep(Duration::from_millis(500));
+    let (idle_a, idle_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
+    let mut open = Vec::new();
+    for _ in 0..tunnels {
+        match socks5(a.socks5(), source, To::Addr(SocketAddr::new(b.ip(100, 20), 80))) {
+            Ok(Ok(mut s)) => {
+                read_one(&mut s);
+                open.push(s);
+            }
+            _ => break,
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (busy_a, busy_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
+    println!("rss idle: node-a {:.1} MB, node-b {:.1} MB", idle_a as f64 / 1024.0, idle_b as f64 / 1024.0);
+    println!(
+        "rss with {} open tunnels: node-a {:.1} MB, node-b {:.1} MB",
+        open.len(),
+        busy_a as f64 / 1024.0,
+        busy_b as f64 / 1024.0
+    );
+}
