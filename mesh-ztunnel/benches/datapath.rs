@@ -47,6 +47,20 @@ spec:
   selector: {app: server}
   ports: [{name: tcp, port: 80, targetPort: 8080}]
 ---
+apiVersion: v1
+kind: Pod
+metadata: {name: idle-0, namespace: bench, labels: {app: idle}}
+spec: {serviceAccountName: server, nodeName: node-b}
+status: {phase: Running, podIP: 127.40.2.21}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: idle, namespace: bench}
+spec:
+  clusterIP: 127.40.100.21
+  selector: {app: idle}
+  ports: [{name: tcp, port: 80, targetPort: 8080}]
+---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: server-allow, namespace: bench}
@@ -97,6 +111,26 @@ fn backend(addr: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The backend of the memory phase, in a process of its own: 10,000 connections are more descriptors than
+/// this process may hold beside its own 10,000 clients.
+const IDLE_BACKEND: &str = r#"
+import asyncio
+async def serve(r, w):
+    w.write(b"!")
+    try:
+        await w.drain()
+        while await r.read(65536):
+            pass
+    except Exception:
+        pass
+    w.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.40.2.21", 8080, backlog=4096)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"#;
+
 fn read_one(s: &mut TcpStream) {
     let mut b = [0u8; 1];
     let _ = s.read_exact(&mut b);
@@ -112,8 +146,6 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn main() {
-    // 10,000 tunnels need 20,000 descriptors here (clients and the backend's side), more than the usual limit.
-    let _ = Command::new("prlimit").args(["--pid", &std::process::id().to_string(), "--nofile=65536:65536"]).status();
     let b = Block(BLOCK);
     let setup = match Setup::new(BLOCK, CLUSTER) {
         Ok(s) => s,
@@ -128,8 +160,6 @@ fn main() {
         (Ok(a), Ok(nb)) => (a, nb),
         (Err(e), _) | (_, Err(e)) => return eprintln!("cannot start the node proxies: {e}"),
     };
-    let _ = Command::new("prlimit").args(["--pid", &a.child.id().to_string(), "--nofile=65536:65536"]).status();
-    let _ = Command::new("prlimit").args(["--pid", &node_b.child.id().to_string(), "--nofile=65536:65536"]).status();
     let source = b.ip(1, 10);
     let proxied = || -> TcpStream {
         let mut s = match socks5(a.socks5(), source, To::Addr(SocketAddr::new(b.ip(100, 20), 80))) {
@@ -194,9 +224,11 @@ fn main() {
     let tunnels = if std::env::args().any(|a| a == "--bench") { 10_000 } else { 100 };
     std::thread::sleep(Duration::from_millis(500));
     let (idle_a, idle_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
+    let idle_backend = Command::new("python3").args(["-c", IDLE_BACKEND]).spawn();
+    std::thread::sleep(Duration::from_millis(500));
     let mut open = Vec::new();
     for _ in 0..tunnels {
-        match socks5(a.socks5(), source, To::Addr(SocketAddr::new(b.ip(100, 20), 80))) {
+        match socks5(a.socks5(), source, To::Addr(SocketAddr::new(b.ip(100, 21), 80))) {
             Ok(Ok(mut s)) => {
                 read_one(&mut s);
                 open.push(s);
@@ -213,4 +245,9 @@ fn main() {
         busy_a as f64 / 1024.0,
         busy_b as f64 / 1024.0
     );
+    drop(open);
+    if let Ok(mut backend) = idle_backend {
+        let _ = backend.kill();
+        let _ = backend.wait();
+    }
 }

@@ -158,8 +158,17 @@ impl Inward {
             if self.buf.capacity() < limit {
                 self.buf.reserve(limit);
             }
-            let n = ready!(poll_read_buf(Pin::new(&mut *other), cx, &mut (&mut self.buf).limit(limit)))
-                .map_err(other_err)?;
+            let n = match poll_read_buf(Pin::new(&mut *other), cx, &mut (&mut self.buf).limit(limit)) {
+                Poll::Ready(read) => read.map_err(other_err)?,
+                Poll::Pending => {
+                    // Nothing to read: an idle tunnel holds no read buffer while it waits (the next read
+                    // allocates one, as every read after a split does anyway).
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+            };
             if n == 0 {
                 self.eof = true;
                 continue;
