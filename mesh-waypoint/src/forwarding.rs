@@ -49,10 +49,10 @@ pub(crate) fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
     if !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
-    if !headers.contains_key("x-request-id") {
-        if let Ok(value) = HeaderValue::from_str(&request_id()) {
-            headers.insert("x-request-id", value);
-        }
+    if !headers.contains_key("x-request-id")
+        && let Ok(value) = HeaderValue::from_str(&request_id())
+    {
+        headers.insert("x-request-id", value);
     }
 }
 
@@ -79,10 +79,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// default location; a token read from another header or a query parameter is left where it is).
 pub(crate) fn apply_token_forwarding(headers: &mut HeaderMap, forwarding: &TokenForwarding) {
     let payload = bearer(headers).and_then(|t| t.split('.').nth(1)).map(str::to_owned);
-    if let (Some(name), Some(payload)) = (&forwarding.output_payload_to_header, &payload) {
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(payload)) {
-            headers.insert(name, value);
-        }
+    if let (Some(name), Some(payload)) = (&forwarding.output_payload_to_header, &payload)
+        && let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(payload))
+    {
+        headers.insert(name, value);
     }
     if !forwarding.output_claim_to_headers.is_empty() {
         let claims: Option<serde_json::Value> = payload

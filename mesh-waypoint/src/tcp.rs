@@ -47,11 +47,11 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, down: Arc<Downstream>, mut stream: 
             return;
         }
     };
-    if !first.is_empty() {
-        if let Err(e) = upstream.write_all(&first).await {
-            log("connection failed", Some(e.to_string()));
-            return;
-        }
+    if !first.is_empty()
+        && let Err(e) = upstream.write_all(&first).await
+    {
+        log("connection failed", Some(e.to_string()));
+        return;
     }
     log("connection", None);
     let _ = relay(&mut stream, &mut upstream).await;

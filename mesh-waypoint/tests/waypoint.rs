@@ -93,7 +93,7 @@ async fn the_payments_matrix_through_the_waypoint() {
         assert_eq!(probe.http1(ledger, debit("POST", Some(&good))).await.status, StatusCode::FORBIDDEN);
 
         // A Service that does not use this waypoint: the tunnel is refused with 503.
-        let refused = accounts.tunnel(SocketAddr::new(net.shop_vip(), 8080)).await.err().expect("refused");
+        let refused = accounts.tunnel(SocketAddr::new(net.shop_vip(), 8080)).await.expect_err("refused");
         assert_eq!(refused.refused().map(|r| r.status), Some(StatusCode::SERVICE_UNAVAILABLE), "{refused}");
 
         // Plain TCP (a port named tcp-*): accounts' bytes are relayed; probe's tunnel is refused by policy.
@@ -103,7 +103,7 @@ async fn the_payments_matrix_through_the_waypoint() {
         let mut back = [0u8; 8];
         stream.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"select 1");
-        let denied = probe.tunnel(db).await.err().expect("refused");
+        let denied = probe.tunnel(db).await.expect_err("refused");
         assert_eq!(denied.refused().map(|r| r.status), Some(StatusCode::UNAUTHORIZED), "{denied}");
 
         // Metrics and admin views.
