@@ -368,6 +368,13 @@ impl Waypoint {
         panic!("the waypoint did not become ready:\n{}", self.logs());
     }
 
+    /// The process's resident memory, in KiB (Linux).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -437,6 +444,8 @@ pub struct Seen {
 pub struct NodeProxy {
     pub port: u16,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The HTTP backend behind it.
+    pub backend: SocketAddr,
 }
 
 impl NodeProxy {
@@ -480,7 +489,7 @@ impl NodeProxy {
             }
         };
         tokio::spawn(async move { server.serve(listener, handler).await });
-        NodeProxy { port, seen }
+        NodeProxy { port, seen, backend: http_backend }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
