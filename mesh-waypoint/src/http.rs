@@ -20,6 +20,7 @@ use tracing::{debug, info};
 use crate::destination::{self, Destination};
 use crate::forwarding;
 use crate::metrics::RequestLabels;
+use crate::pool::SendError;
 use crate::proxy::{Downstream, Proxy, owned_endpoint};
 use crate::reply::{self, Body, BoxError};
 use crate::upstream::{Endpoint, Io, UpstreamError};
@@ -142,8 +143,9 @@ async fn handle(proxy: &Proxy, down: &Downstream, request: Request<Incoming>) ->
         let forwarding = decision.token_forwarding.as_deref();
         match forward(proxy, down, request, &endpoint, forwarding).await {
             Ok(response) => (response, "-", None),
-            Err((flags, error)) => {
-                (reply::local(StatusCode::SERVICE_UNAVAILABLE, error.body(), grpc), flags, Some(error))
+            Err(error) => {
+                let (flags, body) = failure(&error);
+                (reply::local(StatusCode::SERVICE_UNAVAILABLE, body, grpc), flags, Some(error))
             }
         }
     } else if let Some(rejection) = decision.jwt_rejection() {
@@ -182,28 +184,12 @@ async fn handle(proxy: &Proxy, down: &Downstream, request: Request<Incoming>) ->
     response
 }
 
-/// Why forwarding failed.
-#[derive(Debug, thiserror::Error)]
-enum ForwardError {
-    /// The onward hop could not be opened.
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
-    /// HTTP with the endpoint failed.
-    #[error("HTTP with {endpoint} failed: {reason}")]
-    Http {
-        /// The endpoint.
-        endpoint: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl ForwardError {
-    fn body(&self) -> &'static str {
-        match self {
-            ForwardError::Upstream(UpstreamError::Failed { .. }) => reply::UPSTREAM_FAILED,
-            _ => reply::UPSTREAM_REFUSED,
-        }
+/// The response flag and the 503 body for a failed forward.
+fn failure(error: &SendError) -> (&'static str, &'static str) {
+    match error {
+        SendError::Upstream(UpstreamError::Failed { .. }) => ("UF", reply::UPSTREAM_FAILED),
+        SendError::Upstream(UpstreamError::Refused { .. }) => ("UF", reply::UPSTREAM_REFUSED),
+        SendError::Http { .. } => ("UC", reply::UPSTREAM_REFUSED),
     }
 }
 
@@ -214,40 +200,38 @@ async fn forward(
     request: Request<Incoming>,
     endpoint: &Endpoint,
     forwarding: Option<&TokenForwarding>,
-) -> Result<Response<Body>, (&'static str, ForwardError)> {
+) -> Result<Response<Body>, SendError> {
     let (mut parts, body) = request.into_parts();
     forwarding::strip_hop_by_hop(&mut parts.headers);
     if let Some(forwarding) = forwarding {
         forwarding::apply_token_forwarding(&mut parts.headers, forwarding);
     }
     forwarding::add_forwarded(&mut parts.headers, down.source_ip);
-    let http_error = |reason: String| ForwardError::Http { endpoint: endpoint.name.clone(), reason };
-    let io = proxy.upstreams.connect(endpoint, down.source_ip).await.map_err(|e| ("UF", e.into()))?;
-    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
-    let response = if parts.version == Version::HTTP_2 {
-        let authority = parts.uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_else(|| endpoint.name.clone());
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        parts.uri = Uri::builder()
-            .scheme(parts.uri.scheme_str().unwrap_or("http"))
-            .authority(authority)
-            .path_and_query(pq)
-            .build()
-            .map_err(|e| ("UC", http_error(e.to_string())))?;
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-            .await
-            .map_err(|e| ("UC", http_error(e.to_string())))?;
-        tokio::spawn(connection);
-        sender.send_request(Request::from_parts(parts, body)).await
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let uri = if parts.version == Version::HTTP_2 {
+        // HTTP/2 carries the scheme and authority in the request.
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+        authority.and_then(|a| {
+            Uri::builder()
+                .scheme(parts.uri.scheme_str().unwrap_or("http"))
+                .authority(a)
+                .path_and_query(pq.as_str())
+                .build()
+                .ok()
+        })
     } else {
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        parts.uri = pq.parse().map_err(|e: http::uri::InvalidUri| ("UC", http_error(e.to_string())))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| ("UC", http_error(e.to_string())))?;
-        tokio::spawn(connection);
-        sender.send_request(Request::from_parts(parts, body)).await
+        pq.parse().ok()
     };
-    let mut response = response.map_err(|e| ("UC", http_error(e.to_string())))?;
+    if let Some(uri) = uri {
+        parts.uri = uri;
+    }
+    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    let request = Request::from_parts(parts, body);
+    let mut response = proxy.pool.send(&proxy.upstreams, endpoint, down.source_ip, request).await?;
     forwarding::strip_hop_by_hop(response.headers_mut());
     Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
 }

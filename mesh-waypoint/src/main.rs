@@ -5,6 +5,7 @@
 //!   [`protocol`]: HTTP or TCP.
 //! - [`http`]: policy and forwarding per request; [`tcp`]: policy and relay per connection; [`forwarding`]:
 //!   the headers of a forwarded request; [`reply`]: the waypoint's own answers; [`upstream`]: the onward hop.
+//! - [`pool`]: HTTP connections to endpoints, kept for the next request.
 //! - [`jwks`]: fetching `jwksUri` documents; [`metrics`], [`admin`]: the operational endpoints.
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ mod http;
 mod identity;
 mod jwks;
 mod metrics;
+mod pool;
 mod protocol;
 mod proxy;
 mod reply;
@@ -132,6 +134,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         metrics,
         jwks,
         next_endpoint: AtomicUsize::new(0),
+        pool: pool::Pool::default(),
     });
     ready.store(true, Ordering::Relaxed);
     info!(%identity, inbound = %args.inbound_addr, "waypoint ready");

@@ -38,6 +38,8 @@ pub(crate) struct Proxy {
     pub(crate) jwks: Arc<Jwks>,
     /// The round-robin counter over endpoints.
     pub(crate) next_endpoint: AtomicUsize,
+    /// HTTP connections to endpoints, kept.
+    pub(crate) pool: crate::pool::Pool,
 }
 
 /// The client side of a tunnel.

@@ -88,6 +88,14 @@ async fn the_payments_matrix_through_the_waypoint() {
         let answer = accounts.http2(ledger, h2(Some(&expired), true)).await;
         assert_eq!(answer.headers["grpc-status"], "16");
 
+        // Kept connections: ten more requests, a handful of tunnels to the endpoint (one per HTTP version, and
+        // one more if a response had not quite finished when the next request came).
+        for _ in 0..10 {
+            assert_eq!(accounts.http1(ledger, debit("POST", Some(&good))).await.status, StatusCode::OK);
+        }
+        let tunnels = node.seen().iter().filter(|s| s.target.port() == LEDGER_PORT).count();
+        assert!(tunnels <= 3, "{tunnels} tunnels for 12 allowed requests");
+
         // Another identity with the good token: denied at the waypoint.
         let probe = ClientProxy::new(&pki, "probe", net.probe(), &waypoint);
         assert_eq!(probe.http1(ledger, debit("POST", Some(&good))).await.status, StatusCode::FORBIDDEN);
