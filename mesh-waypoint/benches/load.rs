@@ -23,7 +23,7 @@ const REQUESTS: usize = 4000;
 /// Connections (each one tunnel, requests in sequence on it).
 const CONCURRENCY: usize = 8;
 /// Rounds per path, interleaved.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 6;
 /// The longest one round may take.
 const ROUND_LIMIT: Duration = Duration::from_secs(20);
 
@@ -55,6 +55,7 @@ async fn round(path: &Path<'_>, token: &str) -> (f64, Vec<Duration>) {
                 }
                 let request = debit("POST", Some(&token));
                 let t = Instant::now();
+                sender.ready().await.unwrap();
                 let response = sender.send_request(request).await.unwrap();
                 assert_eq!(response.status(), StatusCode::OK);
                 http_body_util::BodyExt::collect(response.into_body()).await.unwrap();
@@ -85,6 +86,40 @@ fn no_waypoint_policy() -> String {
         .filter(|doc| doc.contains("ledger-allow-l4") || doc.contains("payments-default-deny"))
         .collect::<Vec<_>>()
         .join("\n---\n")
+}
+
+/// The policy step alone, in process: µs per `authorize_request` (RequestAuthentication with the token in the
+/// verified-token cache, then AuthorizationPolicy) for a request to the ledger, with the manifests `policies`.
+fn policy_step(net: Net, policies: &str, token: &str) -> f64 {
+    use mesh_identity::spiffe::IstioIdentity;
+    use mesh_policy::proxy::{Connection, HttpView, Request as PolicyRequest, Target};
+
+    let mut mesh = mesh_policy::Mesh::default();
+    mesh.apply_yaml(&format!("{}---\n{policies}", cluster_yaml(net))).unwrap();
+    let snapshot = mesh.snapshot();
+    let cluster = snapshot.cluster();
+    let ledger = cluster.workload(cluster.workload_by_ip(net.ledger()).unwrap()).unwrap();
+    let peer = IstioIdentity::parse_principal("cluster.local/ns/payments/sa/accounts").unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    headers.insert("host", "ledger.payments".parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    const N: u32 = 50_000;
+    let now = mesh_runtime::unix_now();
+    let started = Instant::now();
+    for _ in 0..N {
+        let target = Target::new("payments", &ledger.labels)
+            .with_service("ledger")
+            .with_waypoint("payments", "payments-waypoint")
+            .with_ip(net.ledger())
+            .with_port(LEDGER_PORT);
+        let connection = Connection::new(target).with_peer(&peer).with_source_ip(net.accounts());
+        let view =
+            HttpView { method: "POST", path: "/ledger/v1/debit", host: Some("ledger.payments"), headers: &headers };
+        let decision = snapshot.authorize_request(&PolicyRequest::new(connection, view), now).unwrap();
+        assert!(decision.allowed);
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(N)
 }
 
 fn main() {
@@ -139,6 +174,12 @@ fn main() {
             "policy + JWT vs no policy: p50 ratio {:.3} (difference {} µs per request)",
             p50_on.as_secs_f64() / p50_off.as_secs_f64(),
             p50_on.as_micros() as i128 - p50_off.as_micros() as i128
+        );
+        let (on, off) = (policy_step(Net(40), &with_policy, &token), policy_step(Net(41), &without, &token));
+        println!(
+            "policy step in process: {on:.2} µs with policy + cached JWT, {off:.2} µs with none (ratio {:.2}, +{:.2} µs)",
+            on / off,
+            on - off
         );
         for (name, setup) in ["policy + cached JWT", "no policy"].iter().zip(&setups) {
             println!("waypoint RSS after the load ({name}): {} KiB", setup.2.rss_kib().unwrap_or(0));
