@@ -91,6 +91,10 @@ pub(crate) struct UriStatus {
     pub(crate) kid_refetches: u64,
     /// Whether a fetch is under way.
     pub(crate) fetching: bool,
+    /// The document in force, to leave the mesh (and its verified-token caches) alone when a refresh
+    /// brings the same one.
+    #[serde(skip)]
+    pub(crate) document: Option<String>,
 }
 
 /// The options of fetching.
@@ -221,28 +225,35 @@ impl Jwks {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(FETCH_TIMEOUT)),
         };
+        let current =
+            self.status.lock().unwrap_or_else(PoisonError::into_inner).get(uri).and_then(|s| s.document.clone());
         let applied = result.and_then(|text| {
             let keys = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
-                .and_then(|v| v.get("keys").and_then(|k| k.as_array()).map(Vec::len));
+                .and_then(|v| v.get("keys").and_then(|k| k.as_array()).map(Vec::len))
+                .unwrap_or(0);
+            if current.as_deref() == Some(text.as_str()) {
+                return Ok((keys, text, false));
+            }
             state
                 .update(|mesh| mesh.add_jwks(uri, &text))
-                .map(|()| keys.unwrap_or(0))
+                .map(|()| (keys, text, true))
                 .map_err(|e| FetchError::Document(e.to_string()))
         });
         match applied {
-            Ok(keys) => {
-                info!(%uri, keys, "JWKS fetched");
+            Ok((keys, text, changed)) => {
+                info!(%uri, keys, changed, "JWKS fetched");
                 self.update(uri, |s| {
                     s.fetching = false;
                     s.last_success = Some(unix_now());
                     s.keys = Some(keys);
                     s.last_error = None;
                     s.failures = 0;
+                    s.document = Some(text);
                 });
             }
             Err(error) => {
-                warn!(%uri, %error, "JWKS fetch failed; tokens of this issuer are rejected until one succeeds (a document fetched before stays in force)");
+                warn!(%uri, %error, "JWKS fetch failed; the document fetched before, if any, stays in force; without one, tokens of this issuer are rejected");
                 self.update(uri, |s| {
                     s.fetching = false;
                     s.last_error = Some(error.to_string());

@@ -186,3 +186,63 @@ async fn a_node_proxy_refusing_the_waypoint_gives_503() {
     })
     .await;
 }
+
+const GATEWAY_NO_DELETE: &str = r#"---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: waypoint-no-delete, namespace: payments}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: payments-waypoint}]
+  action: DENY
+  rules: [{to: [{operation: {methods: ["DELETE"], ports: ["8080"]}}]}]
+"#;
+
+/// A waypoint for all traffic (`istio.io/waypoint-for: all`) also gets tunnels addressed to a Pod IP: with no
+/// declared port, the first bytes decide between HTTP and TCP. A policy on the Gateway applies to both kinds
+/// of address; the Service's own policies only to the Service's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_addressed_tunnels_are_sniffed_and_gateway_policies_apply() {
+    bounded(async {
+        let net = Net(6);
+        let pki = Pki::new();
+        let idp = Idp::new("k1");
+        let cluster = cluster_yaml(net).replace("istio.io/waypoint-for: service", "istio.io/waypoint-for: all");
+        let policies = format!("{}{GATEWAY_NO_DELETE}", policies_yaml(JwksFrom::Inline(&idp.jwks()), true));
+        let config = tempfile::tempdir().unwrap();
+        std::fs::write(config.path().join("cluster.yaml"), &cluster).unwrap();
+        std::fs::write(config.path().join("policies.yaml"), &policies).unwrap();
+        let node = NodeProxy::start(net, &pki, &format!("{cluster}---\n{policies}")).await;
+        let waypoint = Waypoint::start(net, &pki, config.path(), node.port, &[]).await;
+        let accounts = ClientProxy::new(&pki, "accounts", net.accounts(), &waypoint);
+        let pod = SocketAddr::new(net.ledger(), LEDGER_PORT);
+
+        // HTTP to the Pod: the Service's JWT policies do not apply to a workload address.
+        let answer = accounts.http1(pod, debit("POST", None)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}\n{}", answer.body, waypoint.logs());
+        assert_eq!(answer.json()["headers"]["x-forwarded-for"], net.accounts().to_string());
+        assert_eq!(node.seen()[0].target, pod);
+        // The Gateway's DENY applies to the Pod and to the Service.
+        let answer = accounts.http1(pod, debit("DELETE", None)).await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::FORBIDDEN, "RBAC: access denied"));
+        let good = idp.token(&["ledger.debit"], false);
+        let vip = SocketAddr::new(net.ledger_vip(), LEDGER_PORT);
+        assert_eq!(accounts.http1(vip, debit("DELETE", Some(&good))).await.status, StatusCode::FORBIDDEN);
+        assert!(waypoint.logs().contains("payments/waypoint-no-delete"));
+
+        // Not HTTP: relayed as TCP, the first bytes included. (The Gateway's DENY, read without its HTTP fields
+        // as Envoy's network filter does, denies TCP to port 8080 only.)
+        let mut stream = accounts.tunnel(SocketAddr::new(net.ledger(), DB_PORT)).await.unwrap();
+        stream.write_all(b"\x00\x01binary").await.unwrap();
+        let mut back = [0u8; 8];
+        stream.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"\x00\x01binary");
+        let mut denied = accounts.tunnel(pod).await.unwrap();
+        denied.write_all(b"\x00\x01binary").await.unwrap();
+        let mut got = Vec::new();
+        let _ = denied.read_to_end(&mut got).await;
+        assert!(got.is_empty(), "nothing comes back from a denied connection");
+        let logs = waypoint.logs();
+        assert!(logs.contains("connection denied") && logs.contains("waypoint-no-delete"), "{logs}");
+    })
+    .await;
+}
