@@ -117,6 +117,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         return Ok(());
     };
     let identity = pki.issue(gateway.namespace(), &service_account)?;
+    tokio::spawn(watch_identity(Arc::clone(&state), gateway.clone(), service_account, shutdown.clone()));
     tokio::spawn(rotation::run(pki.store.clone(), Arc::clone(&pki.ca), shutdown.clone()));
     let server_config = pki.store.server_config(&identity, pki.accepted.iter().cloned())?;
     let server = HboneServer::with_identity(Arc::new(server_config)).with_rules(InboundRules::default().any_target());
@@ -149,6 +150,34 @@ async fn run(args: Args) -> Result<(), BoxError> {
     let drained = server.serve_until(inbound, handler, until, common.drain_timeout).await?;
     info!(cut_off = drained.cut_off, "drained; stopping");
     Ok(())
+}
+
+/// Warns when the configuration changes the Gateway's service account (or removes the Gateway): the waypoint
+/// keeps the identity it started with until it is restarted.
+async fn watch_identity(state: Arc<MeshState>, gateway: ResourceId, issued: String, shutdown: Shutdown) {
+    let mut changes = state.subscribe();
+    let mut last = Some(issued.clone());
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = shutdown.wait() => return,
+        }
+        let now = state.snapshot().cluster().waypoint(&gateway).map(|w| w.service_account.clone());
+        if now != last {
+            match &now {
+                Some(sa) if *sa == issued => {
+                    info!(gateway = %gateway.qualified(), "the Gateway's service account is the waypoint's again")
+                }
+                Some(sa) => {
+                    warn!(gateway = %gateway.qualified(), service_account = %sa, running_as = %issued, "the Gateway's service account changed; restart the waypoint to take the new identity")
+                }
+                None => {
+                    warn!(gateway = %gateway.qualified(), "the configuration no longer defines the Gateway; every tunnel is refused until it does")
+                }
+            }
+            last = now;
+        }
+    }
 }
 
 /// Waits until the configuration defines the waypoint Gateway; returns its service account, or `None` on
