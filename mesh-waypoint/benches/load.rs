@@ -18,12 +18,27 @@ use http::StatusCode;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Requests per round.
-const REQUESTS: usize = 4000;
 /// Connections (each one tunnel, requests in sequence on it).
 const CONCURRENCY: usize = 8;
-/// Rounds per path, interleaved.
-const ROUNDS: usize = 6;
+
+/// The size of a run: full under `cargo bench`, a quick pass under `cargo test` (which runs benches once).
+#[derive(Clone, Copy)]
+struct Size {
+    /// Requests per round.
+    requests: usize,
+    /// Rounds per path, interleaved.
+    rounds: usize,
+    /// Iterations of the policy step.
+    policy_iterations: u32,
+}
+
+fn size() -> Size {
+    if std::env::args().any(|a| a == "--bench") {
+        Size { requests: 4000, rounds: 6, policy_iterations: 50_000 }
+    } else {
+        Size { requests: 80, rounds: 1, policy_iterations: 100 }
+    }
+}
 /// The longest one round may take.
 const ROUND_LIMIT: Duration = Duration::from_secs(20);
 
@@ -36,7 +51,7 @@ enum Path<'a> {
 }
 
 /// One round: requests/s and every latency.
-async fn round(path: &Path<'_>, token: &str) -> (f64, Vec<Duration>) {
+async fn round(path: &Path<'_>, token: &str, requests: usize) -> (f64, Vec<Duration>) {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
@@ -48,8 +63,8 @@ async fn round(path: &Path<'_>, token: &str) -> (f64, Vec<Duration>) {
         tokio::spawn(connection);
         let token = token.to_owned();
         workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(REQUESTS / CONCURRENCY);
-            for _ in 0..REQUESTS / CONCURRENCY {
+            let mut latencies = Vec::with_capacity(requests / CONCURRENCY);
+            for _ in 0..requests / CONCURRENCY {
                 if started.elapsed() > ROUND_LIMIT {
                     break;
                 }
@@ -90,7 +105,7 @@ fn no_waypoint_policy() -> String {
 
 /// The policy step alone, in process: µs per `authorize_request` (RequestAuthentication with the token in the
 /// verified-token cache, then AuthorizationPolicy) for a request to the ledger, with the manifests `policies`.
-fn policy_step(net: Net, policies: &str, token: &str) -> f64 {
+fn policy_step(net: Net, policies: &str, token: &str, iterations: u32) -> f64 {
     use mesh_identity::spiffe::IstioIdentity;
     use mesh_policy::proxy::{Connection, HttpView, Request as PolicyRequest, Target};
 
@@ -104,10 +119,9 @@ fn policy_step(net: Net, policies: &str, token: &str) -> f64 {
     headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
     headers.insert("host", "ledger.payments".parse().unwrap());
     headers.insert("content-type", "application/json".parse().unwrap());
-    const N: u32 = 50_000;
     let now = mesh_runtime::unix_now();
     let started = Instant::now();
-    for _ in 0..N {
+    for _ in 0..iterations {
         let target = Target::new("payments", &ledger.labels)
             .with_service("ledger")
             .with_waypoint("payments", "payments-waypoint")
@@ -119,11 +133,12 @@ fn policy_step(net: Net, policies: &str, token: &str) -> f64 {
         let decision = snapshot.authorize_request(&PolicyRequest::new(connection, view), now).unwrap();
         assert!(decision.allowed);
     }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(N)
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(iterations)
 }
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let size = size();
     runtime.block_on(async {
         let pki = Pki::new();
         let idp = Idp::new("k1");
@@ -146,18 +161,24 @@ fn main() {
             ("backend direct", Path::Direct(direct)),
         ];
         for (_, path) in &paths {
-            round(path, &token).await;
+            round(path, &token, size.requests).await;
         }
         let mut results: Vec<(f64, Vec<Duration>)> = paths.iter().map(|_| (0.0, Vec::new())).collect();
-        for _ in 0..ROUNDS {
+        for _ in 0..size.rounds {
             for (i, (_, path)) in paths.iter().enumerate() {
-                let (rate, latencies) = round(path, &token).await;
-                results[i].0 += rate / ROUNDS as f64;
+                let (rate, latencies) = round(path, &token, size.requests).await;
+                results[i].0 += rate / size.rounds as f64;
                 results[i].1.extend(latencies);
             }
         }
         let baseline = results[1].0;
-        println!("{CONCURRENCY} connections, {ROUNDS} rounds of {REQUESTS} HTTP/1.1 POSTs each, on loopback");
+        if size.rounds == 1 {
+            println!("(a quick pass under cargo test, to check the generator works: not a measurement)");
+        }
+        println!(
+            "{CONCURRENCY} connections, {} rounds of {} HTTP/1.1 POSTs each, on loopback",
+            size.rounds, size.requests
+        );
         println!("{:<32} {:>10} {:>10} {:>10} {:>14}", "path", "req/s", "p50 µs", "p99 µs", "req/s ratio");
         for (i, (name, _)) in paths.iter().enumerate() {
             let (rate, latencies) = &mut results[i];
@@ -175,7 +196,8 @@ fn main() {
             p50_on.as_secs_f64() / p50_off.as_secs_f64(),
             p50_on.as_micros() as i128 - p50_off.as_micros() as i128
         );
-        let (on, off) = (policy_step(Net(40), &with_policy, &token), policy_step(Net(41), &without, &token));
+        let (on, off) = (policy_step(Net(40), &with_policy, &token, size.policy_iterations),
+            policy_step(Net(41), &without, &token, size.policy_iterations),);
         println!(
             "policy step in process: {on:.2} µs with policy + cached JWT, {off:.2} µs with none (ratio {:.2}, +{:.2} µs)",
             on / off,
