@@ -81,6 +81,9 @@ async fn the_payments_matrix_through_the_waypoint() {
         let answer = accounts.http2(ledger, h2(Some(&good), false)).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
         assert_eq!(answer.json()["version"], "HTTP/2.0");
+        let answer = accounts.http2(ledger, h2(Some(&good), true)).await;
+        assert_eq!(answer.headers["content-type"], "application/grpc");
+        assert_eq!(answer.headers["grpc-status"], "0", "the backend's trailers come through");
         let answer = accounts.http2(ledger, h2(None, true)).await;
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(answer.headers["grpc-status"], "7");

@@ -497,7 +497,8 @@ impl NodeProxy {
     }
 }
 
-/// An HTTP backend answering every request with JSON: its method, path and headers.
+/// An HTTP backend answering every request with JSON: its method, path and headers. A gRPC request (content
+/// type `application/grpc`) gets the JSON as its message and `grpc-status: 0` in trailers.
 pub async fn http_backend() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -510,9 +511,21 @@ pub async fn http_backend() -> SocketAddr {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
                         .collect();
+                    let grpc = headers.get("content-type").is_some_and(|t| t.starts_with("application/grpc"));
                     let body = json!({"method": request.method().as_str(), "path": request.uri().path(),
                                       "version": format!("{:?}", request.version()), "headers": headers});
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string()))))
+                    let trailers = grpc.then(|| {
+                        let mut t = HeaderMap::new();
+                        t.insert("grpc-status", "0".parse().unwrap());
+                        Ok::<_, Infallible>(t)
+                    });
+                    let mut response = Response::new(
+                        Full::new(Bytes::from(body.to_string())).with_trailers(std::future::ready(trailers)),
+                    );
+                    if grpc {
+                        response.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+                    }
+                    Ok::<_, Infallible>(response)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), service)
