@@ -13,11 +13,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_identity::jwt::JwtError;
 use mesh_policy::proxy::{HttpView, Request as PolicyRequest};
-use mesh_policy::{Decision, Snapshot, TokenForwarding};
+use mesh_policy::{Decision, TokenForwarding};
 use mesh_runtime::unix_now;
 use tracing::{debug, info};
 
-use crate::destination::{self, Destination};
+use crate::destination;
 use crate::forwarding;
 use crate::metrics::RequestLabels;
 use crate::pool::SendError;
@@ -47,38 +47,6 @@ struct Decided {
     labels: RequestLabels,
 }
 
-/// The labels of a request to `dest` at `ep`.
-fn labels(
-    snapshot: &Snapshot,
-    down: &Downstream,
-    dest: &Destination<'_>,
-    ep: &destination::Endpoint<'_>,
-) -> RequestLabels {
-    let cluster = snapshot.cluster();
-    let client = cluster.workload_by_ip(down.source_ip).and_then(|id| cluster.workload(id));
-    let unknown = || "unknown".to_owned();
-    RequestLabels {
-        reporter: "waypoint",
-        source_workload: client.map_or_else(unknown, |w| destination::workload_name(w).to_owned()),
-        source_workload_namespace: client.map_or_else(unknown, |w| w.namespace().to_owned()),
-        source_principal: down.peer_id.to_string(),
-        destination_workload: destination::workload_name(ep.workload).to_owned(),
-        destination_workload_namespace: ep.workload.namespace().to_owned(),
-        destination_principal: if ep.workload.enrolled {
-            format!("spiffe://{}", ep.workload.principal)
-        } else {
-            unknown()
-        },
-        destination_service: dest.service.and_then(|s| s.hosts.first().cloned()).unwrap_or_else(unknown),
-        destination_service_name: dest.service.map_or_else(unknown, |s| s.id.name().to_owned()),
-        destination_service_namespace: dest.namespace().to_owned(),
-        request_protocol: "http",
-        response_code: 0,
-        response_flags: "-",
-        connection_security_policy: "mutual_tls",
-    }
-}
-
 /// The `:path` of a request, query included (`/` when there is none).
 fn path_of(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
@@ -105,7 +73,7 @@ fn decide(proxy: &Proxy, down: &Downstream, request: &Request<Incoming>) -> Resu
     let decision = snapshot
         .authorize_request(&policy_request, unix_now())
         .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-    let mut labels = labels(&snapshot, down, &dest, &ep);
+    let mut labels = crate::proxy::labels(&snapshot, down, &dest, &ep, "http");
     if reply::is_grpc(request.headers()) {
         labels.request_protocol = "grpc";
     }

@@ -1,5 +1,7 @@
-//! Istio's standard request metrics, as a waypoint reports them: `istio_requests_total` and
-//! `istio_request_duration_milliseconds`, with `reporter="waypoint"`.
+//! Istio's standard metrics, as a waypoint reports them (`reporter="waypoint"`): for HTTP,
+//! `istio_requests_total` and `istio_request_duration_milliseconds`; for TCP, `istio_tcp_connections_opened_total`,
+//! `istio_tcp_connections_closed_total`, `istio_tcp_sent_bytes_total` (to the client) and
+//! `istio_tcp_received_bytes_total` (from the client).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -50,6 +52,10 @@ pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
+    tcp_opened: Family<RequestLabels, Counter>,
+    tcp_closed: Family<RequestLabels, Counter>,
+    tcp_sent: Family<RequestLabels, Counter>,
+    tcp_received: Family<RequestLabels, Counter>,
 }
 
 /// Istio's default duration buckets, in milliseconds.
@@ -71,7 +77,25 @@ impl Metrics {
             "Time from a request's headers to its response's headers, in milliseconds",
             duration.clone(),
         );
-        Metrics { registry: Mutex::new(registry), requests, duration }
+        let (tcp_opened, tcp_closed, tcp_sent, tcp_received) =
+            (Family::default(), Family::default(), Family::default(), Family::default());
+        registry.register("istio_tcp_connections_opened", "TCP connections opened", tcp_opened.clone());
+        registry.register("istio_tcp_connections_closed", "TCP connections closed", tcp_closed.clone());
+        registry.register("istio_tcp_sent_bytes", "Bytes sent to TCP clients", tcp_sent.clone());
+        registry.register("istio_tcp_received_bytes", "Bytes received from TCP clients", tcp_received.clone());
+        Metrics { registry: Mutex::new(registry), requests, duration, tcp_opened, tcp_closed, tcp_sent, tcp_received }
+    }
+
+    /// Records a TCP connection opened.
+    pub(crate) fn tcp_opened(&self, labels: &RequestLabels) {
+        self.tcp_opened.get_or_create(labels).inc();
+    }
+
+    /// Records a TCP connection closed, with the bytes it carried each way.
+    pub(crate) fn tcp_closed(&self, labels: &RequestLabels, sent: u64, received: u64) {
+        self.tcp_closed.get_or_create(labels).inc();
+        self.tcp_sent.get_or_create(labels).inc_by(sent);
+        self.tcp_received.get_or_create(labels).inc_by(received);
     }
 
     /// Records one request.

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicUsize;
 use mesh_hbone::Rejection;
 use mesh_hbone::transport::{HboneStream, InboundRequest, TakeOver};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
+use mesh_policy::Snapshot;
 use mesh_policy::proxy::Connection;
 use mesh_policy::resource::ResourceId;
 use mesh_runtime::state::MeshState;
@@ -18,7 +19,7 @@ use tracing::info;
 
 use crate::destination::{self, Destination};
 use crate::jwks::Jwks;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestLabels};
 use crate::protocol::{self, Prefixed, Protocol};
 use crate::upstream::{Endpoint, Upstreams};
 use crate::{http, tcp};
@@ -76,6 +77,40 @@ pub(crate) fn owned_endpoint(ep: &destination::Endpoint<'_>) -> Endpoint {
         ip: ep.ip,
         port: ep.port,
         identity: ep.workload.enrolled.then(|| format!("spiffe://{}", ep.workload.principal)),
+    }
+}
+
+/// The metric labels of a request (`request_protocol` `http`, `grpc`) or connection (`tcp`) to `dest` at
+/// `ep`.
+pub(crate) fn labels(
+    snapshot: &Snapshot,
+    down: &Downstream,
+    dest: &Destination<'_>,
+    ep: &destination::Endpoint<'_>,
+    request_protocol: &'static str,
+) -> RequestLabels {
+    let cluster = snapshot.cluster();
+    let client = cluster.workload_by_ip(down.source_ip).and_then(|id| cluster.workload(id));
+    let unknown = || "unknown".to_owned();
+    RequestLabels {
+        reporter: "waypoint",
+        source_workload: client.map_or_else(unknown, |w| destination::workload_name(w).to_owned()),
+        source_workload_namespace: client.map_or_else(unknown, |w| w.namespace().to_owned()),
+        source_principal: down.peer_id.to_string(),
+        destination_workload: destination::workload_name(ep.workload).to_owned(),
+        destination_workload_namespace: ep.workload.namespace().to_owned(),
+        destination_principal: if ep.workload.enrolled {
+            format!("spiffe://{}", ep.workload.principal)
+        } else {
+            unknown()
+        },
+        destination_service: dest.service.and_then(|s| s.hosts.first().cloned()).unwrap_or_else(unknown),
+        destination_service_name: dest.service.map_or_else(unknown, |s| s.id.name().to_owned()),
+        destination_service_namespace: dest.namespace().to_owned(),
+        request_protocol,
+        response_code: 0,
+        response_flags: "-",
+        connection_security_policy: "mutual_tls",
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::info;
 
 use crate::destination;
-use crate::proxy::{Downstream, Proxy, owned_endpoint};
+use crate::proxy::{Downstream, Proxy, labels, owned_endpoint};
 
 /// Serves a TCP tunnel whose first bytes, already read, are `first`.
 pub(crate) async fn serve(proxy: Arc<Proxy>, down: Arc<Downstream>, mut stream: HboneStream, first: Bytes) {
@@ -18,10 +18,10 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, down: Arc<Downstream>, mut stream: 
         destination::resolve(&snapshot, &proxy.gateway, down.authority).map(|dest| {
             let ep = dest.pick(&proxy.next_endpoint);
             let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(dest.target(&ep)));
-            (decision, owned_endpoint(&ep))
+            (decision, owned_endpoint(&ep), labels(&snapshot, &down, &dest, &ep, "tcp"))
         })
     };
-    let (decision, endpoint) = match decided {
+    let (decision, endpoint, mut labels) = match decided {
         Ok(d) => d,
         Err(why) => {
             info!(target: "access", authority = %down.authority, peer = %down.peer_id, protocol = "tcp", reason = %why, "connection not served");
@@ -36,14 +36,19 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, down: Arc<Downstream>, mut stream: 
             upstream_error = error.as_deref().unwrap_or("-"), "{outcome}"
         );
     };
+    proxy.metrics.tcp_opened(&labels);
     if !decision.allowed {
         log("connection denied", None);
+        labels.response_flags = "RBAC";
+        proxy.metrics.tcp_closed(&labels, 0, first.len() as u64);
         return;
     }
     let mut upstream = match proxy.upstreams.connect(&endpoint, down.source_ip).await {
         Ok(io) => io,
         Err(e) => {
             log("connection failed", Some(e.to_string()));
+            labels.response_flags = "UF";
+            proxy.metrics.tcp_closed(&labels, 0, first.len() as u64);
             return;
         }
     };
@@ -55,4 +60,7 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, down: Arc<Downstream>, mut stream: 
     }
     log("connection", None);
     let _ = relay(&mut stream, &mut upstream).await;
+    // The tunnel's own counts include the first bytes, read before the relay, and survive a relay error.
+    let (sent, received) = stream.handle().map_or((0, 0), |h| (h.bytes_sent(), h.bytes_received()));
+    proxy.metrics.tcp_closed(&labels, sent, received);
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::*;
 use http::{Request, StatusCode};
@@ -114,6 +115,9 @@ async fn the_payments_matrix_through_the_waypoint() {
         let mut back = [0u8; 8];
         stream.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"select 1");
+        stream.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
         let denied = probe.tunnel(db).await.expect_err("refused");
         assert_eq!(denied.refused().map(|r| r.status), Some(StatusCode::UNAUTHORIZED), "{denied}");
 
@@ -134,6 +138,25 @@ async fn the_payments_matrix_through_the_waypoint() {
         ] {
             assert!(metrics.contains(expected), "{expected} not in\n{metrics}");
         }
+        // The TCP connection, counted once closed: 8 bytes each way.
+        let mut tcp_metrics = String::new();
+        for _ in 0..100 {
+            tcp_metrics = get(waypoint.metrics, "/metrics").await.unwrap().1;
+            if tcp_metrics.contains("istio_tcp_connections_closed_total{") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let line = |name: &str| {
+            tcp_metrics
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name}:\n{tcp_metrics}"))
+                .to_owned()
+        };
+        assert!(line("istio_tcp_connections_opened_total{").contains("request_protocol=\"tcp\""));
+        assert!(line("istio_tcp_received_bytes_total{").ends_with(" 8"), "{tcp_metrics}");
+        assert!(line("istio_tcp_sent_bytes_total{").ends_with(" 8"), "{tcp_metrics}");
         let dump = waypoint.admin_json("/config_dump").await;
         assert_eq!(dump["gateway"], "payments/payments-waypoint");
         assert_eq!(dump["waypoint"]["principal"], "cluster.local/ns/payments/sa/payments-waypoint");
