@@ -215,6 +215,28 @@ impl Snapshot {
         }
     }
 
+    /// Every `jwksUri` the applied RequestAuthentications name for rules without an inline `jwks`: the documents a
+    /// proxy fetches and supplies with [`Mesh::add_jwks`](crate::Mesh::add_jwks). Sorted, without duplicates.
+    pub fn jwks_uris(&self) -> std::collections::BTreeSet<&str> {
+        self.resources
+            .request_auths
+            .values()
+            .flat_map(|ra| ra.rules.iter())
+            .filter(|r| r.jwks.is_none())
+            .filter_map(|r| r.jwks_uri.as_deref())
+            .collect()
+    }
+
+    /// The resources a waypoint applies to requests for `target` (which names the waypoint with
+    /// [`Target::with_waypoint`]): the RequestAuthentications first, then the AuthorizationPolicies in
+    /// evaluation order. For a proxy's view of what it enforces.
+    pub fn waypoint_resources(&self, target: &Target<'_>) -> Vec<ResourceId> {
+        let target = Target { resolved: None, ..*target };
+        let mut out: Vec<ResourceId> = self.index.request_authentications(&target).map(|ra| ra.id.clone()).collect();
+        self.index.for_each_waypoint(&target, |p| out.push(p.id.clone()));
+        out
+    }
+
     /// The waypoint's decision for a proxy's HTTP request: RequestAuthentication (tokens validated at `now`,
     /// Unix seconds, and borrowed from the verified-token cache), then AuthorizationPolicy. A request whose path
     /// does not start with `/` is an error.

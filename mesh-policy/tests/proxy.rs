@@ -211,3 +211,39 @@ fn a_workload_target_uses_the_policies_resolved_for_it_and_decides_the_same() {
     let d = newer.authorize_connection(&Connection::new(old).with_peer(&api));
     assert!(d.allowed && d.policy.as_deref() == Some("shop/db-l4"), "{d}");
 }
+
+#[test]
+fn a_waypoint_lists_the_jwks_uris_to_fetch_and_the_resources_it_applies_per_target() {
+    let idp = Idp::new("k1");
+    let mut mesh = mesh(&idp);
+    let inline = format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: inline, namespace: shop}}
+spec:
+  targetRefs: [{{kind: Service, group: "", name: web}}]
+  jwtRules:
+  - {{issuer: "https://other.example.com", jwksUri: "https://other.example.com/jwks", jwks: '{}'}}
+  - {{issuer: "https://third.example.com", jwksUri: "https://idp.example.com/jwks"}}
+"#,
+        idp.jwks()
+    );
+    mesh.apply_yaml(&inline).unwrap_or_else(|e| panic!("{e}"));
+    let snapshot = mesh.snapshot();
+    // Inline documents are not fetched; a URI named twice is listed once.
+    assert_eq!(snapshot.jwks_uris().into_iter().collect::<Vec<_>>(), ["https://idp.example.com/jwks"]);
+
+    let labels = BTreeMap::new();
+    let api = Target::new("shop", &labels).with_service("api").with_port(80);
+    let names: Vec<String> = snapshot.waypoint_resources(&api).iter().map(|id| id.to_string()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[0].contains("RequestAuthentication") && names[0].contains("shop/jwt"), "{names:?}");
+    assert!(names[1..].iter().any(|n| n.contains("shop/deny-eu")), "{names:?}");
+    assert!(names[1..].iter().any(|n| n.contains("shop/readers")), "{names:?}");
+    // The selector policy is ztunnel's; another service gets only its own RequestAuthentication.
+    let web = Target::new("shop", &labels).with_service("web").with_port(80);
+    let names: Vec<String> = snapshot.waypoint_resources(&web).iter().map(|id| id.to_string()).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].contains("shop/inline"), "{names:?}");
+}

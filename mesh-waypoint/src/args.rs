@@ -1,0 +1,89 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use mesh_runtime::args::{CommonArgs, parse_duration};
+
+/// The waypoint: an L7 proxy for the Services and workloads whose `istio.io/use-waypoint` label names its
+/// Gateway.
+///
+/// Node proxies send it HBONE tunnels (HTTP/2 CONNECT over mutual TLS) addressed to a Service VIP:port or a Pod
+/// IP:port. It applies RequestAuthentication and AuthorizationPolicy to each HTTP request (HTTP/1.1, HTTP/2,
+/// gRPC) and the L4 attributes of the same policies to plain TCP, then forwards what is allowed to an endpoint
+/// over HBONE with its own identity (the Gateway's service account).
+///
+/// A port is HTTP when its Service port says so (appProtocol, or a name or protocol of http, http2, grpc,
+/// grpc-web or h2c); TCP when it says otherwise (tcp, tls, https, mongo, mysql, redis, ...); when nothing is
+/// declared (a Pod address, an unnamed port) the first bytes decide: an HTTP/1 method and a space, or the
+/// HTTP/2 preface, make it HTTP; anything else, or nothing within 100 ms, TCP.
+///
+/// Example: mesh-waypoint -f manifests/ --gateway payments/payments-waypoint --ca-dir ca/
+#[derive(Debug, Parser)]
+#[command(name = "mesh-waypoint", version, verbatim_doc_comment)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+
+    /// The waypoint Gateway (gatewayClassName istio-waypoint) this proxy runs for, as NAMESPACE/NAME. Its
+    /// service account (the `gateway.istio.io/service-account` annotation, else the Gateway's name) is the
+    /// identity the waypoint presents and forwards with. The proxy waits until the configuration defines it.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_gateway)]
+    pub(crate) gateway: (String, String),
+
+    /// Where node proxies reach the waypoint over HBONE.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15008")]
+    pub(crate) inbound_addr: SocketAddr,
+
+    /// The port destination node proxies accept HBONE on (allowed requests are forwarded to
+    /// <endpoint pod IP>:<this port>).
+    #[arg(long, value_name = "PORT", default_value_t = 15008)]
+    pub(crate) hbone_port: u16,
+
+    /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) connect_timeout: Duration,
+
+    /// PEM file of CA certificates to verify jwksUri servers with (a local issuer), instead of the public
+    /// web roots.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) jwks_ca_file: Option<PathBuf>,
+
+    /// Also fetch jwksUris that are plain http:// (by default they are refused and their tokens rejected).
+    #[arg(long)]
+    pub(crate) jwks_allow_http: bool,
+
+    /// How often every JWKS is fetched again (Istio's default is 20 minutes). A token naming a key id the
+    /// cached JWKS lacks also triggers a fetch, at most once per --jwks-min-refetch.
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
+    pub(crate) jwks_refresh: Duration,
+
+    /// The shortest time between two fetches of one JWKS triggered by unknown key ids, and the first retry
+    /// delay after a failed fetch (doubling up to a minute).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub(crate) jwks_min_refetch: Duration,
+}
+
+fn parse_gateway(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{text:?} is not NAMESPACE/NAME (for example payments/payments-waypoint)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_is_namespace_slash_name() {
+        assert_eq!(parse_gateway("payments/wp"), Ok(("payments".into(), "wp".into())));
+        for bad in ["wp", "/wp", "payments/", "a/b/c"] {
+            assert!(parse_gateway(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Accepting tunnels: each CONNECT's authority is resolved in the configuration in force; a destination this
+//! waypoint does not serve is refused with `503`, a port declared TCP is checked against policy before the
+//! tunnel opens (a denial is a `401` refusal, as at a node proxy); then the tunnel is served as HTTP or TCP.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use mesh_hbone::Rejection;
+use mesh_hbone::transport::{HboneStream, InboundRequest, TakeOver};
+use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
+use mesh_policy::Snapshot;
+use mesh_policy::proxy::Connection;
+use mesh_policy::resource::ResourceId;
+use mesh_runtime::state::MeshState;
+use tracing::info;
+
+use crate::destination::{self, Destination};
+use crate::jwks::Jwks;
+use crate::metrics::{Metrics, RequestLabels};
+use crate::protocol::{self, Prefixed, Protocol};
+use crate::upstream::{Endpoint, Upstreams};
+use crate::{http, tcp};
+
+/// What every tunnel shares.
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    /// The configuration in force.
+    pub(crate) state: Arc<MeshState>,
+    /// This waypoint's Gateway.
+    pub(crate) gateway: ResourceId,
+    /// The onward hop.
+    pub(crate) upstreams: Upstreams,
+    /// Request metrics.
+    pub(crate) metrics: Arc<Metrics>,
+    /// The JWKS fetcher (told about unknown key ids).
+    pub(crate) jwks: Arc<Jwks>,
+    /// The round-robin counter over endpoints.
+    pub(crate) next_endpoint: AtomicUsize,
+    /// HTTP connections to endpoints, kept.
+    pub(crate) pool: crate::pool::Pool,
+}
+
+/// The client side of a tunnel.
+#[derive(Debug)]
+pub(crate) struct Downstream {
+    /// The client node proxy's verified identity.
+    pub(crate) peer_id: SpiffeId,
+    /// The same, as an Istio identity (`None` if it is not of the `ns/<ns>/sa/<sa>` form: no principal then).
+    pub(crate) peer: Option<IstioIdentity>,
+    /// The original client's address (`forwarded: for=`).
+    pub(crate) source_ip: IpAddr,
+    /// The address the client dialled (the CONNECT authority).
+    pub(crate) authority: SocketAddr,
+}
+
+/// What a tunnel is served by.
+pub(crate) type Serve = Box<dyn FnOnce(HboneStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+impl Downstream {
+    /// The connection as policies see it, to `target`.
+    pub(crate) fn connection<'a>(&'a self, target: mesh_policy::proxy::Target<'a>) -> Connection<'a> {
+        let connection = Connection::new(target).with_source_ip(self.source_ip);
+        match &self.peer {
+            Some(peer) => connection.with_peer(peer),
+            None => connection,
+        }
+    }
+}
+
+/// The endpoint chosen, owned.
+pub(crate) fn owned_endpoint(ep: &destination::Endpoint<'_>) -> Endpoint {
+    Endpoint {
+        name: ep.workload.qualified().to_owned(),
+        ip: ep.ip,
+        port: ep.port,
+        identity: ep.workload.enrolled.then(|| format!("spiffe://{}", ep.workload.principal)),
+    }
+}
+
+/// The metric labels of a request (`request_protocol` `http`, `grpc`) or connection (`tcp`) to `dest` at
+/// `ep`.
+pub(crate) fn labels(
+    snapshot: &Snapshot,
+    down: &Downstream,
+    dest: &Destination<'_>,
+    ep: &destination::Endpoint<'_>,
+    request_protocol: &'static str,
+) -> RequestLabels {
+    let cluster = snapshot.cluster();
+    let client = cluster.workload_by_ip(down.source_ip).and_then(|id| cluster.workload(id));
+    let unknown = || "unknown".to_owned();
+    RequestLabels {
+        reporter: "waypoint",
+        source_workload: client.map_or_else(unknown, |w| destination::workload_name(w).to_owned()),
+        source_workload_namespace: client.map_or_else(unknown, |w| w.namespace().to_owned()),
+        source_principal: down.peer_id.to_string(),
+        destination_workload: destination::workload_name(ep.workload).to_owned(),
+        destination_workload_namespace: ep.workload.namespace().to_owned(),
+        destination_principal: if ep.workload.enrolled {
+            format!("spiffe://{}", ep.workload.principal)
+        } else {
+            unknown()
+        },
+        destination_service: dest.service.and_then(|s| s.hosts.first().cloned()).unwrap_or_else(unknown),
+        destination_service_name: dest.service.map_or_else(unknown, |s| s.id.name().to_owned()),
+        destination_service_namespace: dest.namespace().to_owned(),
+        request_protocol,
+        response_code: 0,
+        response_flags: "-",
+        connection_security_policy: "mutual_tls",
+    }
+}
+
+impl Proxy {
+    /// Decides on a CONNECT.
+    pub(crate) fn accept(self: &Arc<Self>, request: InboundRequest) -> Result<TakeOver<Serve>, Rejection> {
+        let down = Downstream {
+            peer: IstioIdentity::from_spiffe_id(request.peer.clone()).ok(),
+            peer_id: request.peer.clone(),
+            source_ip: request.original_source(),
+            authority: request.target,
+        };
+        let snapshot = self.state.snapshot();
+        let dest = match destination::resolve(&snapshot, &self.gateway, down.authority) {
+            Ok(dest) => dest,
+            Err(why) => {
+                info!(
+                    target: "access", authority = %down.authority, peer = %down.peer_id, source = %down.source_ip,
+                    response_code = 503, reason = %why, "tunnel refused: not served by this waypoint"
+                );
+                return Err(Rejection::UnknownHost {
+                    host: down.authority.ip().to_string(),
+                    port: down.authority.port(),
+                });
+            }
+        };
+        if dest.protocol == Protocol::Tcp {
+            self.check_tcp(&snapshot, &dest, &down)?;
+        }
+        let protocol = dest.protocol;
+        let me = Arc::clone(self);
+        let serve: Serve = Box::new(move |stream| Box::pin(me.serve(down, protocol, stream)));
+        Ok(TakeOver(serve))
+    }
+
+    /// A declared TCP port: the policy decides before the tunnel opens.
+    fn check_tcp(
+        &self,
+        snapshot: &mesh_policy::Snapshot,
+        dest: &Destination<'_>,
+        down: &Downstream,
+    ) -> Result<(), Rejection> {
+        let ep = dest.pick(&self.next_endpoint);
+        let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(dest.target(&ep)));
+        if decision.allowed {
+            return Ok(());
+        }
+        info!(
+            target: "access", authority = %down.authority, peer = %down.peer_id, source = %down.source_ip,
+            protocol = "tcp", policy = decision.policy.as_deref().unwrap_or("-"), rule = ?decision.rule,
+            decision = %decision, "tunnel refused by policy"
+        );
+        Err(Rejection::Denied { reason: decision.to_string() })
+    }
+
+    async fn serve(self: Arc<Self>, down: Downstream, protocol: Protocol, mut stream: HboneStream) {
+        let down = Arc::new(down);
+        match protocol {
+            Protocol::Http => http::serve(self, down, stream).await,
+            Protocol::Tcp => tcp::serve(self, down, stream, bytes::Bytes::new()).await,
+            Protocol::Detect => match protocol::detect(&mut stream).await {
+                (true, first) => http::serve(self, down, Prefixed::new(first, stream)).await,
+                (false, first) => tcp::serve(self, down, stream, first).await,
+            },
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The configuration changes under a running waypoint: a tightened policy applies to the next request without
+//! a restart, a broken file keeps the policy in force, and SIGTERM drains and stops the process cleanly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use http::StatusCode;
+
+const DENY_DEBIT: &str = r#"---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: debits-frozen, namespace: payments}
+spec:
+  targetRefs: [{kind: Service, group: "", name: ledger}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/ledger/v1/debit"]}}]}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_tightens_policy_and_a_broken_file_keeps_it() {
+    bounded(async {
+        let net = Net(5);
+        let pki = Pki::new();
+        let idp = Idp::new("k1");
+        let policies = policies_yaml(JwksFrom::Inline(&idp.jwks()), true);
+        let config = config_dir(net, &policies);
+        let node = NodeProxy::start(net, &pki, &format!("{}---\n{policies}", cluster_yaml(net))).await;
+        let mut waypoint = Waypoint::start(net, &pki, config.path(), node.port, &[]).await;
+        let accounts = ClientProxy::new(&pki, "accounts", net.accounts(), &waypoint);
+        let ledger = SocketAddr::new(net.ledger_vip(), LEDGER_PORT);
+        let token = idp.token(&["ledger.debit"], false);
+        assert_eq!(accounts.http1(ledger, debit("POST", Some(&token))).await.status, StatusCode::OK);
+        let generation = waypoint.admin_json("/config_dump").await["generation"].as_u64().unwrap();
+
+        // Tightened: debits are frozen.
+        let file = config.path().join("policies.yaml");
+        std::fs::write(&file, format!("{policies}{DENY_DEBIT}")).unwrap();
+        let mut status = StatusCode::OK;
+        for _ in 0..100 {
+            status = accounts.http1(ledger, debit("POST", Some(&token))).await.status;
+            if status == StatusCode::FORBIDDEN {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, StatusCode::FORBIDDEN, "the new DENY applies without a restart:\n{}", waypoint.logs());
+        let dump = waypoint.admin_json("/config_dump").await;
+        assert!(dump["generation"].as_u64().unwrap() > generation);
+        assert!(waypoint.logs().contains("payments/debits-frozen"));
+        let forwarded = node.seen().len();
+
+        // Broken: an invalid action. The frozen debits stay frozen.
+        let broken = format!("{policies}{}", DENY_DEBIT.replace("action: DENY", "action: MAYBE"));
+        std::fs::write(&file, broken).unwrap();
+        let mut dump = serde_json::Value::Null;
+        for _ in 0..100 {
+            dump = waypoint.admin_json("/config_dump").await;
+            if dump["reload"]["rejected"].as_u64().unwrap_or(0) >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let errors = dump["reload"]["last_errors"].to_string();
+        assert!(errors.contains("policies.yaml") && errors.contains("action"), "{dump}");
+        let answer = accounts.http1(ledger, debit("POST", Some(&token))).await;
+        assert_eq!((answer.status, answer.body.as_str()), (StatusCode::FORBIDDEN, "RBAC: access denied"));
+        assert_eq!(node.seen().len(), forwarded, "nothing was forwarded once debits were frozen");
+
+        // SIGTERM: drained and stopped, exit status 0.
+        let exit = waypoint.terminate().await;
+        assert!(exit.success(), "{exit}\n{}", waypoint.logs());
+        assert!(waypoint.logs().contains("drained"), "{}", waypoint.logs());
+    })
+    .await;
+}
