@@ -23,9 +23,10 @@ use mesh_runtime::args::{CommonArgs, parse_duration};
 /// Example: mesh-waypoint -f manifests/ --gateway payments/payments-waypoint --ca-dir ca/
 #[derive(Debug, Parser)]
 #[command(name = "mesh-waypoint", version, verbatim_doc_comment)]
-pub(crate) struct Args {
+pub struct Args {
+    /// Configuration, identity, operational endpoints, logs and drain (shared with mesh-ztunnel).
     #[command(flatten)]
-    pub(crate) common: CommonArgs,
+    pub common: CommonArgs,
 
     /// The waypoint Gateway (gatewayClassName istio-waypoint) this proxy runs for, as NAMESPACE/NAME. Its
     /// service account (the `gateway.istio.io/service-account` annotation, else the Gateway's name) is the
@@ -64,6 +65,21 @@ pub(crate) struct Args {
     /// delay after a failed fetch (doubling up to a minute).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub(crate) jwks_min_refetch: Duration,
+
+    /// Connect to ADDR for the jwksUri authority HOST:PORT instead of resolving HOST (as curl's --resolve):
+    /// an issuer on loopback keeps its name, which its certificate is verified against. Repeatable.
+    #[arg(long = "jwks-resolve", value_name = "HOST:PORT=ADDR", value_parser = parse_resolve)]
+    pub(crate) jwks_resolve: Vec<(String, SocketAddr)>,
+}
+
+fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {
+    let bad = || format!("{text:?} is not HOST:PORT=ADDR (for example issuer.example.com:443=127.0.0.1:8443)");
+    let (authority, addr) = text.split_once('=').ok_or_else(bad)?;
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok((authority.to_ascii_lowercase(), addr.parse().map_err(|_| bad())?))
 }
 
 fn parse_gateway(text: &str) -> Result<(String, String), String> {
@@ -84,6 +100,21 @@ mod tests {
         assert_eq!(parse_gateway("payments/wp"), Ok(("payments".into(), "wp".into())));
         for bad in ["wp", "/wp", "payments/", "a/b/c"] {
             assert!(parse_gateway(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_resolve_maps_host_and_port_to_an_address() {
+        let parsed = parse_resolve("Issuer.Example.com:443=127.0.0.1:8443");
+        assert_eq!(
+            parsed,
+            Ok((
+                "issuer.example.com:443".into(),
+                "127.0.0.1:8443".parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+            ))
+        );
+        for bad in ["issuer.example.com=127.0.0.1:1", "issuer:x=127.0.0.1:1", "issuer:443=nowhere"] {
+            assert!(parse_resolve(bad).is_err(), "{bad}");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! URI, the last fetch and the last error.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -106,6 +107,8 @@ pub(crate) struct FetchOptions {
     pub(crate) min_refetch: Duration,
     /// Whether http:// is fetched.
     pub(crate) allow_http: bool,
+    /// Addresses to connect to for `host:port` authorities, instead of resolving the host.
+    pub(crate) resolve: Vec<(String, SocketAddr)>,
 }
 
 /// The fetcher: the status of every URI, and the signal that a token named an unknown key.
@@ -276,9 +279,12 @@ impl Jwks {
         let port = parsed.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let bare_host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let address = format!("{host}:{port}");
-        let tcp = TcpStream::connect((bare_host.as_str(), port))
-            .await
-            .map_err(|e| FetchError::Connect(address.clone(), e))?;
+        let pinned = self.options.resolve.iter().find(|(a, _)| a.eq_ignore_ascii_case(&address)).map(|(_, to)| *to);
+        let tcp = match pinned {
+            Some(to) => TcpStream::connect(to).await,
+            None => TcpStream::connect((bare_host.as_str(), port)).await,
+        }
+        .map_err(|e| FetchError::Connect(address.clone(), e))?;
         let path = parsed.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         let authority = parsed.authority().map_or(host.clone(), |a| a.as_str().to_owned());
         if tls {
