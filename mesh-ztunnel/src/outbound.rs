@@ -108,18 +108,25 @@ where
     let mut peers = Peers { source: side(source, None), mtls: true, ..Peers::default() };
     let planned = match source {
         None => Err(OutboundError::UnknownSource(source_ip)),
-        Some(source) => plan(&node, cluster, source, &dialled, &mut peers).await,
+        Some(source) => Box::pin(plan(&node, cluster, source, &dialled, &mut peers)).await,
     };
     let opened = match planned {
         Ok(Plan::Hbone { destination, authority, via, dest_workload }) => {
             let source = source.and_then(|w| IstioIdentity::parse_principal(&w.principal).ok());
-            open_tunnel(&node, source.as_ref().map(IstioIdentity::spiffe_id), &destination, authority, source_ip)
-                .await
-                .map(|t| (Upstream::Tunnel(Box::new(t)), via, dest_workload))
+            // Boxed, as every step before the relay: a tunnel's task then holds only the relay's state.
+            Box::pin(open_tunnel(
+                &node,
+                source.as_ref().map(IstioIdentity::spiffe_id),
+                &destination,
+                authority,
+                source_ip,
+            ))
+            .await
+            .map(|t| (Upstream::Tunnel(Box::new(t)), via, dest_workload))
         }
         Ok(Plan::Passthrough(target)) => {
             peers.mtls = false;
-            passthrough(&target).await.map(|s| (Upstream::Plain(s), "passthrough".to_owned(), None))
+            Box::pin(passthrough(&target)).await.map(|s| (Upstream::Plain(s), "passthrough".to_owned(), None))
         }
         Err(e) => Err(e),
     };
@@ -135,11 +142,13 @@ where
             node.metrics.closed(&labels, 0, 0);
             info!(direction = "outbound", src.addr = %source_ip, src.workload = peers.source.workload.as_deref().unwrap_or("unknown"),
                 dst = %dialled, error = %e, "connection refused");
-            let _ = ready(Err(e.failure()), client).await;
+            let _ = Box::pin(ready(Err(e.failure()), client)).await;
             return;
         }
     };
-    let Some(client_back) = ready(Ok(()), client).await else { return };
+    // A long connection must not keep an old configuration alive.
+    drop(snapshot);
+    let Some(client_back) = Box::pin(ready(Ok(()), client)).await else { return };
     client = client_back;
     let labels = peers.labels("source", ResponseFlags::None);
     node.metrics.opened(&labels);

@@ -173,7 +173,8 @@ impl Inbound {
         let drain = self.args.common.drain_timeout;
         let mut stop = stop_rx.clone();
         set.spawn(async move {
-            let handler = move |request: InboundRequest| inbound::handle(Arc::clone(&node), request);
+            // Boxed: the decision's state is freed once it is made, and only the relay's stays for the tunnel's life.
+            let handler = move |request: InboundRequest| Box::pin(inbound::handle(Arc::clone(&node), request));
             let until = async move {
                 tokio::select! {
                     () = down.wait() => {}
