@@ -14,7 +14,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tracing::debug;
 
 use crate::shutdown::Shutdown;
 
@@ -97,26 +96,17 @@ impl Routes {
 /// Serves `routes` on `listener` until shutdown.
 pub async fn serve(listener: TcpListener, routes: Routes, shutdown: Shutdown) {
     let routes = Arc::new(routes);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    debug!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = shutdown.wait() => return,
-        };
+    crate::listen::accept_until(listener, &shutdown, |stream, _| {
         let routes = Arc::clone(&routes);
-        tokio::spawn(async move {
+        async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 let reply = routes.answer(request.method(), request.uri().path(), request.uri().query().unwrap_or(""));
                 async move { Ok::<_, Infallible>(respond(reply)) }
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 fn respond(reply: Reply) -> Response<Full<Bytes>> {

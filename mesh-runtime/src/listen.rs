@@ -2,8 +2,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::shutdown::Shutdown;
 
 /// A listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,31 @@ pub async fn bind(what: &'static str, addr: SocketAddr, flag: &'static str) -> R
         io::ErrorKind::AddrNotAvailable => ListenError::NotLocal { what, addr, flag },
         _ => ListenError::Other { what, addr, source },
     })
+}
+
+/// Accepts connections until `shutdown`, each served by `serve` on a task of its own, with `TCP_NODELAY` set.
+/// A failed accept (out of file descriptors, say) is logged and retried after a pause, not in a tight loop.
+pub async fn accept_until<F, Fut>(listener: TcpListener, shutdown: &Shutdown, serve: F)
+where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.wait() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve(stream, peer));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

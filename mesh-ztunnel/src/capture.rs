@@ -2,6 +2,7 @@
 //! here by iptables (`REDIRECT` or `TPROXY`); the original destination is read from `SO_ORIGINAL_DST` (or,
 //! with TPROXY, is the local address of the accepted socket).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mesh_hbone::transport::original_dst;
@@ -16,36 +17,29 @@ use mesh_runtime::shutdown::Shutdown;
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
     // A connection that reaches the listener's own port was not redirected.
     let own_port = listener.local_addr().map_or(0, |a| a.port());
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-            () = shutdown.wait() => return,
-        };
-        let node = Arc::clone(&node);
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            // REDIRECT: SO_ORIGINAL_DST. TPROXY: the socket's own local address is the destination.
-            let redirected = |a: &std::net::SocketAddr| a.port() != own_port;
-            let target =
-                original_dst(&stream).ok().filter(redirected).or_else(|| stream.local_addr().ok().filter(redirected));
-            let Some(target) = target else {
-                info!(src.addr = %peer, "outbound refused: the connection was not redirected, so its destination is unknown");
-                return;
-            };
-            outbound::proxy(node, stream, peer.ip(), Dialled::Addr(target), |result, stream: TcpStream| async move {
-                match result {
-                    Ok(()) => Some(stream),
-                    Err(_) => {
-                        // Reset, so the workload sees its connection refused rather than closed.
-                        outbound::reset_on_close(&stream);
-                        None
-                    }
-                }
-            })
-            .await;
-        });
-    }
+    mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| {
+        handle(Arc::clone(&node), stream, peer, own_port)
+    })
+    .await;
+}
+
+async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr, own_port: u16) {
+    // REDIRECT: SO_ORIGINAL_DST. TPROXY: the socket's own local address is the destination.
+    let redirected = |a: &SocketAddr| a.port() != own_port;
+    let target = original_dst(&stream).ok().filter(redirected).or_else(|| stream.local_addr().ok().filter(redirected));
+    let Some(target) = target else {
+        info!(src.addr = %peer, "outbound refused: the connection was not redirected, so its destination is unknown");
+        return;
+    };
+    outbound::proxy(node, stream, peer.ip(), Dialled::Addr(target), |result, stream: TcpStream| async move {
+        match result {
+            Ok(()) => Some(stream),
+            Err(_) => {
+                // Reset, so the workload sees its connection refused rather than closed.
+                outbound::reset_on_close(&stream);
+                None
+            }
+        }
+    })
+    .await;
 }

@@ -22,18 +22,10 @@ use mesh_runtime::shutdown::Shutdown;
 
 /// Accepts redirected plaintext connections until shutdown.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-            () = shutdown.wait() => return,
-        };
-        let node = Arc::clone(&node);
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { handle(node, stream, peer, shutdown).await });
-    }
+    mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| {
+        handle(Arc::clone(&node), stream, peer, shutdown.clone())
+    })
+    .await;
 }
 
 async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr, shutdown: Shutdown) {

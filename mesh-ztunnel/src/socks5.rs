@@ -51,20 +51,8 @@ pub enum Socks5Error {
 
 /// Accepts SOCKS5 clients until shutdown.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-            () = shutdown.wait() => return,
-        };
-        let node = Arc::clone(&node);
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            handle(node, stream, peer).await;
-        });
-    }
+    mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| handle(Arc::clone(&node), stream, peer))
+        .await;
 }
 
 async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
