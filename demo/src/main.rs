@@ -34,8 +34,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Ztunnel(args)) => proxy(*args, mesh_ztunnel::serve::run, |a| a.common.log_format),
-        Some(Command::Waypoint(args)) => proxy(*args, mesh_waypoint::serve::run, |a| a.common.log_format),
+        Some(Command::Ztunnel(args)) => proxy(*args, mesh_ztunnel::serve::run, |a| &a.common),
+        Some(Command::Waypoint(args)) => proxy(*args, mesh_waypoint::serve::run, |a| &a.common),
         scenario => scenarios(scenario),
     }
 }
@@ -43,10 +43,11 @@ fn main() -> ExitCode {
 fn proxy<A, F: Future<Output = Result<(), String>>>(
     args: A,
     run: impl FnOnce(A) -> F,
-    format: impl Fn(&A) -> mesh_runtime::logging::LogFormat,
+    common: impl Fn(&A) -> &mesh_runtime::args::CommonArgs,
 ) -> ExitCode {
-    mesh_runtime::logging::init(format(&args));
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() else {
+    mesh_runtime::logging::init(common(&args).log_format);
+    let runtime = |args: &A| common(args).runtime();
+    let Ok(runtime) = runtime(&args) else {
         return ExitCode::FAILURE;
     };
     match runtime.block_on(run(args)) {

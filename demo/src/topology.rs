@@ -63,8 +63,14 @@ impl Topology {
     }
 
     fn common(&self, ip: IpAddr) -> Vec<String> {
-        let mut args: Vec<String> =
-            vec!["--reload-interval".into(), "200ms".into(), "--drain-timeout".into(), "2s".into()];
+        let mut args: Vec<String> = vec![
+            "--reload-interval".into(),
+            "200ms".into(),
+            "--drain-timeout".into(),
+            "2s".into(),
+            "--worker-threads".into(),
+            "1".into(),
+        ];
         args.extend(["--config".into(), self.config_dir().display().to_string()]);
         args.extend(["--ca-dir".into(), self.dir.path().join("ca").display().to_string()]);
         args.extend(["--admin-addr".into(), format!("{ip}:15000")]);

@@ -61,6 +61,10 @@ pub struct CommonArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Threads that run the proxy (0: one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0, env = "WORKER_THREADS")]
+    pub worker_threads: usize,
+
     /// On SIGTERM, how long connections in flight may take to finish before they are closed.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -87,6 +91,15 @@ impl CommonArgs {
             Some(dir) => CaSource::Dir(dir.clone()),
             None => CaSource::Generate { write_to: self.write_ca.clone() },
         }
+    }
+
+    /// The runtime the proxy runs on: `--worker-threads` threads.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if self.worker_threads > 0 {
+            builder.worker_threads(self.worker_threads);
+        }
+        builder.enable_all().build()
     }
 
     /// The mesh configuration: the trust domain and its aliases.

@@ -10,7 +10,7 @@ use tracing::error;
 fn main() -> ExitCode {
     let args = Args::parse();
     mesh_runtime::logging::init(args.common.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match args.common.runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mesh-waypoint: cannot start the runtime: {e}");

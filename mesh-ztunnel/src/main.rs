@@ -10,7 +10,7 @@ use mesh_ztunnel::args::Args;
 fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.common.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match args.common.runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mesh-ztunnel: cannot start the runtime: {e}");
