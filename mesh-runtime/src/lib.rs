@@ -8,7 +8,8 @@
 //!   published to every task, and the outcome of the last reload. An invalid document is reported (file,
 //!   document, field) and the last good configuration stays in force.
 //! - [`ca`]: the CA certificates are issued from: Istio's plug-in files, or a root generated at start and
-//!   written where the operator asks. [`rotation`] renews certificates on schedule.
+//!   written where the operator asks; [`pki`]: that CA with the certificate store it issues into.
+//!   [`rotation`] renews certificates on schedule.
 //! - [`http`]: the small HTTP/1 server the admin (15000), metrics (15020) and readiness (15021) endpoints run on.
 //! - [`listen`]: binding listeners with errors an operator can act on (a port in use, an address not on the
 //!   machine).
@@ -20,6 +21,7 @@ pub mod ca;
 pub mod http;
 pub mod listen;
 pub mod logging;
+pub mod pki;
 pub mod rotation;
 pub mod shutdown;
 pub mod source;

@@ -14,7 +14,9 @@ use mesh_runtime::http::{Reply, Routes};
 use mesh_runtime::state::MeshState;
 use serde_json::json;
 
-use crate::identity::Pki;
+use mesh_runtime::pki::Pki;
+
+use crate::identity;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 
@@ -81,7 +83,7 @@ impl Views {
                 move |_| Reply::json(&policies(&policies_view.state.snapshot(), &policies_view.gateway)),
             )
             .get("/jwks", "each jwksUri: last fetch, keys, last error (JSON)", move |_| Reply::json(&jwks.status()))
-            .get("/certs", "the waypoint's certificates (JSON)", move |_| Reply::json(&pki.certificates()))
+            .get("/certs", "the waypoint's certificates (JSON)", move |_| Reply::json(&identity::certificates(&pki)))
     }
 
     fn config_dump(&self) -> Reply {
@@ -107,7 +109,7 @@ impl Views {
             "resources": resources,
             "served": policies(&snapshot, &self.gateway),
             "jwks_uris": jwks_uris,
-            "certificates": self.pki.certificates(),
+            "certificates": identity::certificates(&self.pki),
         }))
     }
 

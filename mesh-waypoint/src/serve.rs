@@ -15,12 +15,12 @@ use tracing::{info, warn};
 
 use crate::admin::Views;
 use crate::args::Args;
-use crate::identity::Pki;
 use crate::jwks::{FetchOptions, Jwks};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::upstream::Upstreams;
 use crate::{admin, jwks, pool};
+use mesh_runtime::pki::Pki;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,7 +77,7 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
         info!("stopped before the configuration defined the Gateway");
         return Ok(());
     };
-    let identity = pki.issue(gateway.namespace(), &service_account)?;
+    let identity = pki.issue(&pki.identity(gateway.namespace(), &service_account)?)?;
     tokio::spawn(watch_identity(Arc::clone(&state), gateway.clone(), service_account, shutdown.clone()));
     tokio::spawn(rotation::run(pki.store.clone(), Arc::clone(&pki.ca), shutdown.clone()));
     let server_config = pki.store.server_config(&identity, pki.accepted.iter().cloned())?;

@@ -82,11 +82,11 @@ fn certificates(node: &Node) -> String {
         "CA".into(),
         "Available".into(),
         "true".into(),
-        node.ca.not_after().as_secs().to_string(),
+        node.pki.ca.not_after().as_secs().to_string(),
         "-".into(),
     ]);
-    for id in node.store.identities() {
-        let Some(cert) = node.store.get(&id) else { continue };
+    for id in node.pki.store.identities() {
+        let Some(cert) = node.pki.store.get(&id) else { continue };
         rows.push(vec![
             id.to_string(),
             "Leaf".into(),
@@ -108,10 +108,11 @@ fn config_dump(node: &Node) -> serde_json::Value {
         .map(|(_, w)| json!({"workload": w.id.to_string(), "ips": w.ips, "identity": format!("spiffe://{}", w.principal)}))
         .collect();
     let certificates: Vec<_> = node
+        .pki
         .store
         .identities()
         .iter()
-        .filter_map(|id| node.store.get(id).map(|c| json!({"identity": id.to_string(), "notAfter": c.not_after().as_secs(), "renewAt": c.schedule().renew_at().as_secs()})))
+        .filter_map(|id| node.pki.store.get(id).map(|c| json!({"identity": id.to_string(), "notAfter": c.not_after().as_secs(), "renewAt": c.schedule().renew_at().as_secs()})))
         .collect();
     json!({
         "node": node.name,

@@ -52,17 +52,13 @@ pub async fn handle(
             snapshot.authorize_connection(&connection)
         }
         _ => {
-            let labels = peers.labels("destination", ResponseFlags::Denied);
-            node.metrics.opened(&labels);
-            node.metrics.closed(&labels, 0, 0);
+            node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
             info!(dst.addr = %request.target, src.identity = %peer_id, "inbound denied: the peer's identity is not an Istio identity");
             return Err(Rejection::Denied { reason: format!("{peer_id} is not an Istio workload identity") });
         }
     };
     if !decision.allowed {
-        let labels = peers.labels("destination", ResponseFlags::Denied);
-        node.metrics.opened(&labels);
-        node.metrics.closed(&labels, 0, 0);
+        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
         info!(
             direction = "inbound", dst.addr = %request.target, dst.workload = %workload.id, src.addr = %source_ip,
             src.identity = %peer_id, decision = "deny", policy = decision.policy.as_ref().map(ToString::to_string).unwrap_or_default(),
@@ -73,9 +69,7 @@ pub async fn handle(
     let upstream = match connect_tcp(request.target, None, UPSTREAM_CONNECT).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            let labels = peers.labels("destination", ResponseFlags::ConnectFailure);
-            node.metrics.opened(&labels);
-            node.metrics.closed(&labels, 0, 0);
+            node.metrics.refused(&peers.labels("destination", ResponseFlags::ConnectFailure));
             info!(dst.addr = %request.target, src.identity = %peer_id, error = %e, "inbound: the workload refused the connection");
             return Err(Rejection::UpstreamConnect { target: request.target, reason: e.to_string() });
         }

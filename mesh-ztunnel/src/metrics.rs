@@ -145,6 +145,12 @@ impl Metrics {
         self.sent.get_or_create(labels).inc_by(sent);
     }
 
+    /// A connection refused before any byte went through: opened and closed at once.
+    pub fn refused(&self, labels: &TcpLabels) {
+        self.opened(labels);
+        self.closed(labels, 0, 0);
+    }
+
     /// The exposition text.
     pub fn encode(&self) -> String {
         let _guard = self.encode.lock();

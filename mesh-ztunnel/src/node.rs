@@ -7,14 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use mesh_hbone::transport::{HboneClient, Tunnels, WorkloadIdentities};
-use mesh_identity::ca::LocalCa;
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
-use mesh_identity::store::CertificateStore;
 use mesh_policy::Snapshot;
 use mesh_policy::cluster::{Cluster, Workload, WorkloadId};
-use mesh_runtime::rotation;
+use mesh_runtime::pki::Pki;
 use mesh_runtime::state::MeshState;
-use rustls_pki_types::UnixTime;
 use tracing::{info, warn};
 
 use crate::live::Live;
@@ -26,10 +23,8 @@ pub struct Node {
     pub name: String,
     /// The configuration in force.
     pub state: Arc<MeshState>,
-    /// Certificates of the local workloads.
-    pub store: CertificateStore,
-    /// Where they are issued from.
-    pub ca: Arc<LocalCa>,
+    /// The CA and the certificates of the local workloads.
+    pub pki: Pki,
     /// Which certificate answers for which local workload IP.
     pub identities: WorkloadIdentities,
     /// Tunnels to other node proxies and waypoints, opened as the local workloads.
@@ -55,8 +50,7 @@ impl Node {
     pub fn new(
         name: String,
         state: Arc<MeshState>,
-        store: CertificateStore,
-        ca: Arc<LocalCa>,
+        pki: Pki,
         identities: WorkloadIdentities,
         client: HboneClient,
         hbone_port: u16,
@@ -64,8 +58,7 @@ impl Node {
         Node {
             name,
             state,
-            store,
-            ca,
+            pki,
             identities,
             client,
             inbound_tunnels: Tunnels::new(),
@@ -103,8 +96,8 @@ impl Node {
                     continue;
                 }
             };
-            if self.store.get(identity.spiffe_id()).is_none() {
-                match self.store.issue(&self.ca, &identity, UnixTime::now(), rotation::jitter(identity.spiffe_id())) {
+            if self.pki.store.get(identity.spiffe_id()).is_none() {
+                match self.pki.issue(&identity) {
                     Ok(_) => info!(workload = %w.id, identity = %identity.spiffe_id(), "certificate issued"),
                     Err(e) => warn!(workload = %w.id, error = %e, "certificate issuance failed"),
                 }
@@ -123,8 +116,8 @@ impl Node {
             }
         }
         let kept: BTreeSet<&SpiffeId> = wanted.values().collect();
-        for gone in self.store.identities().into_iter().filter(|id| !kept.contains(id)) {
-            self.store.remove(&gone);
+        for gone in self.pki.store.identities().into_iter().filter(|id| !kept.contains(id)) {
+            self.pki.store.remove(&gone);
             info!(identity = %gone, "certificate dropped: no local workload has it");
         }
         *local = wanted;

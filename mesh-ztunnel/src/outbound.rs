@@ -137,9 +137,7 @@ where
                 Failure::Denied => ResponseFlags::Denied,
                 Failure::Refused | Failure::Unreachable => ResponseFlags::ConnectFailure,
             };
-            let labels = peers.labels("source", flags);
-            node.metrics.opened(&labels);
-            node.metrics.closed(&labels, 0, 0);
+            node.metrics.refused(&peers.labels("source", flags));
             info!(direction = "outbound", src.addr = %source_ip, src.workload = peers.source.workload.as_deref().unwrap_or("unknown"),
                 dst = %dialled, error = %e, "connection refused");
             let _ = Box::pin(ready(Err(e.failure()), client)).await;

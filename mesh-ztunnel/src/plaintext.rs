@@ -68,9 +68,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr, shutdo
         }
     };
     if let Some(reason) = refusal {
-        let labels = peers.labels("destination", ResponseFlags::Denied);
-        node.metrics.opened(&labels);
-        node.metrics.closed(&labels, 0, 0);
+        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
         info!(direction = "inbound", protocol = "plaintext", src.addr = %peer, dst.addr = %target, dst.workload = %workload.id, decision = "deny", %reason, "connection denied");
         crate::outbound::reset_on_close(&stream);
         return;

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mesh_hbone::transport::{HboneClient, HboneServer, InboundRequest, WorkloadIdentities};
-use mesh_identity::spiffe::{IstioIdentity, TrustDomains};
-use mesh_identity::store::{CertificateStore, StoreOptions};
+use mesh_identity::spiffe::IstioIdentity;
 use mesh_runtime::http::{Reply, Routes};
+use mesh_runtime::pki::Pki;
 use mesh_runtime::shutdown::{self, Shutdown};
 use mesh_runtime::source::{ConfigSource, FileSource};
 use mesh_runtime::state::MeshState;
 use mesh_runtime::{http, listen, rotation};
-use rustls_pki_types::UnixTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -27,7 +26,6 @@ use crate::{admin, capture, inbound, plaintext, socks5};
 pub async fn run(args: Args) -> Result<(), String> {
     let common = &args.common;
     let trust_domain = common.trust_domain()?;
-    let accepted = common.accepted_trust_domains()?;
 
     // Configuration: read once now (an unreadable or invalid configuration stops the start), then followed.
     let source = FileSource::new(common.config.clone(), common.reload_interval);
@@ -36,21 +34,15 @@ pub async fn run(args: Args) -> Result<(), String> {
     state.apply(&documents).map_err(|errors| format!("configuration is invalid:\n  {}", errors.join("\n  ")))?;
 
     // Identity.
-    let ca = common.ca_source().load(&trust_domain, UnixTime::now()).map_err(|e| e.to_string())?;
-    let domains = TrustDomains::new(trust_domain.clone(), accepted[1..].iter().cloned());
-    let store = CertificateStore::with_options(
-        [ca.trust_bundle().clone()].into_iter().collect(),
-        StoreOptions { workload_ttl: common.cert_ttl, ..StoreOptions::default() },
-    );
-    store.replace_mesh_bundle(&domains, ca.trust_bundle().clone());
-    let identities = WorkloadIdentities::new(store.clone(), accepted.clone()).map_err(|e| e.to_string())?;
+    let pki = Pki::load(common).map_err(|e| e.to_string())?;
+    let store = pki.store.clone();
+    let identities = WorkloadIdentities::new(store.clone(), pki.accepted.clone()).map_err(|e| e.to_string())?;
     let own = IstioIdentity::new(&trust_domain, "istio-system", "ztunnel").map_err(|e| e.to_string())?;
     let client = HboneClient::from_store(store.clone(), own.spiffe_id().clone());
     let node = Arc::new(Node::new(
         args.node.clone(),
         Arc::clone(&state),
-        store.clone(),
-        Arc::new(ca),
+        pki.clone(),
         identities.clone(),
         client,
         args.inbound_addr.port(),
@@ -112,7 +104,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     tasks.spawn(Arc::clone(&state).follow(updates_rx));
     let mut snapshots = state.subscribe();
     snapshots.mark_unchanged();
-    tasks.spawn(rotation::run(store, Arc::clone(&node.ca), down.clone()));
+    tasks.spawn(rotation::run(store, Arc::clone(&pki.ca), down.clone()));
 
     node.ready.store(true, Ordering::Relaxed);
     info!(node = %args.node, workloads = local.len(), "ready");
