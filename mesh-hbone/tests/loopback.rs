@@ -285,7 +285,7 @@ async fn pool_expiry_follows_a_paused_clock() {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn original_source_binding_uses_the_forwarded_ip() {
+async fn the_source_is_the_connection_s_peer_whatever_forwarded_claims() {
     with_timeout(async {
         let mesh = Mesh::new();
         let echo = echo_server().await;
@@ -300,7 +300,7 @@ async fn original_source_binding_uses_the_forwarded_ip() {
                 .serve(listener, move |inbound: InboundRequest| {
                     let seen_tx = seen_tx.clone();
                     async move {
-                        let _ = seen_tx.send((inbound.peer_addr.ip(), inbound.original_source()));
+                        let _ = seen_tx.send((inbound.source_ip(), inbound.claimed_source()));
                         connect_tcp(inbound.target, None, Duration::from_secs(5))
                             .await
                             .map_err(|e| Rejection::UpstreamConnect { target: inbound.target, reason: e.to_string() })
@@ -308,21 +308,34 @@ async fn original_source_binding_uses_the_forwarded_ip() {
                 })
                 .await
         });
-        let config = ClientConfig { original_source: true, ..ClientConfig::default() };
-        let client = HboneClient::with_config(mesh.workload("client"), Arc::clone(&mesh.bundles), config);
-        // All of 127.0.0.0/8 is this host's on Linux, so no CAP_NET_ADMIN is needed to bind 127.0.0.7.
-        let source: SocketAddr = "127.0.0.7:40000".parse().unwrap();
-        let tunnel = client
-            .connect(
-                &destination(hbone, "server"),
-                ConnectRequest::new(echo).with_forwarded(Forwarded::for_source(source)),
-            )
-            .await
-            .unwrap();
-        assert_eq!(round_trip(tunnel.stream, b"from .7".to_vec()).await, b"from .7");
-        let (peer_ip, original) = seen_rx.recv().await.unwrap();
-        assert_eq!(peer_ip, source.ip(), "the HBONE connection comes from the original source");
-        assert_eq!(original, source.ip());
+        // All of 127.0.0.0/8 is this host's on Linux, so no CAP_NET_ADMIN is needed to bind 127.0.0.x.
+        let claimed: SocketAddr = "127.0.0.7:40000".parse().unwrap();
+        let cases: [(ClientConfig, &str, std::net::IpAddr); 3] = [
+            // A peer that writes another address in `forwarded` is still judged by the address it dials from.
+            (ClientConfig::default(), "a lying peer", "127.0.0.1".parse().unwrap()),
+            // Original-source binding: the connection leaves from the workload's address.
+            (ClientConfig { original_source: true, ..ClientConfig::default() }, "original source", claimed.ip()),
+            // A fixed local address (a waypoint dialling from its own Pod address).
+            (
+                ClientConfig { local_ip: Some("127.0.0.8".parse().unwrap()), ..ClientConfig::default() },
+                "a fixed local IP",
+                "127.0.0.8".parse().unwrap(),
+            ),
+        ];
+        for (config, case, expected) in cases {
+            let client = HboneClient::with_config(mesh.workload("client"), Arc::clone(&mesh.bundles), config);
+            let tunnel = client
+                .connect(
+                    &destination(hbone, "server"),
+                    ConnectRequest::new(echo).with_forwarded(Forwarded::for_source(claimed)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(round_trip(tunnel.stream, b"hello".to_vec()).await, b"hello");
+            let (source, claimed_source) = seen_rx.recv().await.unwrap();
+            assert_eq!(source, expected, "{case}: the source is the connection's peer address");
+            assert_eq!(claimed_source, Some(claimed.ip()), "{case}: the claim is kept apart");
+        }
     })
     .await;
 }

@@ -21,7 +21,7 @@ pub struct CommonArgs {
     pub config: Vec<PathBuf>,
 
     /// How often the configuration files are checked for changes.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_nonzero_duration)]
     pub reload_interval: Duration,
 
     /// The mesh's trust domain.
@@ -42,7 +42,7 @@ pub struct CommonArgs {
     pub write_ca: Option<PathBuf>,
 
     /// The lifetime of workload certificates; they are renewed at half of it.
-    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_nonzero_duration)]
     pub cert_ttl: Duration,
 
     /// Admin endpoint (config dump and views).
@@ -112,21 +112,36 @@ impl CommonArgs {
     }
 }
 
-/// Parses `250ms`, `5s`, `10m`, `24h` (or plain seconds).
+/// The longest duration an option takes: a year. Longer ones are refused rather than overflowing a deadline.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `250ms`, `5s`, `10m`, `24h` (or plain seconds), up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    let bad = || format!("{text:?} is not a duration such as 500ms, 5s, 10m or 24h");
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 500ms, 5s, 10m or 24h"))?;
+    let n: u64 = number.parse().map_err(|_| bad())?;
     let seconds = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
     let d = match unit {
         "ms" => Some(Duration::from_millis(n)),
         "" | "s" => seconds(1),
         "m" => seconds(60),
         "h" => seconds(3600),
-        _ => None,
+        _ => return Err(bad()),
     };
-    d.ok_or_else(|| format!("{text:?} is not a duration such as 500ms, 5s, 10m or 24h"))
+    match d {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("{text:?} is longer than the longest duration taken, a year (8760h)")),
+    }
+}
+
+/// As [`parse_duration`], refusing zero: for intervals and lifetimes, where zero would spin or expire at once.
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!("{:?} must be longer than zero", text.trim())),
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]
@@ -142,5 +157,28 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn zero_where_it_would_spin_and_overflowing_durations_are_refused() {
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        let zero = parse_nonzero_duration("0ms");
+        assert!(zero.as_ref().is_err_and(|e| e.contains("longer than zero")), "{zero:?}");
+        assert_eq!(parse_nonzero_duration("100ms"), Ok(Duration::from_millis(100)));
+        for huge in ["99999999999999999999s", "18446744073709551615h", "8761h"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        // Through the command line, as an operator meets it.
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            common: CommonArgs,
+        }
+        let refused = Cli::try_parse_from(["proxy", "-f", "x.yaml", "--reload-interval", "0"]).err();
+        assert!(refused.is_some_and(|e| e.to_string().contains("longer than zero")));
+        let refused = Cli::try_parse_from(["proxy", "-f", "x.yaml", "--drain-timeout", "99999999999999h"]).err();
+        assert!(refused.is_some_and(|e| e.to_string().contains("a year")));
     }
 }

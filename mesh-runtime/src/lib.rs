@@ -13,11 +13,13 @@
 //! - [`http`]: the small HTTP/1 server the admin (15000), metrics (15020) and readiness (15021) endpoints run on.
 //! - [`listen`]: binding listeners with errors an operator can act on (a port in use, an address not on the
 //!   machine).
-//! - [`shutdown`]: SIGTERM and SIGINT as a drain signal with a deadline. [`logging`]: structured logs.
+//! - [`shutdown`]: SIGTERM and SIGINT as a drain signal; [`drain`]: connections in flight, waited for until
+//!   the drain deadline and then closed. [`logging`]: structured logs.
 #![forbid(unsafe_code)]
 
 pub mod args;
 pub mod ca;
+pub mod drain;
 pub mod http;
 pub mod listen;
 pub mod logging;

@@ -35,6 +35,14 @@ impl Trigger {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), for a proxy that takes steps of its own before triggering the
+/// shutdown (readiness first, then the listeners).
+pub async fn signal() {
+    wait_for_signal().await;
+}
+
+impl Trigger {}
+
 impl Shutdown {
     /// Resolves once shutdown has started.
     pub async fn wait(&self) {

@@ -4,6 +4,12 @@
 //! proxy replaces everything it holds with each update ([`crate::state::MeshState::apply`]). [`FileSource`]
 //! reads files and directories and notices changes by polling their modification times and sizes; a source
 //! that watches the Kubernetes API implements the same trait and nothing else in the proxy changes.
+//!
+//! A file being written must never be read half-way: a policy cut before its selector's last characters, or
+//! a file cut before its policy document, still parses, and would widen access. So a changed file is read
+//! only once it has stayed the same across two polls, and an empty file is taken as one being written (the
+//! configuration in force stays). Writers should still replace files by rename (write a temporary file in
+//! the same directory, then `mv` it over the old one), which is atomic; Kubernetes ConfigMap volumes do.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -41,6 +47,13 @@ pub enum SourceError {
         /// The path.
         path: String,
     },
+    /// A file is empty: being written, or truncated. It is not applied (removing every resource it held would
+    /// be an outage); the configuration in force stays until it has content.
+    #[error("{path} is empty (being written?); the configuration in force is kept until it has content")]
+    EmptyFile {
+        /// The file.
+        path: String,
+    },
 }
 
 /// A future a source runs as.
@@ -55,8 +68,8 @@ pub trait ConfigSource: Send + 'static {
     fn run(self: Box<Self>, updates: mpsc::Sender<ConfigUpdate>) -> SourceTask;
 }
 
-/// Files and directories (their `.yaml`, `.yml` and `.json` files, in name order, not recursing), polled for
-/// changes.
+/// Files and directories (their `.yaml`, `.yml` and `.json` files, in name order, not recursing, hidden files
+/// left out), polled for changes; a change is read once it has settled (unchanged across two polls).
 #[derive(Debug, Clone)]
 pub struct FileSource {
     paths: Vec<PathBuf>,
@@ -77,6 +90,9 @@ impl FileSource {
         let mut documents = Vec::new();
         for file in self.files()? {
             let text = std::fs::read_to_string(&file).map_err(|e| unreadable(&file, &e))?;
+            if text.trim().is_empty() {
+                return Err(SourceError::EmptyFile { path: file.display().to_string() });
+            }
             documents.push(Document { name: file.display().to_string(), text });
         }
         Ok(documents)
@@ -93,7 +109,7 @@ impl FileSource {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| unreadable(path, &e))?
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_config(p))
+                .filter(|p| p.is_file() && is_config(p) && !is_hidden(p))
                 .collect();
             if found.is_empty() {
                 return Err(SourceError::Empty { path: path.display().to_string() });
@@ -122,17 +138,22 @@ impl ConfigSource for FileSource {
 
     fn run(self: Box<Self>, updates: mpsc::Sender<ConfigUpdate>) -> SourceTask {
         Box::pin(async move {
-            let mut last = self.fingerprint();
+            // What was last read, and what the previous poll saw.
+            let mut read = self.fingerprint();
+            let mut seen = read.clone();
             if updates.send(self.load()).await.is_err() {
                 return;
             }
             loop {
                 tokio::time::sleep(self.interval).await;
                 let now = self.fingerprint();
-                if now == last {
+                let settled = now == seen;
+                seen = now;
+                // Read a change only once it has settled: a file still being written changes between polls.
+                if !settled || seen == read {
                     continue;
                 }
-                last = now;
+                read = seen.clone();
                 if updates.send(self.load()).await.is_err() {
                     return;
                 }
@@ -143,6 +164,10 @@ impl ConfigSource for FileSource {
 
 fn is_config(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
 fn unreadable(path: &Path, e: &std::io::Error) -> SourceError {
@@ -188,6 +213,42 @@ mod tests {
         std::fs::write(&file, "two, longer")?;
         let second = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.ok_or("closed")??;
         assert_eq!(second[0].text, "two, longer");
+        Ok(())
+    }
+
+    /// A file written in pieces, as an editor or `kubectl get -o yaml > file` writes it: cut at every line,
+    /// the rest following within one poll. Only the whole file is ever read.
+    #[tokio::test]
+    async fn a_file_being_written_is_read_only_once_it_has_settled() -> Result<(), Box<dyn std::error::Error>> {
+        use std::io::Write;
+        let whole = "kind: A\nmetadata: {name: one}\n---\nkind: B\nmetadata: {name: two}\nspec:\n  rules:\n  - {}\n";
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, "kind: Start\n")?;
+        let interval = Duration::from_millis(150);
+        let (tx, mut rx) = mpsc::channel(64);
+        tokio::spawn(Box::new(FileSource::new(vec![file.clone()], interval)).run(tx));
+        assert_eq!(rx.recv().await.ok_or("closed")??[0].text, "kind: Start\n");
+        let cuts: Vec<usize> = whole.match_indices('\n').map(|(i, _)| i + 1).filter(|&i| i < whole.len()).collect();
+        for (n, cut) in cuts.iter().enumerate() {
+            // Truncate, write the first part, then the rest a little later (well within one poll).
+            let mut out = std::fs::File::create(&file)?;
+            out.write_all(&whole.as_bytes()[..*cut])?;
+            out.flush()?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            out.write_all(&whole.as_bytes()[*cut..])?;
+            drop(out);
+            let update = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.ok_or("closed")??;
+            assert_eq!(update[0].text, whole, "cut {n} at byte {cut}: only the whole file may be read");
+            // Something else in between, so that the next write is a change.
+            std::fs::write(&file, format!("kind: Between{n}\n"))?;
+            let between = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.ok_or("closed")??;
+            assert_eq!(between[0].text, format!("kind: Between{n}\n"));
+        }
+        // An emptied file is not applied: the source reports it, the configuration in force stays.
+        std::fs::write(&file, "")?;
+        let emptied = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?.ok_or("closed")?;
+        assert!(matches!(emptied, Err(SourceError::EmptyFile { .. })), "{emptied:?}");
         Ok(())
     }
 }

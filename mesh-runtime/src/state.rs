@@ -114,12 +114,16 @@ impl MeshState {
         out
     }
 
-    /// Applies each update from `updates` until the channel closes.
+    /// Applies each update from `updates` until the channel closes. Parsing and compiling run on a blocking
+    /// thread, so a large reload never stalls the tasks that carry traffic.
     pub async fn follow(self: Arc<Self>, mut updates: mpsc::Receiver<ConfigUpdate>) {
         while let Some(update) = updates.recv().await {
             match update {
                 Ok(documents) => {
-                    let _ = self.apply(&documents);
+                    let state = Arc::clone(&self);
+                    if let Err(e) = tokio::task::spawn_blocking(move || state.apply(&documents)).await {
+                        error!(error = %e, "applying the configuration failed; the configuration in force is kept");
+                    }
                 }
                 Err(e) => self.unreadable(&e.to_string()),
             }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use mesh_runtime::args::{CommonArgs, parse_duration};
+use mesh_runtime::args::{CommonArgs, parse_nonzero_duration};
 
 /// The waypoint: an L7 proxy for the Services and workloads whose `istio.io/use-waypoint` label names its
 /// Gateway.
@@ -44,7 +44,7 @@ pub struct Args {
     pub(crate) hbone_port: u16,
 
     /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
     pub(crate) connect_timeout: Duration,
 
     /// PEM file of CA certificates to verify jwksUri servers with (a local issuer), instead of the public
@@ -58,12 +58,12 @@ pub struct Args {
 
     /// How often every JWKS is fetched again (Istio's default is 20 minutes). A token naming a key id the
     /// cached JWKS lacks also triggers a fetch, at most once per --jwks-min-refetch.
-    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_nonzero_duration)]
     pub(crate) jwks_refresh: Duration,
 
     /// The shortest time between two fetches of one JWKS triggered by unknown key ids, and the first retry
     /// delay after a failed fetch (doubling up to a minute).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
     pub(crate) jwks_min_refetch: Duration,
 
     /// Connect to ADDR for the jwksUri authority HOST:PORT instead of resolving HOST (as curl's --resolve):

@@ -50,7 +50,8 @@ pub(crate) struct Downstream {
     pub(crate) peer_id: SpiffeId,
     /// The same, as an Istio identity (`None` if it is not of the `ns/<ns>/sa/<sa>` form: no principal then).
     pub(crate) peer: Option<IstioIdentity>,
-    /// The original client's address (`forwarded: for=`).
+    /// The client's address: the TCP peer of the tunnel's connection (the client Pod's, as its node proxy
+    /// dials from it). What the peer writes in `forwarded` is not trusted for policy.
     pub(crate) source_ip: IpAddr,
     /// The address the client dialled (the CONNECT authority).
     pub(crate) authority: SocketAddr,
@@ -120,7 +121,7 @@ impl Proxy {
         let down = Downstream {
             peer: IstioIdentity::from_spiffe_id(request.peer.clone()).ok(),
             peer_id: request.peer.clone(),
-            source_ip: request.original_source(),
+            source_ip: request.source_ip(),
             authority: request.target,
         };
         let snapshot = self.state.snapshot();

@@ -82,7 +82,10 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
     tokio::spawn(rotation::run(pki.store.clone(), Arc::clone(&pki.ca), shutdown.clone()));
     let server_config = pki.store.server_config(&identity, pki.accepted.iter().cloned())?;
     let server = HboneServer::with_identity(Arc::new(server_config)).with_rules(InboundRules::default().any_target());
-    let client_config = ClientConfig { connect_timeout: args.connect_timeout, ..ClientConfig::default() };
+    // Onward connections leave from the waypoint's own address (its Pod IP), which is what the destination's
+    // node proxy matches `ipBlocks` against.
+    let local_ip = Some(args.inbound_addr.ip()).filter(|ip| !ip.is_unspecified());
+    let client_config = ClientConfig { connect_timeout: args.connect_timeout, local_ip, ..ClientConfig::default() };
     let client = HboneClient::from_store_with_config(pki.store.clone(), identity.clone(), client_config);
     let proxy = Arc::new(Proxy {
         state: Arc::clone(&state),
@@ -92,6 +95,7 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
             identity: identity.clone(),
             hbone_port: args.hbone_port,
             connect_timeout: args.connect_timeout,
+            local_ip,
         },
         metrics,
         jwks,

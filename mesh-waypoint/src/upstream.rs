@@ -69,6 +69,8 @@ pub(crate) struct Upstreams {
     pub(crate) hbone_port: u16,
     /// The connect timeout for plain TCP.
     pub(crate) connect_timeout: Duration,
+    /// The waypoint's own address, which onward connections leave from (none: the kernel's choice).
+    pub(crate) local_ip: Option<IpAddr>,
 }
 
 impl Upstreams {
@@ -76,10 +78,8 @@ impl Upstreams {
     pub(crate) async fn connect(&self, endpoint: &Endpoint, source: IpAddr) -> Result<Box<dyn Io>, UpstreamError> {
         let target = SocketAddr::new(endpoint.ip, endpoint.port);
         let Some(identity) = &endpoint.identity else {
-            let tcp = connect_tcp(target, None, self.connect_timeout).await.map_err(|e| UpstreamError::Failed {
-                endpoint: endpoint.name.clone(),
-                address: target,
-                reason: e.to_string(),
+            let tcp = connect_tcp(target, self.local_ip, self.connect_timeout).await.map_err(|e| {
+                UpstreamError::Failed { endpoint: endpoint.name.clone(), address: target, reason: e.to_string() }
             })?;
             return Ok(Box::new(tcp));
         };

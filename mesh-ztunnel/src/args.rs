@@ -44,6 +44,13 @@ pub struct Args {
     #[arg(long)]
     pub listen_on_workload_ips: bool,
 
+    /// Open tunnels from the source workload's own IP (binding it transparently when it is not this host's,
+    /// which needs CAP_NET_ADMIN and routing that returns the replies here), as Istio's ENABLE_ORIG_SRC.
+    /// Implied by --listen-on-workload-ips, where every Pod address is this machine's. Peers then match
+    /// `ipBlocks` against the Pod's address; otherwise they see the node's.
+    #[arg(long, env = "ENABLE_ORIG_SRC")]
+    pub original_source: bool,
+
     /// Disable an outbound listener: socks5, outbound or plaintext. Repeatable.
     #[arg(long = "disable", value_name = "LISTENER", value_parser = ["socks5", "outbound", "plaintext"])]
     pub disabled: Vec<String>,

@@ -1,22 +1,86 @@
 //! Inbound HBONE (15008): the destination workload's certificate answers the handshake, L4 policy decides at
 //! the ztunnel enforcement point (a denial answers the CONNECT with 401, as Istio's ztunnel does), and an
 //! allowed tunnel is relayed to the local workload.
+//!
+//! The source address policies match (`ipBlocks`, `source.ip`) is the TCP peer address of the HBONE
+//! connection: what the connection proves. The `forwarded: for=` a peer writes in its CONNECT is only logged,
+//! as what it claims.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_hbone::Rejection;
 use mesh_hbone::transport::{HboneStream, InboundRequest, TakeOver, connect_tcp, relay};
 use mesh_identity::spiffe::IstioIdentity;
+use mesh_policy::Snapshot;
 use mesh_policy::proxy::Connection;
 use tracing::info;
 
-use crate::live::{Closer, Entry};
 use crate::metrics::{Peers, ResponseFlags};
 use crate::node::{Node, side};
+use crate::outbound::reset_on_close;
 
 /// How long the connect to the local workload may take.
 const UPSTREAM_CONNECT: Duration = Duration::from_secs(5);
+
+/// A connection the configuration allows: the policy that decided and why.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    /// `namespace/name` of the deciding policy, empty when none applied.
+    pub policy: String,
+    /// Why it is allowed.
+    pub reason: String,
+}
+
+/// A connection the configuration refuses.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    /// Why.
+    pub reason: String,
+    /// `namespace/name` of the deciding policy, if one decided.
+    pub policy: Option<String>,
+}
+
+impl Denied {
+    fn new(reason: impl Into<String>) -> Self {
+        Denied { reason: reason.into(), policy: None }
+    }
+}
+
+/// Whether `snapshot` allows `peer`, connecting from `source_ip`, to reach the local workload at `target`.
+pub fn verdict(
+    node: &Node,
+    snapshot: &Snapshot,
+    target: SocketAddr,
+    peer: &IstioIdentity,
+    source_ip: IpAddr,
+) -> Result<Allowed, Denied> {
+    let Some((id, _)) = node.local_workload(snapshot.cluster(), target.ip()) else {
+        return Err(Denied::new("the destination is no workload of this node"));
+    };
+    let Some(workload_target) = snapshot.workload_target(id, target.port()) else {
+        return Err(Denied::new("the destination is no workload of this node"));
+    };
+    let decision =
+        snapshot.authorize_connection(&Connection::new(workload_target).with_peer(peer).with_source_ip(source_ip));
+    let policy = decision.policy.as_ref().map(ToString::to_string);
+    if decision.allowed {
+        Ok(Allowed { policy: policy.unwrap_or_default(), reason: decision.to_string() })
+    } else {
+        Err(Denied { reason: decision.to_string(), policy })
+    }
+}
+
+/// How a relay ended.
+enum Ended {
+    /// The relay finished, cleanly or not.
+    Relayed(std::io::Result<(u64, u64)>),
+    /// A new configuration denies the connection.
+    Denied,
+    /// The drain deadline passed.
+    Drained,
+}
 
 /// Decides on one CONNECT.
 pub async fn handle(
@@ -27,17 +91,25 @@ pub async fn handle(
     Rejection,
 > {
     let started = Instant::now();
+    let source_ip = request.source_ip();
+    let claimed = request.claimed_source().map(|ip| ip.to_string()).unwrap_or_default();
+    let target = request.target;
+    let peer_id = request.peer.to_string();
+    let Ok(peer) = IstioIdentity::from_spiffe_id(request.peer.clone()) else {
+        let peers = Peers { source: side(None, Some(peer_id.clone())), mtls: true, ..Peers::default() };
+        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
+        info!(dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, "inbound denied: the peer's identity is not an Istio identity");
+        return Err(Rejection::Denied { reason: format!("{peer_id} is not an Istio workload identity") });
+    };
+    // Registered before the decision: a configuration that lands from now on reaches this connection.
+    let registration = node.live.register(target, Some(peer.clone()), source_ip);
+    let tracked = node.connections.track();
     let snapshot = node.state.snapshot();
     let cluster = snapshot.cluster();
-    let source_ip = request.original_source();
-    let peer_id = request.peer.to_string();
     let source_workload = cluster.workload_by_ip(source_ip).and_then(|w| cluster.workload(w));
-    let Some((id, workload)) = node.local_workload(cluster, request.target.ip()) else {
-        info!(dst.addr = %request.target, src.identity = %peer_id, "inbound refused: no workload of this node has the address");
-        return Err(Rejection::UpstreamConnect {
-            target: request.target,
-            reason: "no workload of this node has this address".into(),
-        });
+    let Some((_, workload)) = node.local_workload(cluster, target.ip()) else {
+        info!(dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, "inbound refused: no workload of this node has the address");
+        return Err(Rejection::UpstreamConnect { target, reason: "no workload of this node has this address".into() });
     };
     let mut peers = Peers {
         source: side(source_workload, Some(peer_id.clone())),
@@ -45,60 +117,65 @@ pub async fn handle(
         service: None,
         mtls: true,
     };
-    let peer = IstioIdentity::from_spiffe_id(request.peer.clone()).ok();
-    let decision = match (snapshot.workload_target(id, request.target.port()), &peer) {
-        (Some(target), Some(peer)) => {
-            let connection = Connection::new(target).with_peer(peer).with_source_ip(source_ip);
-            snapshot.authorize_connection(&connection)
-        }
-        _ => {
+    let workload_name = workload.id.to_string();
+    let principal = format!("spiffe://{}", workload.principal);
+    let allowed = match verdict(&node, &snapshot, target, &peer, source_ip) {
+        Ok(allowed) => allowed,
+        Err(denied) => {
             node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
-            info!(dst.addr = %request.target, src.identity = %peer_id, "inbound denied: the peer's identity is not an Istio identity");
-            return Err(Rejection::Denied { reason: format!("{peer_id} is not an Istio workload identity") });
+            info!(
+                direction = "inbound", dst.addr = %target, dst.workload = %workload_name, src.addr = %source_ip,
+                src.claimed_addr = %claimed, src.identity = %peer_id, decision = "deny",
+                policy = denied.policy.as_deref().unwrap_or_default(), reason = %denied.reason, "connection denied"
+            );
+            return Err(Rejection::Denied { reason: denied.reason });
         }
     };
-    if !decision.allowed {
-        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
-        info!(
-            direction = "inbound", dst.addr = %request.target, dst.workload = %workload.id, src.addr = %source_ip,
-            src.identity = %peer_id, decision = "deny", policy = decision.policy.as_ref().map(ToString::to_string).unwrap_or_default(),
-            reason = %decision, "connection denied"
-        );
-        return Err(Rejection::Denied { reason: decision.to_string() });
-    }
-    let upstream = match connect_tcp(request.target, None, UPSTREAM_CONNECT).await {
+    drop(snapshot);
+    let upstream = match connect_tcp(target, None, UPSTREAM_CONNECT).await {
         Ok(upstream) => upstream,
         Err(e) => {
             node.metrics.refused(&peers.labels("destination", ResponseFlags::ConnectFailure));
-            info!(dst.addr = %request.target, src.identity = %peer_id, error = %e, "inbound: the workload refused the connection");
-            return Err(Rejection::UpstreamConnect { target: request.target, reason: e.to_string() });
+            info!(dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, error = %e, "inbound: the workload refused the connection");
+            return Err(Rejection::UpstreamConnect { target, reason: e.to_string() });
         }
     };
-    peers.destination.principal = Some(format!("spiffe://{}", workload.principal));
+    if registration.is_closed() {
+        // A configuration that arrived while the workload was being connected to denies it.
+        reset_on_close(&upstream);
+        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
+        info!(direction = "inbound", dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, decision = "deny", "connection denied by the configuration that arrived while it was being connected");
+        return Err(Rejection::Denied { reason: "denied by the configuration in force".into() });
+    }
+    peers.destination.principal = Some(principal);
     let labels = peers.labels("destination", ResponseFlags::None);
-    node.metrics.opened(&labels);
-    let policy = decision.policy.as_ref().map(ToString::to_string).unwrap_or_default();
-    let reason = decision.to_string();
-    let target = request.target;
-    let workload_name = workload.id.to_string();
     Ok(TakeOver(move |mut tunnel: HboneStream| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut upstream = upstream;
-            let _registration = tunnel
-                .handle()
-                .cloned()
-                .map(|handle| node.live.register(Entry { target, peer, source_ip, closer: Closer::Tunnel(handle) }));
-            let result = relay(&mut tunnel, &mut upstream).await;
-            let (received, sent) = result
-                .as_ref()
-                .copied()
-                .unwrap_or_else(|_| tunnel.handle().map_or((0, 0), |h| (h.bytes_received(), h.bytes_sent())));
+            node.metrics.opened(&labels);
+            let ended = tokio::select! {
+                relayed = relay(&mut tunnel, &mut upstream) => Ended::Relayed(relayed),
+                () = registration.closed() => Ended::Denied,
+                () = tracked.closing() => Ended::Drained,
+            };
+            let counted = tunnel.handle().map_or((0, 0), |h| (h.bytes_received(), h.bytes_sent()));
+            let (received, sent, error) = match ended {
+                Ended::Relayed(Ok((received, sent))) => (received, sent, String::new()),
+                Ended::Relayed(Err(e)) => (counted.0, counted.1, e.to_string()),
+                Ended::Denied => (counted.0, counted.1, "closed: the new configuration denies it".to_owned()),
+                Ended::Drained => (counted.0, counted.1, "closed: the drain deadline passed".to_owned()),
+            };
+            if !error.is_empty() {
+                // Cut short: the workload sees a reset, never a clean end; dropping the tunnel resets it too.
+                reset_on_close(&upstream);
+            }
+            drop(tunnel);
             node.metrics.closed(&labels, received, sent);
             info!(
                 direction = "inbound", dst.addr = %target, dst.workload = %workload_name, src.addr = %source_ip,
-                src.identity = %peer_id, decision = "allow", %policy, %reason, bytes_received = received,
-                bytes_sent = sent, duration_ms = started.elapsed().as_millis() as u64,
-                error = result.err().map(|e| e.to_string()).unwrap_or_default(), "connection closed"
+                src.claimed_addr = %claimed, src.identity = %peer_id, decision = "allow", policy = %allowed.policy,
+                reason = %allowed.reason, bytes_received = received, bytes_sent = sent,
+                duration_ms = started.elapsed().as_millis() as u64, %error, "connection closed"
             );
         })
     }))

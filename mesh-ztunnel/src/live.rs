@@ -1,41 +1,35 @@
 //! Live inbound connections, re-authorized against every new configuration: a connection the new policy
 //! denies is closed, as Istio's ztunnel does after a policy change.
+//!
+//! A connection is registered before it is decided on, so that a configuration that lands while the decision
+//! or the connect to the workload is under way still reaches it: [`Live::enforce`] then judges it against
+//! the new configuration like any other, and the connection checks [`Registration::is_closed`] before it
+//! relays a byte.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use mesh_hbone::transport::TunnelHandle;
 use mesh_identity::spiffe::IstioIdentity;
 use mesh_policy::Snapshot;
-use mesh_policy::proxy::Connection;
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::node::Node;
 
-/// How a live connection is closed.
-#[derive(Clone)]
-pub enum Closer {
-    /// An HBONE tunnel: reset it.
-    Tunnel(TunnelHandle),
-    /// A plaintext connection: wake its relay, which drops both sockets.
-    Plain(Arc<Notify>),
-}
-
 /// One live inbound connection.
 #[derive(Clone)]
-pub struct Entry {
+struct Entry {
     /// The destination workload's address.
-    pub target: SocketAddr,
+    target: SocketAddr,
     /// The peer's identity (none for plaintext).
-    pub peer: Option<IstioIdentity>,
-    /// The original source IP.
-    pub source_ip: IpAddr,
-    /// How to close it.
-    pub closer: Closer,
+    peer: Option<IstioIdentity>,
+    /// The source IP (the connection's peer address).
+    source_ip: IpAddr,
+    /// Cancelled to close it.
+    close: CancellationToken,
 }
 
 /// A live connection, as the admin view lists it.
@@ -45,7 +39,7 @@ pub struct Listed {
     pub target: SocketAddr,
     /// The peer's identity.
     pub peer: Option<String>,
-    /// The original source.
+    /// The source address.
     pub source_ip: IpAddr,
 }
 
@@ -56,24 +50,45 @@ pub struct Live {
     entries: Mutex<HashMap<u64, Entry>>,
 }
 
-/// Removes its entry when dropped.
-pub struct Registration<'a> {
-    live: &'a Live,
+/// A registered connection; removed from the registry when dropped.
+pub struct Registration {
+    live: Arc<Live>,
     id: u64,
+    close: CancellationToken,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
         self.live.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
     }
 }
 
+impl Registration {
+    /// Whether a configuration since the registration denies the connection.
+    pub fn is_closed(&self) -> bool {
+        self.close.is_cancelled()
+    }
+
+    /// Resolves when a configuration denies the connection.
+    pub async fn closed(&self) {
+        self.close.cancelled().await;
+    }
+}
+
 impl Live {
-    /// Lists `entry` until the registration is dropped.
-    pub fn register(&self, entry: Entry) -> Registration<'_> {
+    /// Lists a connection to `target` from `source_ip` (as `peer` over HBONE, none for plaintext) until the
+    /// registration is dropped.
+    pub fn register(
+        self: &Arc<Self>,
+        target: SocketAddr,
+        peer: Option<IstioIdentity>,
+        source_ip: IpAddr,
+    ) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let close = CancellationToken::new();
+        let entry = Entry { target, peer, source_ip, close: close.clone() };
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).insert(id, entry);
-        Registration { live: self, id }
+        Registration { live: Arc::clone(self), id, close }
     }
 
     /// The live connections.
@@ -89,39 +104,32 @@ impl Live {
             .collect()
     }
 
-    /// Closes every connection `snapshot` no longer allows (its destination gone from the node, or denied by
-    /// policy). Returns how many were closed.
+    /// Closes every connection `snapshot` no longer allows: its destination gone from the node, denied by
+    /// policy, or plaintext that PeerAuthentication now refuses. Returns how many were closed.
     pub fn enforce(&self, node: &Node, snapshot: &Snapshot) -> usize {
-        let entries: Vec<Entry> =
-            self.entries.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let entries: Vec<Entry> = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|e| !e.close.is_cancelled())
+            .cloned()
+            .collect();
         let mut closed = 0;
         for entry in entries {
-            let verdict = match node.local_workload(snapshot.cluster(), entry.target.ip()) {
-                None => Err("the destination is no longer a workload of this node".to_owned()),
-                Some((id, _)) => match snapshot.workload_target(id, entry.target.port()) {
-                    None => Err("the destination is no longer a workload of this node".to_owned()),
-                    Some(target) => {
-                        let mut connection = Connection::new(target).with_source_ip(entry.source_ip);
-                        if let Some(peer) = &entry.peer {
-                            connection = connection.with_peer(peer);
-                        }
-                        let decision = snapshot.authorize_connection(&connection);
-                        if decision.allowed { Ok(()) } else { Err(decision.to_string()) }
-                    }
-                },
+            let verdict = match &entry.peer {
+                Some(peer) => crate::inbound::verdict(node, snapshot, entry.target, peer, entry.source_ip),
+                None => crate::plaintext::verdict(node, snapshot, entry.target, entry.source_ip),
             };
-            if let Err(reason) = verdict {
+            if let Err(denied) = verdict {
                 info!(
                     dst.addr = %entry.target,
                     src.identity = entry.peer.as_ref().map(|p| p.spiffe_id().to_string()).unwrap_or_default(),
                     src.addr = %entry.source_ip,
-                    %reason,
+                    reason = %denied.reason,
                     "connection closed: the new configuration denies it"
                 );
-                match &entry.closer {
-                    Closer::Tunnel(handle) => handle.close(),
-                    Closer::Plain(notify) => notify.notify_one(),
-                }
+                entry.close.cancel();
                 closed += 1;
             }
         }

@@ -10,6 +10,7 @@ use mesh_hbone::transport::{HboneClient, Tunnels, WorkloadIdentities};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::Snapshot;
 use mesh_policy::cluster::{Cluster, Workload, WorkloadId};
+use mesh_runtime::drain::Connections;
 use mesh_runtime::pki::Pki;
 use mesh_runtime::state::MeshState;
 use tracing::{info, warn};
@@ -34,7 +35,9 @@ pub struct Node {
     /// Istio's TCP metrics.
     pub metrics: Metrics,
     /// Live inbound connections, re-authorized when the configuration changes.
-    pub live: Live,
+    pub live: Arc<Live>,
+    /// Every connection in flight, inbound and outbound, for the drain.
+    pub connections: Connections,
     /// The HBONE port of peers (15008).
     pub hbone_port: u16,
     /// Whether the first configuration and certificates are in place.
@@ -63,7 +66,8 @@ impl Node {
             client,
             inbound_tunnels: Tunnels::new(),
             metrics: Metrics::default(),
-            live: Live::default(),
+            live: Arc::default(),
+            connections: Connections::new(),
             hbone_port,
             ready: AtomicBool::new(false),
             local: Mutex::new(BTreeMap::new()),

@@ -12,7 +12,7 @@ use mesh_hbone::transport::{Destination, HboneStream, connect_tcp, relay};
 use mesh_hbone::{ConnectRequest, HboneAddress};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::cluster::{Cluster, ResolveError, Resolved, Workload};
-use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
+use tokio::io::copy_bidirectional;
 use tokio::net::TcpStream;
 use tracing::info;
 
@@ -95,13 +95,16 @@ enum Plan {
 
 /// Proxies `client` (a local workload at `source_ip`) to `dialled`. `ready` is called once the upstream
 /// side is open (or with the error), before any byte is relayed: SOCKS5 answers the client then.
-pub async fn proxy<C, F, Fut>(node: Arc<Node>, mut client: C, source_ip: IpAddr, dialled: Dialled, ready: F)
+///
+/// A connection cut short (the tunnel reset by the peer, the upstream failing, the drain deadline) reaches
+/// the client as a reset, never as a clean end: a cut stream must not read as a complete one.
+pub async fn proxy<F, Fut>(node: Arc<Node>, mut client: TcpStream, source_ip: IpAddr, dialled: Dialled, ready: F)
 where
-    C: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(Result<(), Failure>, C) -> Fut,
-    Fut: Future<Output = Option<C>>,
+    F: FnOnce(Result<(), Failure>, TcpStream) -> Fut,
+    Fut: Future<Output = Option<TcpStream>>,
 {
     let started = Instant::now();
+    let tracked = node.connections.track();
     let snapshot = node.state.snapshot();
     let cluster = snapshot.cluster();
     let source = node.local_workload(cluster, source_ip).map(|(_, w)| w);
@@ -150,11 +153,30 @@ where
     client = client_back;
     let labels = peers.labels("source", ResponseFlags::None);
     node.metrics.opened(&labels);
-    let result = match &mut upstream {
-        Upstream::Tunnel(tunnel) => relay(tunnel, &mut client).await.map(|(from_peer, to_peer)| (to_peer, from_peer)),
-        Upstream::Plain(stream) => copy_bidirectional(&mut client, stream).await,
+    let relayed = async {
+        match &mut upstream {
+            Upstream::Tunnel(tunnel) => {
+                relay(tunnel, &mut client).await.map(|(from_peer, to_peer)| (to_peer, from_peer))
+            }
+            Upstream::Plain(stream) => copy_bidirectional(&mut client, stream).await,
+        }
     };
-    let (received, sent) = result.as_ref().copied().unwrap_or((0, 0));
+    let result = tokio::select! {
+        result = relayed => result,
+        () = tracked.closing() => Err(std::io::Error::other("closed: the drain deadline passed")),
+    };
+    let (received, sent) = match (&result, &upstream) {
+        (Ok(moved), _) => *moved,
+        (Err(_), Upstream::Tunnel(tunnel)) => tunnel.handle().map_or((0, 0), |h| (h.bytes_sent(), h.bytes_received())),
+        (Err(_), Upstream::Plain(_)) => (0, 0),
+    };
+    if result.is_err() {
+        // Cut short: the client sees a reset; dropping the tunnel resets it at the far end too.
+        reset_on_close(&client);
+        if let Upstream::Plain(stream) = &upstream {
+            reset_on_close(stream);
+        }
+    }
     node.metrics.closed(&labels, received, sent);
     info!(direction = "outbound", src.addr = %source_ip, src.workload = peers.source.workload.as_deref().unwrap_or("unknown"),
         dst = %dialled, dst.workload = peers.destination.workload.as_deref().unwrap_or("unknown"), %via,

@@ -1,51 +1,37 @@
 //! Inbound plaintext (15006): connections to a local workload that did not come over HBONE, redirected here
 //! by iptables. PeerAuthentication decides first (STRICT refuses them before any policy is looked at), then
-//! L4 policy with no peer identity.
+//! L4 policy with no peer identity. A reload that turns the workload STRICT, or denies the connection, closes
+//! it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_hbone::transport::{connect_tcp, original_dst};
-use mesh_policy::MtlsMode;
 use mesh_policy::proxy::Connection;
 use mesh_policy::request::Destination;
+use mesh_policy::{MtlsMode, Snapshot};
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tracing::info;
 
-use crate::live::{Closer, Entry};
+use crate::inbound::{Allowed, Denied};
 use crate::metrics::{Peers, ResponseFlags};
 use crate::node::{Node, side};
+use crate::outbound::reset_on_close;
 use mesh_runtime::shutdown::Shutdown;
 
 /// Accepts redirected plaintext connections until shutdown.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
-    mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| {
-        handle(Arc::clone(&node), stream, peer, shutdown.clone())
-    })
-    .await;
+    mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| handle(Arc::clone(&node), stream, peer))
+        .await;
 }
 
-async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr, shutdown: Shutdown) {
-    let started = Instant::now();
-    let target = match original_dst(&stream) {
-        Ok(target) if Some(target) != stream.local_addr().ok() => target,
-        _ => {
-            info!(src.addr = %peer, "plaintext inbound refused: the connection was not redirected, so its destination is unknown");
-            return;
-        }
-    };
-    let snapshot = node.state.snapshot();
-    let cluster = snapshot.cluster();
-    let Some((id, workload)) = node.local_workload(cluster, target.ip()) else {
-        info!(src.addr = %peer, dst.addr = %target, "plaintext inbound refused: no workload of this node has the address");
-        return;
-    };
-    let source = cluster.workload_by_ip(peer.ip()).and_then(|w| cluster.workload(w));
-    let peers =
-        Peers { source: side(source, None), destination: side(Some(workload), None), service: None, mtls: false };
+/// Whether `snapshot` lets plaintext from `source_ip` reach the local workload at `target`: PeerAuthentication
+/// first, then L4 policy with no peer identity.
+pub fn verdict(node: &Node, snapshot: &Snapshot, target: SocketAddr, source_ip: IpAddr) -> Result<Allowed, Denied> {
+    let no_workload = || Denied { reason: "the destination is no workload of this node".into(), policy: None };
+    let (id, workload) = node.local_workload(snapshot.cluster(), target.ip()).ok_or_else(no_workload)?;
     let destination = Destination {
         namespace: workload.namespace().to_owned(),
         workload_labels: workload.labels.clone(),
@@ -54,51 +40,91 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr, shutdo
         ..Destination::default()
     };
     let mtls = snapshot.effective_mtls(&destination);
-    let decision = snapshot
-        .workload_target(id, target.port())
-        .map(|t| snapshot.authorize_connection(&Connection::new(t).with_source_ip(peer.ip())));
-    let refusal = if mtls.mode == MtlsMode::Strict {
+    if mtls.mode == MtlsMode::Strict {
         let by = mtls.policy.as_ref().map_or_else(|| "the mesh default".to_owned(), ToString::to_string);
-        Some(format!("mTLS mode STRICT ({by}) refuses plaintext"))
-    } else {
-        match &decision {
-            Some(d) if d.allowed => None,
-            Some(d) => Some(d.to_string()),
-            None => Some("no such workload port".to_owned()),
-        }
-    };
-    if let Some(reason) = refusal {
-        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
-        info!(direction = "inbound", protocol = "plaintext", src.addr = %peer, dst.addr = %target, dst.workload = %workload.id, decision = "deny", %reason, "connection denied");
-        crate::outbound::reset_on_close(&stream);
-        return;
+        return Err(Denied {
+            reason: format!("mTLS mode STRICT ({by}) refuses plaintext"),
+            policy: mtls.policy.as_ref().map(ToString::to_string),
+        });
     }
-    let mut upstream = match connect_tcp(target, None, Duration::from_secs(5)).await {
-        Ok(u) => u,
-        Err(e) => {
-            info!(src.addr = %peer, dst.addr = %target, error = %e, "plaintext inbound: the workload refused the connection");
+    let workload_target = snapshot.workload_target(id, target.port()).ok_or_else(no_workload)?;
+    let decision = snapshot.authorize_connection(&Connection::new(workload_target).with_source_ip(source_ip));
+    let policy = decision.policy.as_ref().map(ToString::to_string);
+    if decision.allowed {
+        Ok(Allowed { policy: policy.unwrap_or_default(), reason: decision.to_string() })
+    } else {
+        Err(Denied { reason: decision.to_string(), policy })
+    }
+}
+
+async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
+    let started = Instant::now();
+    let target = match original_dst(&stream) {
+        Ok(target) if Some(target) != stream.local_addr().ok() => target,
+        _ => {
+            info!(src.addr = %peer, "plaintext inbound refused: the connection was not redirected, so its destination is unknown");
             return;
         }
     };
+    // Registered before the decision: a configuration that lands from now on reaches this connection.
+    let registration = node.live.register(target, None, peer.ip());
+    let tracked = node.connections.track();
+    let snapshot = node.state.snapshot();
+    let cluster = snapshot.cluster();
+    let Some((_, workload)) = node.local_workload(cluster, target.ip()) else {
+        info!(src.addr = %peer, dst.addr = %target, "plaintext inbound refused: no workload of this node has the address");
+        reset_on_close(&stream);
+        return;
+    };
+    let source = cluster.workload_by_ip(peer.ip()).and_then(|w| cluster.workload(w));
+    let peers =
+        Peers { source: side(source, None), destination: side(Some(workload), None), service: None, mtls: false };
+    let workload_name = workload.id.to_string();
+    let verdict = verdict(&node, &snapshot, target, peer.ip());
+    drop(snapshot);
+    let allowed = match verdict {
+        Ok(allowed) => allowed,
+        Err(denied) => {
+            node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
+            info!(direction = "inbound", protocol = "plaintext", src.addr = %peer, dst.addr = %target, dst.workload = %workload_name, decision = "deny", reason = %denied.reason, "connection denied");
+            reset_on_close(&stream);
+            return;
+        }
+    };
+    let mut upstream = match connect_tcp(target, None, Duration::from_secs(5)).await {
+        Ok(u) => u,
+        Err(e) => {
+            node.metrics.refused(&peers.labels("destination", ResponseFlags::ConnectFailure));
+            info!(src.addr = %peer, dst.addr = %target, error = %e, "plaintext inbound: the workload refused the connection");
+            reset_on_close(&stream);
+            return;
+        }
+    };
+    if registration.is_closed() {
+        // A configuration that arrived while the workload was being connected to refuses it.
+        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
+        info!(direction = "inbound", protocol = "plaintext", src.addr = %peer, dst.addr = %target, decision = "deny", "connection denied by the configuration that arrived while it was being connected");
+        reset_on_close(&stream);
+        reset_on_close(&upstream);
+        return;
+    }
     let labels = peers.labels("destination", ResponseFlags::None);
     node.metrics.opened(&labels);
-    let close = Arc::new(Notify::new());
-    let _registration = node.live.register(Entry {
-        target,
-        peer: None,
-        source_ip: peer.ip(),
-        closer: Closer::Plain(Arc::clone(&close)),
-    });
-    let (received, sent) = tokio::select! {
-        copied = copy_bidirectional(&mut stream, &mut upstream) => copied.unwrap_or((0, 0)),
-        () = close.notified() => {
-            crate::outbound::reset_on_close(&stream);
-            (0, 0)
-        }
-        () = async { shutdown.wait().await; tokio::time::sleep(Duration::from_secs(5)).await } => (0, 0),
+    let (received, sent, error) = tokio::select! {
+        copied = copy_bidirectional(&mut stream, &mut upstream) => match copied {
+            Ok((received, sent)) => (received, sent, String::new()),
+            Err(e) => (0, 0, e.to_string()),
+        },
+        () = registration.closed() => (0, 0, "closed: the new configuration denies it".to_owned()),
+        () = tracked.closing() => (0, 0, "closed: the drain deadline passed".to_owned()),
     };
+    if !error.is_empty() {
+        // Cut short: both ends see a reset, never a clean end.
+        reset_on_close(&stream);
+        reset_on_close(&upstream);
+    }
     node.metrics.closed(&labels, received, sent);
-    info!(direction = "inbound", protocol = "plaintext", src.addr = %peer, dst.addr = %target, dst.workload = %workload.id,
-        decision = "allow", bytes_received = received, bytes_sent = sent, duration_ms = started.elapsed().as_millis() as u64,
-        "connection closed");
+    info!(direction = "inbound", protocol = "plaintext", src.addr = %peer, dst.addr = %target, dst.workload = %workload_name,
+        decision = "allow", policy = %allowed.policy, bytes_received = received, bytes_sent = sent,
+        duration_ms = started.elapsed().as_millis() as u64, %error, "connection closed");
 }

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use mesh_hbone::transport::{HboneClient, HboneServer, InboundRequest, WorkloadIdentities};
+use mesh_hbone::transport::{ClientConfig, HboneClient, HboneServer, InboundRequest, WorkloadIdentities};
 use mesh_identity::spiffe::IstioIdentity;
 use mesh_runtime::http::{Reply, Routes};
 use mesh_runtime::pki::Pki;
@@ -38,7 +38,13 @@ pub async fn run(args: Args) -> Result<(), String> {
     let store = pki.store.clone();
     let identities = WorkloadIdentities::new(store.clone(), pki.accepted.clone()).map_err(|e| e.to_string())?;
     let own = IstioIdentity::new(&trust_domain, "istio-system", "ztunnel").map_err(|e| e.to_string())?;
-    let client = HboneClient::from_store(store.clone(), own.spiffe_id().clone());
+    // Tunnels leave from the source workload's own address where it can be bound (each Pod's address on this
+    // machine, or with --original-source), so the peer's policies see the Pod, not the node.
+    let client_config = ClientConfig {
+        original_source: args.original_source || args.listen_on_workload_ips,
+        ..ClientConfig::default()
+    };
+    let client = HboneClient::from_store_with_config(store.clone(), own.spiffe_id().clone(), client_config);
     let node = Arc::new(Node::new(
         args.node.clone(),
         Arc::clone(&state),
@@ -52,7 +58,10 @@ pub async fn run(args: Args) -> Result<(), String> {
         warn!(node = %args.node, "no enrolled Pod of the configuration runs on this node (spec.nodeName)");
     }
 
+    // `down` closes the listeners that carry traffic; the operational endpoints stay up (readiness answering
+    // 503) until the drain is over.
     let (trigger, down) = shutdown::channel();
+    let (ops_trigger, ops_down) = shutdown::channel();
     let mut tasks = JoinSet::new();
 
     // Operational endpoints.
@@ -60,7 +69,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let metrics = listen::bind("metrics", common.metrics_addr, "--metrics-addr").await.map_err(|e| e.to_string())?;
     let readiness =
         listen::bind("readiness", common.readiness_addr, "--readiness-addr").await.map_err(|e| e.to_string())?;
-    tasks.spawn(http::serve(admin, admin::routes(Arc::clone(&node)), down.clone()));
+    tasks.spawn(http::serve(admin, admin::routes(Arc::clone(&node)), ops_down.clone()));
     let n = Arc::clone(&node);
     let metrics_routes = Routes::new()
         .get("/metrics", "Prometheus metrics", {
@@ -70,12 +79,12 @@ pub async fn run(args: Args) -> Result<(), String> {
         .get("/stats/prometheus", "Prometheus metrics", move |_| {
             Reply::with_type("application/openmetrics-text; version=1.0.0; charset=utf-8", n.metrics.encode())
         });
-    tasks.spawn(http::serve(metrics, metrics_routes, down.clone()));
+    tasks.spawn(http::serve(metrics, metrics_routes, ops_down.clone()));
     let n = Arc::clone(&node);
     let ready_routes = Routes::new().get("/healthz/ready", "200 once serving", move |_| {
         if n.is_ready() { Reply::text("ready\n") } else { Reply::status(http_status(503), "not ready\n") }
     });
-    tasks.spawn(http::serve(readiness, ready_routes, down.clone()));
+    tasks.spawn(http::serve(readiness, ready_routes, ops_down.clone()));
 
     // Outbound listeners.
     if args.enabled("socks5") {
@@ -109,30 +118,39 @@ pub async fn run(args: Args) -> Result<(), String> {
     node.ready.store(true, Ordering::Relaxed);
     info!(node = %args.node, workloads = local.len(), "ready");
 
-    let mut signal = tokio::spawn(trigger.on_signal());
+    let mut signal = tokio::spawn(shutdown::signal());
     loop {
         tokio::select! {
             changed = snapshots.changed() => {
                 if changed.is_err() { break; }
                 let snapshot = snapshots.borrow_and_update().clone();
-                let local = node.sync(&snapshot);
+                // Issuing certificates is CPU work: off the tasks that carry traffic.
+                let (n, s) = (Arc::clone(&node), Arc::clone(&snapshot));
+                let Ok(local) = tokio::task::spawn_blocking(move || n.sync(&s)).await else { break };
                 if args.listen_on_workload_ips {
                     inbound.sync(&local).await;
                 }
-                let closed = node.live.enforce(&node, &snapshot);
+                let (n, s) = (Arc::clone(&node), Arc::clone(&snapshot));
+                let closed = tokio::task::spawn_blocking(move || n.live.enforce(&n, &s)).await.unwrap_or(0);
                 info!(generation = snapshot.generation(), workloads = local.len(), closed, "configuration in force");
             }
             _ = &mut signal => break,
         }
     }
+    // Readiness answers 503 first, then the listeners close; connections in flight get the drain timeout.
     node.ready.store(false, Ordering::Relaxed);
-    info!(timeout = ?common.drain_timeout, "draining");
-    let drained = tokio::time::timeout(common.drain_timeout + std::time::Duration::from_secs(1), inbound.drain()).await;
-    if drained.is_err() {
-        warn!("drain deadline passed; closing what is left");
+    trigger.trigger();
+    info!(timeout = ?common.drain_timeout, open = node.connections.open(), "draining");
+    let drained = node.connections.drain(common.drain_timeout).await;
+    if drained.closed_at_deadline > 0 {
+        warn!(closed = drained.closed_at_deadline, "drain deadline passed; connections still open were closed");
     }
+    if tokio::time::timeout(std::time::Duration::from_secs(1), inbound.drain()).await.is_err() {
+        warn!("inbound listeners did not stop in time");
+    }
+    ops_trigger.trigger();
     tasks.abort_all();
-    info!("stopped");
+    info!(drained = drained.at_start, "stopped");
     Ok(())
 }
 

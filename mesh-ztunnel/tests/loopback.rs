@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Block, Result, Setup, To, backend, closed_within, echo, read_text, socks5};
+use support::{Block, Ending, Result, Setup, To, backend, closed_within, echo, ending_within, read_text, socks5};
 
 /// The cluster: `payments` in ambient mode; accounts and probe on node-a, ledger on node-b behind a Service.
 fn cluster(b: Block) -> String {
@@ -266,5 +266,137 @@ fn startup_errors_say_what_to_do() -> Result {
     setup.write_config("bad.yaml", "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: payments}\nspec: {action: MAYBE}\n")?;
     let (ok, stderr) = run(&base(addr(15000)).iter().map(String::as_str).collect::<Vec<_>>())?;
     assert!(!ok && stderr.contains("bad.yaml") && stderr.contains("action"), "{stderr}");
+    Ok(())
+}
+
+/// A DENY of the accounts Pod's address, beside the ALLOW of its identity.
+fn deny_block(ip: std::net::IpAddr) -> String {
+    format!(
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ledger-deny-block, namespace: payments}}
+spec:
+  selector: {{matchLabels: {{app: ledger}}}}
+  action: DENY
+  rules: [{{from: [{{source: {{ipBlocks: ["{ip}/32"]}}}}]}}]
+"#
+    )
+}
+
+/// Opens a tunnel to the ledger at node-b as the accounts identity, dialling from `from` and claiming
+/// `claimed` in `forwarded`: the CONNECT's status (200 when opened).
+fn hbone_as_accounts(setup: &Setup, from: std::net::IpAddr, claimed: std::net::IpAddr) -> Result<u16> {
+    use mesh_hbone::transport::{ClientConfig, Destination, HboneClient};
+    use mesh_hbone::{ConnectRequest, Forwarded};
+    let b = setup.block;
+    let (store, id) = setup.identity("payments", "accounts")?;
+    let config = ClientConfig { local_ip: Some(from), ..ClientConfig::default() };
+    let client = HboneClient::from_store_with_config(store, id, config);
+    let ledger = mesh_identity::spiffe::SpiffeId::new("spiffe://cluster.local/ns/payments/sa/ledger")?;
+    let destination = Destination { address: SocketAddr::new(b.ip(2, 20), 15008), identities: vec![ledger] };
+    let request = ConnectRequest::new(SocketAddr::new(b.ip(2, 20), 8080))
+        .with_forwarded(Forwarded::for_source(SocketAddr::new(claimed, 0)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        match client.connect(&destination, request).await {
+            Ok(_) => Ok(200),
+            Err(e) => Ok(e.refused().map(|r| r.status.as_u16()).ok_or_else(|| format!("no answer: {e}"))?),
+        }
+    })
+}
+
+#[test]
+fn ip_blocks_match_the_address_a_peer_connects_from_never_what_it_claims() -> Result {
+    let (setup, a, node_b) = setup(37)?;
+    let b = setup.block;
+    let accounts = b.ip(1, 10);
+    let before = node_b.generation()?;
+    setup.write_config("deny.yaml", &deny_block(accounts))?;
+    node_b.wait_generation_past(before)?;
+    a.wait_generation_past(before)?;
+
+    // Through node-a: the tunnel leaves from the accounts Pod's address, so the DENY of that address holds.
+    let through_node = socks5(a.socks5(), accounts, To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+    assert_eq!(through_node.err(), Some(2), "node-b must see the accounts Pod's address; log:\n{}", node_b.log_text());
+    let log = node_b.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("connection denied") && l.contains(&format!("src.addr={accounts}"))),
+        "{log}"
+    );
+
+    // A peer holding a mesh certificate, dialling from the denied address and writing another in `forwarded`:
+    // still denied.
+    let lying = hbone_as_accounts(&setup, accounts, b.ip(1, 77))?;
+    assert_eq!(lying, 401, "a claim in forwarded must not pass an ipBlocks DENY; log:\n{}", node_b.log_text());
+    // The same identity from another address, claiming the denied one: judged by where it connects from.
+    let honest = hbone_as_accounts(&setup, b.ip(1, 11), accounts)?;
+    assert_eq!(honest, 200, "log:\n{}", node_b.log_text());
+    let log = node_b.log_text();
+    assert!(log.contains(&format!("src.claimed_addr={}", b.ip(1, 77))), "the claim is logged as a claim: {log}");
+    Ok(())
+}
+
+#[test]
+fn a_tunnel_cut_by_a_failure_reaches_the_client_as_a_reset() -> Result {
+    let (setup, a, mut node_b) = setup(38)?;
+    let b = setup.block;
+    let mut live = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut live, 7)?, "ledger\n");
+    // The destination's node proxy dies: the client must not read a clean end of stream.
+    node_b.child.kill()?;
+    let _ = node_b.child.wait();
+    assert_eq!(ending_within(&mut live, Duration::from_secs(5)), Ending::Reset, "log:\n{}", a.log_text());
+    Ok(())
+}
+
+#[test]
+fn a_drain_answers_503_closes_listeners_and_keeps_connections_until_the_deadline() -> Result {
+    let b = Block(39);
+    let setup = Setup::new(39, &cluster(b))?;
+    setup.write_config("policies.yaml", &allow(ACCOUNTS))?;
+    backend(SocketAddr::new(b.ip(2, 20), 8080), "ledger\n")?;
+    let mut a = setup.node("node-a", 1, &["--drain-timeout", "2s"])?;
+    let mut node_b = setup.node("node-b", 2, &["--drain-timeout", "2s"])?;
+    let ledger = To::Addr(SocketAddr::new(b.ip(100, 20), 80));
+
+    // node-a drains with an outbound (SOCKS5) connection in flight.
+    let mut outbound = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut outbound, 7)?, "ledger\n");
+    let started = std::time::Instant::now();
+    a.signal_term()?;
+    let mut saw_503 = false;
+    while started.elapsed() < Duration::from_secs(1) {
+        if a.readiness().is_ok_and(|status| status == 503) {
+            saw_503 = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saw_503, "readiness must answer 503 while draining; log:\n{}", a.log_text());
+    assert!(socks5(a.socks5(), b.ip(1, 10), ledger).is_err(), "the SOCKS5 listener is closed");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(echo(&mut outbound, "in flight")?, "in flight", "connections in flight carry on during the drain");
+    // At the deadline the connection is cut: a reset, since it did not end on its own.
+    assert_eq!(ending_within(&mut outbound, Duration::from_secs(4)), Ending::Reset);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1900), "cut after {elapsed:?}, before the 2 s deadline");
+    assert!(a.wait_exit(Duration::from_secs(5))?.success());
+
+    // node-b drains with an inbound HBONE connection in flight (from node-a's successor).
+    let a2 = setup.node("node-a", 1, &[])?;
+    let mut inbound = socks5(a2.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut inbound, 7)?, "ledger\n");
+    let started = std::time::Instant::now();
+    node_b.signal_term()?;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node_b.readiness().ok(), Some(503));
+    assert_eq!(echo(&mut inbound, "inbound")?, "inbound", "inbound tunnels carry on during the drain");
+    assert_eq!(ending_within(&mut inbound, Duration::from_secs(4)), Ending::Reset, "log:\n{}", a2.log_text());
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    assert!(node_b.wait_exit(Duration::from_secs(5))?.success());
+    assert!(node_b.log_text().contains("drain deadline passed"), "{}", node_b.log_text());
     Ok(())
 }

@@ -50,6 +50,9 @@ pub struct ClientConfig {
     /// part of the pool key. Off by default; a source IP that is not the node's own needs `CAP_NET_ADMIN` (see
     /// [`connect_tcp`](super::connect_tcp)).
     pub original_source: bool,
+    /// Bind every connection to this local IP (a waypoint's own Pod address, say), so that the peer sees
+    /// connections come from it. With `original_source`, a CONNECT naming a source takes precedence.
+    pub local_ip: Option<IpAddr>,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +62,7 @@ impl Default for ClientConfig {
             pool: PoolConfig::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             original_source: false,
+            local_ip: None,
         }
     }
 }
@@ -473,7 +477,9 @@ impl HboneClient {
             Err(tx) => {
                 // If this future is dropped mid-dial, the connection must not stay "being established" forever.
                 let mut abandon = Abandon { inner: Arc::downgrade(&self.inner), id, armed: true };
-                let source_ip = Some(key.source_ip).filter(|_| self.inner.config.original_source);
+                let source_ip = Some(key.source_ip)
+                    .filter(|ip| self.inner.config.original_source && !ip.is_unspecified())
+                    .or(self.inner.config.local_ip);
                 let dialled = self.dial(id, destination, &key.source_identity, source_ip).await;
                 abandon.armed = false;
                 self.finish_dial(id, dialled, tx)

@@ -113,11 +113,17 @@ pub struct InboundRequest {
 }
 
 impl InboundRequest {
-    /// The original source IP: the `forwarded` `for=` of the CONNECT when it names one (a waypoint or gateway
-    /// forwarding a workload's connection), the client proxy's address otherwise. A handler that keeps the
-    /// original source binds its upstream connection to it with [`connect_tcp`](super::connect_tcp).
-    pub fn original_source(&self) -> IpAddr {
-        self.request.forwarded.as_ref().and_then(|f| f.for_node).map_or(self.peer_addr.ip(), |node| node.ip())
+    /// The source IP policies match (`source.ip`, `ipBlocks`): the TCP peer address of the connection, which
+    /// is what the connection proves. A node proxy that keeps the original source dials from the workload's
+    /// own address, so this is the workload's IP; a waypoint's or gateway's tunnel comes from the waypoint's.
+    pub fn source_ip(&self) -> IpAddr {
+        self.peer_addr.ip()
+    }
+
+    /// The source the peer claims in the CONNECT's `forwarded` `for=`: what it writes, not what it proves.
+    /// Fit for logs, never for policy.
+    pub fn claimed_source(&self) -> Option<IpAddr> {
+        self.request.forwarded.as_ref().and_then(|f| f.for_node).map(|node| node.ip())
     }
 }
 

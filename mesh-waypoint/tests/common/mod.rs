@@ -22,7 +22,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_hbone::transport::{Destination, HboneClient, HboneServer, HboneStream, InboundRequest, WorkloadIdentities};
+use mesh_hbone::transport::{
+    ClientConfig, Destination, HboneClient, HboneServer, HboneStream, InboundRequest, WorkloadIdentities,
+};
 use mesh_hbone::{ConnectRequest, Forwarded, Rejection};
 use mesh_identity::ca::{CaOptions, LocalCa};
 use mesh_identity::rotation::Jitter;
@@ -577,8 +579,10 @@ impl Answer {
 impl ClientProxy {
     pub fn new(pki: &Pki, sa: &str, source: IpAddr, waypoint: &Waypoint) -> Self {
         let (store, id) = pki.identity("payments", sa);
+        // A node proxy dials from the client Pod's own address, as Istio's in-pod mode does.
+        let config = ClientConfig { local_ip: Some(source), ..ClientConfig::default() };
         ClientProxy {
-            client: HboneClient::from_store(store, id),
+            client: HboneClient::from_store_with_config(store, id, config),
             waypoint: Destination { address: waypoint.inbound, identities: vec![Pki::waypoint_id()] },
             source,
         }

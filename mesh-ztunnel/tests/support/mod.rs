@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mesh_identity::ca::{CaOptions, LocalCa};
-use mesh_identity::spiffe::TrustDomain;
+use mesh_identity::rotation::Jitter;
+use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
+use mesh_identity::store::CertificateStore;
 use rustls_pki_types::UnixTime;
 
 pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -31,6 +33,7 @@ impl Block {
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub block: Block,
+    pub ca: LocalCa,
 }
 
 impl Setup {
@@ -50,7 +53,15 @@ impl Setup {
         ] {
             std::fs::write(dir.path().join("ca").join(name), text)?;
         }
-        Ok(Setup { dir, block: Block(block) })
+        Ok(Setup { dir, block: Block(block), ca })
+    }
+
+    /// A certificate store holding a certificate of `ns/sa` from the mesh CA, and its SPIFFE ID.
+    pub fn identity(&self, ns: &str, sa: &str) -> Result<(CertificateStore, SpiffeId)> {
+        let store = CertificateStore::new([self.ca.trust_bundle().clone()].into_iter().collect());
+        let id = IstioIdentity::new(self.ca.trust_domain(), ns, sa)?;
+        store.issue(&self.ca, &id, UnixTime::now(), Jitter::None)?;
+        Ok((store, id.spiffe_id().clone()))
     }
 
     pub fn config_dir(&self) -> PathBuf {
@@ -147,6 +158,28 @@ impl NodeProxy {
     pub fn generation(&self) -> Result<u64> {
         let dump: serde_json::Value = serde_json::from_str(&self.admin("/config_dump")?)?;
         Ok(dump["generation"].as_u64().unwrap_or(0))
+    }
+
+    /// Sends SIGTERM.
+    pub fn signal_term(&self) -> Result {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        Ok(())
+    }
+
+    /// Waits for the exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("the node proxy did not stop".into())
+    }
+
+    pub fn readiness(&self) -> Result<u16> {
+        Ok(http_get(SocketAddr::new(self.ip, 15021), "/healthz/ready")?.0)
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -258,6 +291,29 @@ pub fn read_text(stream: &mut TcpStream, n: usize) -> Result<String> {
 pub fn echo(stream: &mut TcpStream, text: &str) -> Result<String> {
     stream.write_all(text.as_bytes())?;
     read_text(stream, text.len())
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A clean end of stream (FIN).
+    Eof,
+    /// A reset.
+    Reset,
+    /// Still open after the wait (or data arrived).
+    Open,
+}
+
+/// How the connection ends within `within`.
+pub fn ending_within(stream: &mut TcpStream, within: Duration) -> Ending {
+    let _ = stream.set_read_timeout(Some(within));
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => Ending::Eof,
+        Ok(_) => Ending::Open,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => Ending::Open,
+        Err(_) => Ending::Reset,
+    }
 }
 
 /// Whether the connection is closed (EOF or reset) within `within`; data or silence is not a close.
