@@ -116,6 +116,18 @@ impl<'s> Destination<'s> {
         Endpoint { workload, ip, port }
     }
 
+    /// The endpoint at `pinned` (address and workload port) when it is still one of this destination's, else
+    /// the next one: a connection decided against an endpoint is relayed to that endpoint.
+    pub(crate) fn pick_pinned(&self, counter: &AtomicUsize, pinned: Option<(IpAddr, u16)>) -> Endpoint<'s> {
+        let found = pinned.and_then(|(ip, port)| {
+            self.endpoints
+                .iter()
+                .find(|(w, p)| *p == port && w.ips.first() == Some(&ip))
+                .map(|&(workload, port)| Endpoint { workload, ip, port })
+        });
+        found.unwrap_or_else(|| self.pick(counter))
+    }
+
     /// The namespace of the destination: the service's, else the workload's.
     pub(crate) fn namespace(&self) -> &'s str {
         match self.service {

@@ -138,26 +138,26 @@ impl Proxy {
                 });
             }
         };
-        if dest.protocol == Protocol::Tcp {
-            self.check_tcp(&snapshot, &dest, &down)?;
-        }
+        // A declared TCP port is decided now, against the endpoint the bytes will then go to.
+        let pinned = if dest.protocol == Protocol::Tcp { Some(self.check_tcp(&snapshot, &dest, &down)?) } else { None };
         let protocol = dest.protocol;
         let me = Arc::clone(self);
-        let serve: Serve = Box::new(move |stream| Box::pin(me.serve(down, protocol, stream)));
+        let serve: Serve = Box::new(move |stream| Box::pin(me.serve(down, protocol, stream, pinned)));
         Ok(TakeOver(serve))
     }
 
-    /// A declared TCP port: the policy decides before the tunnel opens.
+    /// A declared TCP port: the policy decides before the tunnel opens, for the endpoint chosen (returned, so
+    /// that the connection goes there).
     fn check_tcp(
         &self,
         snapshot: &mesh_policy::Snapshot,
         dest: &Destination<'_>,
         down: &Downstream,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(IpAddr, u16), Rejection> {
         let ep = dest.pick(&self.next_endpoint);
         let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(dest.target(&ep)));
         if decision.allowed {
-            return Ok(());
+            return Ok((ep.ip, ep.port));
         }
         info!(
             target: "access", authority = %down.authority, peer = %down.peer_id, source = %down.source_ip,
@@ -167,14 +167,20 @@ impl Proxy {
         Err(Rejection::Denied { reason: decision.to_string() })
     }
 
-    async fn serve(self: Arc<Self>, down: Downstream, protocol: Protocol, mut stream: HboneStream) {
+    async fn serve(
+        self: Arc<Self>,
+        down: Downstream,
+        protocol: Protocol,
+        mut stream: HboneStream,
+        pinned: Option<(IpAddr, u16)>,
+    ) {
         let down = Arc::new(down);
         match protocol {
             Protocol::Http => http::serve(self, down, stream).await,
-            Protocol::Tcp => tcp::serve(self, down, stream, bytes::Bytes::new()).await,
+            Protocol::Tcp => tcp::serve(self, down, stream, bytes::Bytes::new(), pinned).await,
             Protocol::Detect => match protocol::detect(&mut stream).await {
                 (true, first) => http::serve(self, down, Prefixed::new(first, stream)).await,
-                (false, first) => tcp::serve(self, down, stream, first).await,
+                (false, first) => tcp::serve(self, down, stream, first, None).await,
             },
         }
     }

@@ -11,12 +11,20 @@ use tracing::info;
 use crate::destination;
 use crate::proxy::{Downstream, Proxy, labels, owned_endpoint};
 
-/// Serves a TCP tunnel whose first bytes, already read, are `first`.
-pub(crate) async fn serve(proxy: Arc<Proxy>, down: Arc<Downstream>, mut stream: HboneStream, first: Bytes) {
+/// Serves a TCP tunnel whose first bytes, already read, are `first`. The policy is checked against the
+/// endpoint the bytes then go to: `pinned` (the one a check before the tunnel opened chose) while it is still
+/// an endpoint, else the next.
+pub(crate) async fn serve(
+    proxy: Arc<Proxy>,
+    down: Arc<Downstream>,
+    mut stream: HboneStream,
+    first: Bytes,
+    pinned: Option<(std::net::IpAddr, u16)>,
+) {
     let decided = {
         let snapshot = proxy.state.snapshot();
         destination::resolve(&snapshot, &proxy.gateway, down.authority).map(|dest| {
-            let ep = dest.pick(&proxy.next_endpoint);
+            let ep = dest.pick_pinned(&proxy.next_endpoint, pinned);
             let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(dest.target(&ep)));
             (decision, owned_endpoint(&ep), labels(&snapshot, &down, &dest, &ep, "tcp"))
         })
@@ -56,6 +64,8 @@ pub(crate) async fn serve(proxy: Arc<Proxy>, down: Arc<Downstream>, mut stream: 
         && let Err(e) = upstream.write_all(&first).await
     {
         log("connection failed", Some(e.to_string()));
+        labels.response_flags = "UF";
+        proxy.metrics.tcp_closed(&labels, 0, first.len() as u64);
         return;
     }
     log("connection", None);

@@ -47,6 +47,7 @@ async fn the_payments_matrix_through_the_waypoint() {
         assert_eq!(seen[0].peer, Pki::waypoint_id().to_string(), "the waypoint forwards with its own identity");
         assert_eq!(seen[0].target, SocketAddr::new(net.ledger(), LEDGER_PORT));
         assert_eq!(seen[0].forwarded_for, Some(net.accounts()));
+        assert_eq!(seen[0].peer_addr, net.waypoint(), "the destination sees the waypoint's address");
 
         // Denied by policy: no token, wrong scope, DELETE.
         let answer = accounts.http1(ledger, debit("POST", None)).await;
@@ -209,6 +210,52 @@ async fn a_node_proxy_refusing_the_waypoint_gives_503() {
         assert!(logs.contains("response_flags=\"UF\"") || logs.contains("response_flags=UF"), "{logs}");
         let (_, metrics) = get(waypoint.metrics, "/metrics").await.unwrap();
         assert!(metrics.contains("response_code=\"503\"") && metrics.contains("response_flags=\"UF\""), "{metrics}");
+    })
+    .await;
+}
+
+const DENY_ACCOUNTS_ADDRESS: &str = r#"---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ledger-deny-address, namespace: payments}
+spec:
+  targetRefs: [{kind: Service, group: "", name: ledger}]
+  action: DENY
+  rules: [{from: [{source: {ipBlocks: ["127.77.3.20/32"]}}]}]
+"#;
+
+/// `ipBlocks` at the waypoint match the address the client's tunnel comes from (the client Pod's, as its node
+/// proxy dials from it), whatever the peer writes in `forwarded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_blocks_at_the_waypoint_match_the_client_pod_address_not_the_claim() {
+    bounded(async {
+        let net = Net(3);
+        assert_eq!(net.accounts().to_string(), "127.77.3.20");
+        let pki = Pki::new();
+        let idp = Idp::new("k1");
+        let policies = format!("{}{DENY_ACCOUNTS_ADDRESS}", policies_yaml(JwksFrom::Inline(&idp.jwks()), true));
+        let config = config_dir(net, &policies);
+        let node = NodeProxy::start(net, &pki, &format!("{}---\n{policies}", cluster_yaml(net))).await;
+        let waypoint = Waypoint::start(net, &pki, config.path(), node.port, &[]).await;
+        let ledger = SocketAddr::new(net.ledger_vip(), LEDGER_PORT);
+        let good = idp.token(&["ledger.debit"], false);
+
+        // From the accounts Pod's address: denied, though the identity and token are good.
+        let accounts = ClientProxy::new(&pki, "accounts", net.accounts(), &waypoint);
+        let answer = accounts.http1(ledger, debit("POST", Some(&good))).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}\n{}", answer.body, waypoint.logs());
+
+        // The same identity from another address, claiming the denied one in `forwarded`: allowed.
+        let elsewhere = ClientProxy::new(&pki, "accounts", net.ip(22), &waypoint);
+        let claim = net.accounts();
+        let request = mesh_hbone::ConnectRequest::new(ledger)
+            .with_forwarded(mesh_hbone::Forwarded::for_source(SocketAddr::new(claim, 0)));
+        let stream = elsewhere.client.connect(&elsewhere.waypoint, request).await.unwrap().stream;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let response = sender.send_request(debit("POST", Some(&good))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{}", waypoint.logs());
     })
     .await;
 }

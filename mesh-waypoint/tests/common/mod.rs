@@ -436,6 +436,8 @@ pub struct Seen {
     pub target: SocketAddr,
     /// Its `forwarded: for=`.
     pub forwarded_for: Option<IpAddr>,
+    /// The address the tunnel's connection came from.
+    pub peer_addr: IpAddr,
     /// Whether its L4 policy allowed it.
     pub allowed: bool,
 }
@@ -473,12 +475,13 @@ impl NodeProxy {
                 let peer = IstioIdentity::from_spiffe_id(request.peer.clone()).unwrap();
                 let workload = cluster.workload_by_ip(request.target.ip()).unwrap();
                 let target = snapshot.workload_target(workload, request.target.port()).unwrap();
-                let connection = Connection::new(target).with_peer(&peer).with_source_ip(request.peer_addr.ip());
+                let connection = Connection::new(target).with_peer(&peer).with_source_ip(request.source_ip());
                 let decision = snapshot.authorize_connection(&connection);
                 record.lock().unwrap().push(Seen {
                     peer: request.peer.to_string(),
                     target: request.target,
-                    forwarded_for: request.request.forwarded.as_ref().and_then(|f| f.for_node).map(|n| n.ip()),
+                    forwarded_for: request.claimed_source(),
+                    peer_addr: request.source_ip(),
                     allowed: decision.allowed,
                 });
                 if !decision.allowed {
