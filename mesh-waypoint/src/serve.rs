@@ -40,8 +40,19 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
     let metrics_listener = listen::bind("metrics", common.metrics_addr, "--metrics-addr").await?;
     let readiness_listener = listen::bind("readiness", common.readiness_addr, "--readiness-addr").await?;
 
+    // On SIGTERM readiness answers 503 first, then the listener closes and tunnels in flight get the drain
+    // timeout; the operational endpoints stay up until the drain is over.
     let (trigger, shutdown) = shutdown::channel();
-    tokio::spawn(trigger.on_signal());
+    let (ops_trigger, ops_down) = shutdown::channel();
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn({
+        let ready = Arc::clone(&ready);
+        async move {
+            shutdown::signal().await;
+            ready.store(false, Ordering::Relaxed);
+            trigger.trigger();
+        }
+    });
 
     let state = Arc::new(MeshState::new(common.mesh_config()));
     let source = FileSource::new(common.config.clone(), common.reload_interval);
@@ -59,7 +70,6 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
     let jwks = Arc::new(Jwks::new(tls, options));
     tokio::spawn(Arc::clone(&jwks).run(Arc::clone(&state), shutdown.clone()));
     let metrics = Arc::new(Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
     let views = Views {
         state: Arc::clone(&state),
         gateway: gateway.clone(),
@@ -68,9 +78,9 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
         ready: Arc::clone(&ready),
         source: description.clone(),
     };
-    tokio::spawn(mesh_runtime::http::serve(admin_listener, views.admin(), shutdown.clone()));
-    tokio::spawn(mesh_runtime::http::serve(metrics_listener, admin::metrics(&metrics), shutdown.clone()));
-    tokio::spawn(mesh_runtime::http::serve(readiness_listener, views.readiness(), shutdown.clone()));
+    tokio::spawn(mesh_runtime::http::serve(admin_listener, views.admin(), ops_down.clone()));
+    tokio::spawn(mesh_runtime::http::serve(metrics_listener, admin::metrics(&metrics), ops_down.clone()));
+    tokio::spawn(mesh_runtime::http::serve(readiness_listener, views.readiness(), ops_down));
     info!(config = %description, gateway = %gateway.qualified(), "mesh-waypoint starting");
 
     let Some(service_account) = wait_for_gateway(&state, &gateway, &shutdown).await else {
@@ -102,7 +112,9 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
         next_endpoint: AtomicUsize::new(0),
         pool: pool::Pool::default(),
     });
-    ready.store(true, Ordering::Relaxed);
+    if !shutdown.is_down() {
+        ready.store(true, Ordering::Relaxed);
+    }
     info!(%identity, inbound = %args.inbound_addr, "waypoint ready");
     let handler = move |request: InboundRequest| {
         let proxy = Arc::clone(&proxy);
@@ -112,8 +124,9 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
         let shutdown = shutdown.clone();
         async move { shutdown.wait().await }
     };
-    let drained = server.serve_until(inbound, handler, until, common.drain_timeout).await?;
-    info!(cut_off = drained.cut_off, "drained; stopping");
+    let drained = server.serve_until(inbound, handler, until, common.drain_timeout).await;
+    ops_trigger.trigger();
+    info!(cut_off = drained?.cut_off, "drained; stopping");
     Ok(())
 }
 

@@ -71,7 +71,30 @@ async fn a_reload_tightens_policy_and_a_broken_file_keeps_it() {
         assert_eq!((answer.status, answer.body.as_str()), (StatusCode::FORBIDDEN, "RBAC: access denied"));
         assert_eq!(node.seen().len(), forwarded, "nothing was forwarded once debits were frozen");
 
-        // SIGTERM: drained and stopped, exit status 0.
+        // SIGTERM with an HTTP connection in flight: readiness answers 503, the connection still gets answers,
+        // and the process stops with exit status 0 once it is done.
+        let stream = accounts.tunnel(ledger).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let first = sender.send_request(debit("POST", Some(&token))).await.unwrap();
+        assert_eq!(first.status(), StatusCode::FORBIDDEN);
+        drop(first);
+        waypoint.signal_term();
+        let mut saw_503 = false;
+        for _ in 0..50 {
+            let probe = get(waypoint.readiness, "/healthz/ready").await;
+            if probe.is_ok_and(|(status, _)| status == StatusCode::SERVICE_UNAVAILABLE) {
+                saw_503 = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(saw_503, "readiness must answer 503 while draining:\n{}", waypoint.logs());
+        sender.ready().await.unwrap();
+        let second = sender.send_request(debit("POST", Some(&token))).await.unwrap();
+        assert_eq!(second.status(), StatusCode::FORBIDDEN, "a connection in flight is still served while draining");
+        drop((second, sender));
         let exit = waypoint.terminate().await;
         assert!(exit.success(), "{exit}\n{}", waypoint.logs());
         assert!(waypoint.logs().contains("drained"), "{}", waypoint.logs());

@@ -402,6 +402,11 @@ impl Waypoint {
         panic!("JWKS {uri} not {}:\n{}", if success { "fetched" } else { "failed" }, self.logs());
     }
 
+    /// Sends SIGTERM.
+    pub fn signal_term(&self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+    }
+
     /// Sends SIGTERM and waits (at most 10 s) for the process to exit; its exit status.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
