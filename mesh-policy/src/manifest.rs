@@ -221,14 +221,14 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
         let value_namespace = value_namespace.as_deref();
         match cluster_object(k, value) {
             Ok(o) => manifest.cluster.push((document, o)),
-            Err(e) => {
+            Err(errors_found) => {
                 let ns = match value_namespace {
                     _ if k == Kind::Namespace => "",
                     Some(ns) if !ns.is_empty() => ns,
                     _ => "default",
                 };
                 let resource = crate::resource::ResourceId::new(k, ns, name.as_deref().unwrap_or("<unnamed>"));
-                errors.push(ManifestError::Invalid { document, resource: resource.to_string(), errors: vec![e] })
+                errors.push(ManifestError::Invalid { document, resource: resource.to_string(), errors: errors_found })
             }
         }
         return;
@@ -276,11 +276,11 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
                 manifest.resources.push((document, r));
             }
         }
-        Err(e) => errors.push(ManifestError::Invalid { document, resource: resource_name(), errors: vec![e] }),
+        Err(e) => errors.push(ManifestError::Invalid { document, resource: resource_name(), errors: e }),
     }
 }
 
-fn cluster_object(kind: Kind, value: Value) -> Result<ClusterObject, FieldError> {
+fn cluster_object(kind: Kind, value: Value) -> Result<ClusterObject, Vec<FieldError>> {
     Ok(match kind {
         Kind::Namespace => ClusterObject::Namespace(typed_value(value)?),
         Kind::Service => ClusterObject::Service(typed_value(value)?),
@@ -292,19 +292,77 @@ fn cluster_object(kind: Kind, value: Value) -> Result<ClusterObject, FieldError>
 }
 
 /// Deserializes with the path of the failing field, and a hint where YAML's typing surprises.
-fn typed<S: DeserializeOwned>(value: Value) -> Result<Object<S>, FieldError> {
+fn typed<S: DeserializeOwned>(value: Value) -> Result<Object<S>, Vec<FieldError>> {
     typed_value(value)
 }
 
-fn typed_value<T: DeserializeOwned>(value: Value) -> Result<T, FieldError> {
+/// Deserializes an object of a kind this crate reads, refusing first every null list item anywhere in it
+/// ([`null_items`]), then reporting the first field that does not fit its type, with its path.
+fn typed_value<T: DeserializeOwned>(value: Value) -> Result<T, Vec<FieldError>> {
+    let mut nulls = Vec::new();
+    null_items(&value, &mut String::new(), &mut nulls);
+    if !nulls.is_empty() {
+        return Err(nulls);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let mut message = e.inner().to_string();
         if message.contains("expected a string") && (message.contains("integer") || message.contains("boolean")) {
             message.push_str(" (quote the value: Kubernetes requires a string here)");
         }
-        FieldError::new(if field == "." { String::new() } else { field }, message)
+        vec![FieldError::new(if field == "." { String::new() } else { field }, message)]
     })
+}
+
+/// The message for a null list item.
+const NULL_ITEM: &str = "null list item (a bare `-`, `~` or `null`): Kubernetes rejects null items in lists; \
+                         remove the item or give it a value";
+
+/// Appends an error for every item of a list, at any depth of `value`, that is null: `rules:` followed by a bare
+/// `-`, `from: [~]`, `values: [null]`. Serde would read a null object as an empty one (an empty rule or source
+/// matches everything: access widened) and a null string as a type error without saying why, so every list is
+/// checked here, once, before any kind's types are read; `path` is the path of `value` in serde_path_to_error's
+/// form (`spec.rules[0].from[1]`).
+///
+/// Kubernetes refuses such an item: the schema of a custom resource (the security kinds, ServiceEntry,
+/// WorkloadEntry, Gateway) types every item of its lists, and null is not of that type; the API server reads a
+/// core object's (Service, Pod) null item as an empty value, which its validation rejects in every list the
+/// cluster model reads (a port without a number, a container without a name, an IP that is not one). A null
+/// item in a list the model does not read is refused too, which fails closed. Mapping values are left alone:
+/// Kubernetes prunes a null field as if it were absent, which is how serde's defaults read it.
+fn null_items(value: &Value, path: &mut String, out: &mut Vec<FieldError>) {
+    match value {
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                if item.is_null() {
+                    out.push(FieldError::new(path.clone(), NULL_ITEM));
+                } else {
+                    null_items(item, path, out);
+                }
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match key {
+                    Value::String(k) => path.push_str(k),
+                    Value::Number(n) => path.push_str(&n.to_string()),
+                    Value::Bool(b) => path.push_str(if *b { "true" } else { "false" }),
+                    _ => path.push('?'),
+                }
+                null_items(item, path, out);
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(tagged) => null_items(&tagged.value, path, out),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
 }
 
 /// What a document's group and kind make of it.

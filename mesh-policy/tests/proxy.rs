@@ -115,6 +115,51 @@ fn repeated_headers_are_joined_for_matching() {
     assert_ne!(snapshot.authorize_request(&request, NOW).unwrap().policy.as_deref(), Some("shop/deny-eu"));
 }
 
+/// istiod turns `values: ["*"]` on a header into Envoy's `present_match` (`HeaderMatcher` in
+/// `pilot/pkg/security/authz/matcher/header.go`): a header sent with an empty value is there.
+#[test]
+fn a_header_sent_empty_is_present() {
+    let mut mesh = Mesh::default();
+    mesh.apply_yaml(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-debug, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: api}]
+  action: DENY
+  rules: [{when: [{key: "request.headers[x-debug]", values: ["*"]}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-without-legacy, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: legacy}]
+  rules: [{when: [{key: "request.headers[x-legacy]", notValues: ["*"]}]}]
+"#,
+    )
+    .unwrap();
+    let snapshot = mesh.snapshot();
+    let labels = BTreeMap::new();
+    let decide = |service: &str, map: &http::HeaderMap| {
+        let target = Target::new("shop", &labels).with_service(service).with_waypoint("shop", "waypoint");
+        let request =
+            Request::new(Connection::new(target), HttpView { method: "GET", path: "/", host: None, headers: map });
+        snapshot.authorize_request(&request, NOW).unwrap()
+    };
+    let empty = headers(&[("x-debug", "")]);
+    let d = decide("api", &empty);
+    assert!(!d.allowed, "{d}");
+    assert_eq!(d.policy.as_deref(), Some("shop/deny-debug"));
+    assert!(decide("api", &headers(&[("x-other", "")])).allowed);
+
+    let d = decide("legacy", &headers(&[("X-Legacy", "")]));
+    assert!(!d.allowed, "an empty header is not an absent one: {d}");
+    let d = decide("legacy", &headers(&[]));
+    assert_eq!(d.policy.as_deref(), Some("shop/only-without-legacy"), "{d}");
+    assert!(d.allowed);
+}
+
 #[test]
 fn a_rejected_token_keeps_its_typed_error() {
     let idp = Idp::new("k1");

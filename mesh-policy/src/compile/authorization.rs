@@ -204,6 +204,24 @@ fn principal_matches(values: &[String], ctx: &Ctx<'_>) -> Vec<StringMatch> {
     out
 }
 
+/// Trust domain values checked as istiod's webhook does: at most one `*`, at the start or the end
+/// (`CheckWildcardValues` in `pkg/config/security/security.go`), and for `trustDomains` / `notTrustDomains`
+/// no `/` (`CheckTrustDomainValues`). istiod's matcher (`srcTrustDomainGenerator`) would read a `*` elsewhere
+/// as a glob, which the webhook keeps from ever happening.
+fn trust_domain_values(p: &mut Problems, field: &str, values: &[String], no_slash: bool) {
+    for (i, v) in values.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let stars = v.matches('*').count();
+        if stars > 1 {
+            p.error(at, format!("at most one wildcard is allowed: {:?}", fields::Short(v)));
+        } else if stars == 1 && v != "*" && !v.starts_with('*') && !v.ends_with('*') {
+            p.error(at, format!("wildcard is only allowed at the start or end: {:?}", fields::Short(v)));
+        } else if no_slash && v.contains('/') {
+            p.error(at, format!("trust domain must not contain '/': {:?}", fields::Short(v)));
+        }
+    }
+}
+
 /// Trust domains as the enforcement point compares them: at a waypoint, the mesh's trust domain (or
 /// `cluster.local`, or an alias) stands for every trust domain of the mesh, as for principals.
 fn trust_domain_matches(values: &[String], ctx: &Ctx<'_>) -> Vec<StringMatch> {
@@ -232,8 +250,14 @@ fn namespace_test(values: &[String], ctx: &Ctx<'_>) -> Test {
     }
 }
 
+/// Values istiod matches with `StringMatcherWithPrefix` / `StringOrMatcher` (`*` is the regex `.+`).
 fn strings(values: &[String]) -> Vec<StringMatch> {
     values.iter().map(|v| StringMatch::parse(v)).collect()
+}
+
+/// Values istiod matches with `HeaderMatcher` (`*` is Envoy's `present_match`).
+fn header_values(values: &[String]) -> Vec<StringMatch> {
+    values.iter().map(|v| StringMatch::parse_header(v)).collect()
 }
 
 fn source(p: &mut Problems, at: &str, s: &Source, ctx: &Ctx<'_>) -> Vec<Field> {
@@ -278,7 +302,10 @@ fn source(p: &mut Problems, at: &str, s: &Source, ctx: &Ctx<'_>) -> Vec<Field> {
                 Test::ServiceAccount(fields::service_accounts(p, &field, vals, ctx.namespace))
             }
             "ipBlocks" | "notIpBlocks" => Test::SourceIp(fields::ip_nets(p, &field, vals)),
-            "trustDomains" | "notTrustDomains" => Test::TrustDomain(trust_domain_matches(vals, ctx)),
+            "trustDomains" | "notTrustDomains" => {
+                trust_domain_values(p, &field, vals, true);
+                Test::TrustDomain(trust_domain_matches(vals, ctx))
+            }
             _ => Test::RemoteIp(fields::ip_nets(p, &field, vals)),
         };
         let l7 = http || matches!(name, "trustDomains" | "notTrustDomains");
@@ -313,9 +340,10 @@ fn operation(p: &mut Problems, at: &str, o: &Operation, _ctx: &Ctx<'_>) -> Vec<F
             _ => {}
         }
         let test = match name {
-            "hosts" | "notHosts" => Test::Host(vals.iter().map(|v| StringMatch::parse_ignore_case(v)).collect()),
+            // istiod's hostGenerator (HostMatcher) and methodGenerator (HeaderMatcher): `*` is present_match.
+            "hosts" | "notHosts" => Test::Host(vals.iter().map(|v| StringMatch::parse_host(v)).collect()),
             "ports" | "notPorts" => Test::DestinationPort(fields::ports(p, &field, vals)),
-            "methods" | "notMethods" => Test::Method(strings(vals)),
+            "methods" | "notMethods" => Test::Method(header_values(vals)),
             _ => Test::Path(paths(p, &field, vals)),
         };
         out.push(Field { name, http, l7: http, constraint: constraint(test, negated, vals) });
@@ -424,7 +452,13 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
                 Test::Principal(principal_matches(v, ctx))
             }),
         ),
-        "source.trustDomain" => (false, Box::new(|_, _, v| Test::TrustDomain(trust_domain_matches(v, ctx)))),
+        "source.trustDomain" => (
+            false,
+            Box::new(|p, f, v| {
+                trust_domain_values(p, f, v, false);
+                Test::TrustDomain(trust_domain_matches(v, ctx))
+            }),
+        ),
         "source.serviceAccount" => {
             (true, Box::new(|p, f, v| Test::ServiceAccount(fields::service_accounts(p, f, v, ctx.namespace))))
         }
@@ -444,7 +478,8 @@ fn condition(p: &mut Problems, at: &str, c: &crate::crd::Condition, ctx: &Ctx<'_
             match map_key(k, prefix) {
                 Some(names) if names.len() == 1 => {
                     let name: Box<str> = names[0].to_ascii_lowercase().into();
-                    (true, Box::new(move |_, _, v| Test::Header(name.clone(), strings(v))))
+                    // istiod's requestHeaderGenerator (HeaderMatcher): `*` is present_match.
+                    (true, Box::new(move |_, _, v| Test::Header(name.clone(), header_values(v))))
                 }
                 _ => {
                     bad_map_key(p);

@@ -2,7 +2,9 @@
 //!
 //! These are what a manifest *says*. Nothing here is evaluated: [`crate::compile`] turns a validated resource into
 //! the form the enforcement points run. Unknown fields are rejected everywhere, because a typo such as
-//! `principal:` for `principals:` would otherwise drop a constraint and widen access.
+//! `principal:` for `principals:` would otherwise drop a constraint and widen access. A null item in any list
+//! (which serde would read as an empty object, an empty rule matching everything) is refused before these types
+//! are read, by [`crate::manifest`].
 
 pub mod authorization_policy;
 pub mod meta;

@@ -25,15 +25,27 @@ pub struct Constraint {
 }
 
 /// The attribute a constraint looks at and the compiled values it accepts.
+///
+/// What a lone `*` means follows the istiod function named on each variant (files under
+/// `pilot/pkg/security/authz/` of istio/istio unless said otherwise): [`StringMatch::Present`] where istiod
+/// writes Envoy's `present_match`, [`StringMatch::NonEmpty`] where it writes the regex `.+` or sends ztunnel a
+/// `Presence` match. Ports, addresses and service accounts take no wildcard (validation refuses it).
 #[derive(Debug, Clone)]
 pub enum Test {
-    /// The peer's mTLS identity without `spiffe://`.
+    /// The peer's mTLS identity without `spiffe://`. `*`: non-empty, i.e. any peer identity
+    /// (`model/generator.go` `srcPrincipalGenerator`, `matcher/string.go` `StringMatcherWithPrefix`; at ztunnel
+    /// `serviceregistry/ambient/authorization.go` `stringToMatch`).
     Principal(Vec<StringMatch>),
-    /// The namespace of the peer's identity, ztunnel form (`*`, prefix, suffix, exact).
+    /// The namespace of the peer's identity, ztunnel form (`*`, prefix, suffix, exact; `*` non-empty, as
+    /// `stringToMatch` sends it).
     Namespace(Vec<StringMatch>),
-    /// The namespace of the peer's identity, waypoint form (every `*` matches any run of characters).
+    /// The namespace of the peer's identity, waypoint form: every `*` matches any run of characters, the empty
+    /// one included (`model/generator.go` `srcNamespaceGenerator`, the regex `.*/ns/<glob>/.*`).
     NamespaceGlob(Vec<Glob>),
-    /// The trust domain of the peer's identity (`source.trustDomain`).
+    /// The trust domain of the peer's identity (`trustDomains`, `source.trustDomain`), as
+    /// `model/generator.go` `srcTrustDomainGenerator` matches it: `*` is any peer identity (a prefix
+    /// `spiffe://`); any other value is matched against the identity up to its first `/`, which must be there
+    /// (the prefix `spiffe://<value>/`).
     TrustDomain(Vec<StringMatch>),
     /// `(namespace, service account)` of the peer's identity, any trust domain.
     ServiceAccount(Vec<(Box<str>, Box<str>)>),
@@ -45,23 +57,30 @@ pub enum Test {
     DestinationIp(Vec<IpNet>),
     /// The destination port.
     DestinationPort(Vec<u16>),
-    /// The token's `iss` and `sub`.
+    /// The token's `iss` and `sub` (`model/generator.go` `requestPrincipalGenerator`; `*` needs both
+    /// non-empty).
     RequestPrincipal(Vec<RequestPrincipalMatch>),
-    /// `:authority`, without regard to case.
+    /// `:authority`, without regard to case. `*`: the authority is there, whatever its value
+    /// (`matcher/header.go` `HostMatcher`, `present_match`).
     Host(Vec<StringMatch>),
-    /// `:method`.
+    /// `:method`. `*`: any method (`model/generator.go` `methodGenerator`, `matcher/header.go` `HeaderMatcher`,
+    /// `present_match`).
     Method(Vec<StringMatch>),
-    /// The normalized path without query.
+    /// The normalized path without query. `*`: non-empty (`model/generator.go` `pathGenerator`,
+    /// `matcher/header.go` `PathMatcher`, `StringMatcherWithPrefix`).
     Path(Vec<PathMatch>),
-    /// A request header (lower-case name).
+    /// A request header (lower-case name). `*`: the header is there, whatever its value, the empty one included
+    /// (`model/generator.go` `requestHeaderGenerator`, `matcher/header.go` `HeaderMatcher`, `present_match`).
     Header(Box<str>, Vec<StringMatch>),
-    /// A token claim, by path into nested objects.
+    /// A token claim, by path into nested objects. `*`: a non-empty string, or a list with one
+    /// (`model/generator.go` `requestClaimGenerator`, `matcher/string.go` `StringOrMatcher`).
     Claim(Vec<Box<str>>, Vec<StringMatch>),
-    /// The token's audiences.
+    /// The token's audiences. `*`: a non-empty audience (`model/generator.go` `requestAudiencesGenerator`).
     Audience(Vec<StringMatch>),
-    /// The token's authorized presenter (`azp`).
+    /// The token's authorized presenter (`azp`). `*`: non-empty (`model/generator.go`
+    /// `requestPresenterGenerator`).
     Presenter(Vec<StringMatch>),
-    /// The TLS server name of the connection.
+    /// The TLS server name of the connection. `*`: non-empty (`model/generator.go` `connSNIGenerator`).
     Sni(Vec<StringMatch>),
     /// An attribute this crate cannot observe (`experimental.envoy.filters.*`): a fixed outcome chosen to fail
     /// closed, `false` in ALLOW and AUDIT policies and `true` in DENY and CUSTOM ones.
@@ -80,9 +99,7 @@ impl Constraint {
             Test::Principal(ms) => a.principal.is_some_and(|p| ms.iter().any(|m| m.matches(p))),
             Test::Namespace(ms) => a.identity().is_some_and(|id| ms.iter().any(|m| m.matches(id.namespace))),
             Test::NamespaceGlob(gs) => a.identity().is_some_and(|id| gs.iter().any(|g| g.matches(id.namespace))),
-            Test::TrustDomain(ms) => {
-                a.principal.and_then(|p| p.split('/').next()).is_some_and(|td| ms.iter().any(|m| m.matches(td)))
-            }
+            Test::TrustDomain(ms) => a.principal.is_some_and(|p| ms.iter().any(|m| trust_domain_matches(m, p))),
             Test::ServiceAccount(sas) => a
                 .identity()
                 .is_some_and(|id| sas.iter().any(|(ns, sa)| id.namespace == &**ns && id.service_account == &**sa)),
@@ -171,6 +188,26 @@ impl fmt::Display for Constraint {
     }
 }
 
+/// Whether the peer identity `principal` (without `spiffe://`) matches a trust domain value, as the matcher
+/// istiod's `srcTrustDomainGenerator` builds: `*` any identity (prefix `spiffe://`), an exact value the prefix
+/// `spiffe://<value>/`, `x*` and `*x` the regex `spiffe://x[^/]*/.*` and `spiffe://[^/]*x/.*`. Validation has
+/// refused any other wildcard (`CheckTrustDomainValues`); a `/` in a value (only `source.trustDomain` admits one)
+/// is compared as written.
+fn trust_domain_matches(m: &StringMatch, principal: &str) -> bool {
+    match m {
+        StringMatch::Present | StringMatch::NonEmpty => true,
+        StringMatch::Exact(v) => principal.strip_prefix(&**v).is_some_and(|rest| rest.starts_with('/')),
+        StringMatch::Prefix(v) => principal.strip_prefix(&**v).is_some_and(|rest| rest.contains('/')),
+        StringMatch::Suffix(v) => {
+            // `[^/]*<v>/`: <v> followed by a slash, starting at or before the identity's first slash.
+            let first_slash = principal.find('/').unwrap_or(principal.len());
+            (0..=first_slash).any(|start| {
+                principal.get(start..).and_then(|r| r.strip_prefix(&**v)).is_some_and(|rest| rest.starts_with('/'))
+            })
+        }
+    }
+}
+
 /// A namespace pattern in which each `*` matches any run of characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob(Vec<Box<str>>);
@@ -217,5 +254,24 @@ mod tests {
         assert!(Glob::new("payments").matches("payments"));
         assert!(!Glob::new("payments").matches("payment"));
         assert!(!Glob::new("a*a").matches("a"));
+    }
+
+    #[test]
+    fn trust_domains_as_istiod_matches_them() {
+        let td = |v: &str, p: &str| trust_domain_matches(&StringMatch::parse(v), p);
+        assert!(td("*", "td/ns/a/sa/b"));
+        assert!(td("*", "bare"));
+        assert!(td("td", "td/ns/a/sa/b"));
+        assert!(!td("td", "td"));
+        assert!(!td("td", "td2/ns/a/sa/b"));
+        assert!(td("td-*", "td-east/ns/a/sa/b"));
+        assert!(td("td-*", "td-/ns/a/sa/b"));
+        assert!(!td("td-*", "td-east"));
+        assert!(td("*east", "td-east/ns/a/sa/b"));
+        assert!(!td("*east", "td/ns/east/sa/b"));
+        assert!(!td("*east", "td-east"));
+        // Only `source.trustDomain` admits a `/`; the regex then reaches past the first one.
+        assert!(td("*a/b", "xa/b/ns/n/sa/s"));
+        assert!(!td("*a/b", "x/a/b/ns"));
     }
 }

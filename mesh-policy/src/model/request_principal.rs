@@ -5,7 +5,8 @@ use super::string_match::StringMatch;
 /// A compiled `requestPrincipals` value.
 ///
 /// The value is split at its last `/` (issuers are usually URLs) into an issuer and a subject matcher that
-/// must both hold: `*` requires both to be present; `*x/sub` is an issuer suffix with an exact subject;
+/// must both hold, as istiod's `requestPrincipalGenerator` (`pilot/pkg/security/authz/model/generator.go`) builds
+/// them: `*` requires both to be non-empty (its `matchAny`, the regex `.+`); `*x/sub` is an issuer suffix with an exact subject;
 /// `*sub` (no `/`) any issuer with a subject suffix; `iss/x*` an exact issuer with a subject prefix;
 /// `iss*` (no `/`) an issuer prefix with any subject; anything else is exact on both halves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,26 +20,26 @@ impl RequestPrincipalMatch {
     pub fn parse(value: &str) -> Self {
         let split = value.rsplit_once('/');
         let (issuer, subject) = if value == "*" {
-            (StringMatch::Presence, StringMatch::Presence)
+            (StringMatch::NonEmpty, StringMatch::NonEmpty)
         } else if let Some(rest) = value.strip_prefix('*') {
             match split {
                 Some((iss, sub)) => {
-                    let iss = if iss == "*" { StringMatch::Presence } else { StringMatch::Suffix(iss[1..].into()) };
+                    let iss = if iss == "*" { StringMatch::NonEmpty } else { StringMatch::Suffix(iss[1..].into()) };
                     (iss, StringMatch::Exact(sub.into()))
                 }
-                None => (StringMatch::Presence, StringMatch::Suffix(rest.into())),
+                None => (StringMatch::NonEmpty, StringMatch::Suffix(rest.into())),
             }
         } else if let Some(rest) = value.strip_suffix('*') {
             match split {
                 Some((iss, sub)) => {
                     let sub = if sub == "*" {
-                        StringMatch::Presence
+                        StringMatch::NonEmpty
                     } else {
                         StringMatch::Prefix(sub[..sub.len() - 1].into())
                     };
                     (StringMatch::Exact(iss.into()), sub)
                 }
-                None => (StringMatch::Prefix(rest.into()), StringMatch::Presence),
+                None => (StringMatch::Prefix(rest.into()), StringMatch::NonEmpty),
             }
         } else {
             match split {
