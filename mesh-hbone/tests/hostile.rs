@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use mesh_hbone::settings::H2Settings;
 use mesh_hbone::status::RejectionKind;
 use mesh_hbone::transport::{
     ClientConfig, ClientError, Destination, HboneClient, HboneServer, HboneStream, InboundRequest, ServerLimits,
-    TakeOver, TunnelReset, relay,
+    SocketBuffers, TakeOver, TunnelReset, relay,
 };
 use mesh_hbone::{ConnectRequest, Rejection};
 use mesh_identity::ca::{CaOptions, LocalCa};
@@ -437,6 +437,99 @@ async fn a_handler_serving_the_tunnel_is_held_to_the_send_budget() {
         let target: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let mut bodies = greedy_client(io, &[target; STREAMS]).await;
         stall_then_read_all(&hbone, &reading, &mut bodies, EACH, BUDGET).await;
+    })
+    .await;
+}
+
+/// An upstream that sends [`pattern`] bytes to every connection as fast as the connection takes them, up to
+/// `each`, starting 300 ms after the connection (once the test's client has stopped reading).
+async fn firehose(each: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let chunk = Bytes::from(pattern(16 * 1024));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let chunk = chunk.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let mut sent = 0;
+                while sent < each {
+                    let Ok(n) = socket.write(&chunk).await else { return };
+                    sent += n;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A peer that opens tunnels to upstreams that keep sending, and reads its connection 5 ms in every 100 ms:
+/// each relay stops reading its upstream once the send budget is spent, and what the upstream sends next
+/// waits in the server's upstream socket. That socket's receive buffer, left to autotuning, grows with the
+/// bursts the relay reads (to `tcp_rmem`'s maximum, 6 MiB or more), for every tunnel; with
+/// `ServerLimits::upstream_buffers` it stays at its size, even for a handler that connects with a plain
+/// `TcpStream::connect`, as the `hbone_peer` example does.
+#[tokio::test]
+async fn a_slow_reader_cannot_make_stalled_upstreams_pin_kernel_memory() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        const STREAMS: usize = 16;
+        const EACH: usize = 16 * 1024 * 1024;
+        const BUDGET: u64 = 1024 * 1024;
+        const RECV: usize = 64 * 1024;
+        let upstream = firehose(EACH).await;
+        let buffers = SocketBuffers { recv: Some(RECV as u32), ..SocketBuffers::UPSTREAM };
+        let limits =
+            ServerLimits { send_budget_per_connection: BUDGET, upstream_buffers: buffers, ..ServerLimits::default() };
+        let hbone = server(&mesh, limits);
+        // The handler keeps a second descriptor of each upstream socket, to look into its receive queue.
+        let upstreams = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&upstreams);
+        let (addr, _served) = serve_one(hbone.clone(), move |request: InboundRequest| {
+            let kept = Arc::clone(&kept);
+            async move {
+                let tcp = TcpStream::connect(request.target).await.unwrap().into_std().unwrap();
+                kept.lock().unwrap().push(tcp.try_clone().unwrap());
+                Ok::<_, Rejection>(TcpStream::from_std(tcp).unwrap())
+            }
+        })
+        .await;
+        let (io, reading) = gate(raw_tls(&mesh, addr).await);
+        let bodies = greedy_client(io, &[upstream; STREAMS]).await;
+        reading.close();
+        let delivered = Arc::new(AtomicU64::new(0));
+        for (_, mut body) in bodies {
+            let delivered = Arc::clone(&delivered);
+            tokio::spawn(async move {
+                while let Some(Ok(chunk)) = body.data().await {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    delivered.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                }
+            });
+        }
+        let mut most_buffered = 0;
+        for _ in 0..20 {
+            reading.open();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            reading.close();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            most_buffered = most_buffered.max(hbone.buffered_bytes());
+        }
+        // Stalled: what each upstream socket holds, unread (peeked through the second descriptor).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut peeked = vec![std::mem::MaybeUninit::<u8>::uninit(); EACH];
+        let upstreams = upstreams.lock().unwrap();
+        assert_eq!(upstreams.len(), STREAMS);
+        let queued: Vec<usize> =
+            upstreams.iter().map(|tcp| socket2::SockRef::from(tcp).peek(&mut peeked).unwrap_or(0)).collect();
+        // Linux doubles SO_RCVBUF for its own overhead, and admits one more loopback segment (64 KiB) past it.
+        let most = queued.iter().copied().max().unwrap();
+        assert!(most <= 2 * RECV + 64 * 1024, "an upstream socket holds {most} bytes unread: {queued:?}");
+        assert!(delivered.load(Ordering::SeqCst) > 0, "the peer read some");
+        assert!(most_buffered <= BUDGET, "{most_buffered} bytes in send buffers");
+        for tcp in upstreams.iter() {
+            assert_eq!(socket2::SockRef::from(tcp).recv_buffer_size().unwrap(), 2 * RECV);
+        }
     })
     .await;
 }

@@ -23,7 +23,7 @@ use tracing::{Instrument, Span, debug, debug_span, trace, warn};
 use super::error::ClientError;
 use super::guard::{FloodLimit, Guard, Tripped, random_mask};
 use super::keepalive;
-use super::socket::{ConnectTcpError, connect_tcp};
+use super::socket::{ConnectTcpError, SocketBuffers, connect_tcp_with};
 use super::stream::{HboneStream, OnDrop};
 use super::trace::random_traceparent;
 use super::tunnels::{Direction, Tunnels};
@@ -526,11 +526,15 @@ impl HboneClient {
     ) -> Result<(Ready, u32), ClientError> {
         let address = destination.address;
         debug!(connection = %id, %address, ?source_ip, "opening HBONE connection");
-        let tcp = connect_tcp(address, source_ip, self.inner.config.connect_timeout).await.map_err(|e| match e {
-            ConnectTcpError::Timeout { after, .. } => ClientError::Timeout { step: "TCP connect", address, after },
-            ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
-            bind => ClientError::Bind(bind),
-        })?;
+        // h2 reads the connection as frames come, whatever its streams' readers do: the kernel's autotuning
+        // sizes its buffers to the path.
+        let timeout = self.inner.config.connect_timeout;
+        let tcp =
+            connect_tcp_with(address, source_ip, timeout, SocketBuffers::AUTOTUNED).await.map_err(|e| match e {
+                ConnectTcpError::Timeout { after, .. } => ClientError::Timeout { step: "TCP connect", address, after },
+                ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
+                bind => ClientError::Bind(bind),
+            })?;
         let (tls, peer) = self.handshake(source, address, tcp, destination.identities.iter().cloned()).await?;
         let pool_max = self.inner.config.pool.max_streams_per_connection;
         let (sender, connection, peer_max_streams) = self.h2_handshake(tls, pool_max, address).await?;

@@ -17,7 +17,8 @@
 //! - [`relay`]: copies a tunnel to and from another stream without staging the bytes, as the server does with
 //!   each upstream and a client proxy does with the workload's connection.
 //! - [`connect_tcp`]: outbound TCP, optionally bound to the original source IP (transparently when it is not
-//!   the node's own), for the client's connections and for handlers' upstreams.
+//!   the node's own), for the client's connections and for handlers' upstreams, whose kernel buffers it fixes
+//!   ([`SocketBuffers`]) so that a stalled tunnel holds a bounded amount of kernel memory.
 //! - [`original_dst`]: the address a workload dialled before iptables/nftables redirected its connection to
 //!   the proxy (`SO_ORIGINAL_DST`, `IP6T_SO_ORIGINAL_DST`).
 //!
@@ -25,7 +26,8 @@
 //! once, concurrent streams per connection (SETTINGS), header list size, the time of every phase of a
 //! connection (TLS handshake, HTTP/2 preface, keepalive with unpredictable PING payloads, idle, the final
 //! GOAWAY), upstream connects in flight per connection and in total (a reset CONNECT cancels its handler),
-//! bytes waiting in send buffers per connection and in total, and the rate of control frames.
+//! bytes waiting in send buffers per connection and in total, the kernel buffers of upstream sockets, and the
+//! rate of control frames.
 //!
 //! A tunnel that ends with a reset rather than END_STREAM reads as an error ([`TunnelReset`]) on both sides;
 //! a relay whose upstream fails resets its tunnel with CONNECT_ERROR.
@@ -195,7 +197,7 @@ pub use error::{ClientError, ServerError, TunnelReset};
 pub use identity::{ServerIdentity, WorkloadIdentities};
 pub use original_dst::{OriginalDstError, original_dst};
 pub use server::{Drained, Handler, HboneServer, InboundRequest, ServerLimits};
-pub use socket::{ConnectTcpError, connect_tcp};
+pub use socket::{ConnectTcpError, SocketBuffers, connect_tcp, connect_tcp_with};
 pub use stream::HboneStream;
 pub use trace::random_traceparent;
 pub use tunnels::{Direction, TunnelHandle, TunnelObserver, Tunnels};

@@ -24,6 +24,7 @@ use super::error::ServerError;
 use super::guard::{FloodLimit, Guard, random_mask};
 use super::identity::ServerIdentity;
 use super::keepalive;
+use super::socket::SocketBuffers;
 use super::stream::HboneStream;
 use super::tunnels::{Direction, Tunnels};
 use super::upstream::Upstream;
@@ -74,6 +75,14 @@ pub struct ServerLimits {
     pub control_frames_per_second: u32,
     /// The burst of control frames allowed above the sustained rate: 10,000.
     pub control_frame_burst: u32,
+    /// The kernel buffers of each upstream socket: 256 KiB to receive, 256 KiB to send
+    /// ([`SocketBuffers::UPSTREAM`]). Applied to every upstream a [`Handler`] returns as a tokio `TcpStream`,
+    /// however it connected; [`connect_tcp`](super::connect_tcp) sets the same before connecting, which also
+    /// covers upstreams a [`TakeOver`](super::TakeOver) relays itself. Setting a size turns the kernel's
+    /// autotuning off for that buffer: a tunnel whose peer does not read then holds at most the receive
+    /// buffer of kernel memory for what its upstream keeps sending (doubled by Linux), rather than
+    /// `net.ipv4.tcp_rmem`'s maximum. [`SocketBuffers::AUTOTUNED`] leaves upstreams as the handler made them.
+    pub upstream_buffers: SocketBuffers,
 }
 
 impl Default for ServerLimits {
@@ -91,6 +100,7 @@ impl Default for ServerLimits {
             send_budget: 1024 * 1024 * 1024,
             control_frames_per_second: FloodLimit::DEFAULT.per_second,
             control_frame_burst: FloodLimit::DEFAULT.burst,
+            upstream_buffers: SocketBuffers::UPSTREAM,
         }
     }
 }
@@ -579,6 +589,7 @@ impl HboneServer {
             }
         };
         drop((_connect, _connect_total));
+        fix_buffers(&upstream, limits.upstream_buffers);
         let response = match accept_response(self.baggage.as_deref()) {
             Ok(response) => response,
             Err(error) => {
@@ -600,6 +611,15 @@ impl HboneServer {
         let registration = self.tunnels.register(Direction::Inbound, peer.clone(), HboneAddress::Socket(target));
         let tunnel = HboneStream::new(send, recv, None).with_account(account).with_registration(registration);
         upstream.serve(tunnel).await;
+    }
+}
+
+/// Sets the buffer sizes of an upstream that is a TCP socket (other upstreams are left as they are).
+fn fix_buffers(upstream: &dyn std::any::Any, buffers: SocketBuffers) {
+    if let Some(tcp) = upstream.downcast_ref::<TcpStream>()
+        && let Err(error) = buffers.apply(socket2::SockRef::from(tcp))
+    {
+        debug!(%error, "cannot set the upstream socket's buffer sizes");
     }
 }
 
