@@ -172,6 +172,7 @@ impl Pool {
     }
 
     /// How many connections are kept, and under how many keys.
+    #[cfg(test)]
     pub(crate) fn size(&self) -> (usize, usize) {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         (idle.values().map(Vec::len).sum(), idle.len())
