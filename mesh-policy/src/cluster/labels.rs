@@ -10,7 +10,8 @@ pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 /// On a Gateway: the service account its deployment runs as (default: the Gateway's name).
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
-/// On a Service: `"true"` sends traffic from ingress gateways through the Service's waypoint too.
+/// On a Service, ServiceEntry or namespace (the service's own label winning): `"true"` (any true of Go's
+/// `strconv.ParseBool`) sends traffic from ingress gateways through the service's waypoint too.
 pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
 /// On the pods of a Gateway's deployment: the Gateway's name.
 pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";

@@ -122,8 +122,45 @@ pub struct ServiceView {
     pub endpoints: Vec<WorkloadId>,
     /// The waypoint of traffic addressed to the service.
     pub waypoint: WaypointBinding,
+    /// Whether traffic from ingress gateways goes through that waypoint too (`istio.io/ingress-use-waypoint`).
+    pub ingress: IngressWaypoint,
     /// ServiceEntry `location: MESH_EXTERNAL` (the default for ServiceEntries).
     pub external: bool,
+}
+
+/// Whether ingress gateways send a service's traffic through its waypoint, and the label that decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IngressWaypoint {
+    /// Through the waypoint (when the service has one); otherwise straight to the endpoints.
+    pub use_waypoint: bool,
+    /// The Service, ServiceEntry or Namespace whose `istio.io/ingress-use-waypoint` label decided, with its value;
+    /// `None` when neither carries it.
+    pub label: Option<WaypointLabel>,
+}
+
+impl IngressWaypoint {
+    /// Read as istiod's `ingressUseWaypointFromLabels` (`pilot/pkg/serviceregistry/ambient/services.go`) reads
+    /// it: the service's own label when it has one, whatever its value, else its namespace's; the value parsed
+    /// with Go's `strconv.ParseBool` (`1`, `t`, `T`, `true`, `True`, `TRUE` are true), anything else false
+    /// (istiod logs it and does not fall back to the namespace's label).
+    fn from_labels(
+        on: &ResourceId,
+        own: &BTreeMap<String, String>,
+        namespace_labels: &BTreeMap<String, String>,
+    ) -> Self {
+        let label = match own.get(labels::INGRESS_USE_WAYPOINT) {
+            Some(v) => WaypointLabel { on: on.clone(), value: v.clone() },
+            None => match namespace_labels.get(labels::INGRESS_USE_WAYPOINT) {
+                Some(v) => WaypointLabel { on: ResourceId::new(Kind::Namespace, "", on.namespace()), value: v.clone() },
+                None => return IngressWaypoint::default(),
+            },
+        };
+        IngressWaypoint {
+            use_waypoint: crate::compile::fields::parse_bool(&label.value) == Some(true),
+            label: Some(label),
+        }
+    }
 }
 
 impl ServiceView {
@@ -187,7 +224,8 @@ impl std::fmt::Display for Unusable {
     }
 }
 
-/// The object whose `istio.io/use-waypoint` label decided.
+/// The object whose label decided (`istio.io/use-waypoint`, or `istio.io/ingress-use-waypoint` in
+/// [`IngressWaypoint`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaypointLabel {
     /// The Namespace, Service, ServiceEntry or Pod carrying the label.
@@ -571,6 +609,7 @@ impl Cluster {
             selector: s.spec.selector.clone(),
             endpoints,
             waypoint: WaypointBinding::None,
+            ingress: IngressWaypoint::default(),
             external: false,
         };
         self.push_service(service);
@@ -614,6 +653,7 @@ impl Cluster {
             selector,
             endpoints,
             waypoint: WaypointBinding::None,
+            ingress: IngressWaypoint::default(),
             external: se.spec.location.as_deref() != Some("MESH_INTERNAL"),
         };
         self.push_service(service);
@@ -627,7 +667,9 @@ impl Cluster {
             } else {
                 self.binding(&s.id, &s.labels, Addressed::Service)
             };
+            let ingress = IngressWaypoint::from_labels(&s.id, &s.labels, self.namespace_labels(s.id.namespace()));
             self.services[i].waypoint = binding;
+            self.services[i].ingress = ingress;
         }
         for i in 0..self.workloads.len() {
             let w = &self.workloads[i];
