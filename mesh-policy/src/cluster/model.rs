@@ -207,7 +207,7 @@ pub enum Unusable {
         /// What it serves.
         waypoint_for: WaypointFor,
     },
-    /// The waypoint is in another namespace whose HBONE listener does not admit this one.
+    /// The waypoint's HBONE listener does not admit this namespace (`allowedRoutes`).
     NotAdmitted,
 }
 
@@ -290,24 +290,30 @@ pub struct Waypoint {
     admits: Admits,
 }
 
+/// The namespaces a waypoint's HBONE listener admits (`allowedRoutes.namespaces`), as istiod's
+/// `makeAllowedRoutes` / `makeWaypointSelector` read them (`pilot/pkg/serviceregistry/ambient/waypoints.go`).
 #[derive(Debug, Clone)]
 enum Admits {
+    /// `Same` (the default, also for no HBONE listener on 15008 and a `from` istiod does not know).
     Same,
+    /// `All`.
     All,
+    /// `Selector`: the namespaces whose labels it selects, the waypoint's own included only if selected.
     Selector(LabelSelector),
+    /// `Selector` without a selector: istiod's `LabelSelectorAsSelector(nil)` selects nothing.
     Nothing,
 }
 
 impl Waypoint {
-    /// Whether the waypoint's HBONE listener admits users from `namespace` (with these labels).
+    /// Whether the waypoint's HBONE listener admits users from `namespace` (with these labels), as istiod's
+    /// `Waypoint.AllowsAttachmentFromNamespace` decides: a selector is matched against the waypoint's own
+    /// namespace too.
     pub fn admits(&self, namespace: &str, namespace_labels: &BTreeMap<String, String>) -> bool {
-        if namespace == self.id.namespace() {
-            return true;
-        }
         match &self.admits {
-            Admits::Same | Admits::Nothing => false,
+            Admits::Same => namespace == self.id.namespace(),
             Admits::All => true,
             Admits::Selector(s) => s.matches(namespace_labels),
+            Admits::Nothing => false,
         }
     }
 }
@@ -417,14 +423,17 @@ impl Cluster {
         }
         let service_account =
             g.metadata.annotations.get(labels::GATEWAY_SERVICE_ACCOUNT).cloned().unwrap_or_else(|| name.to_owned());
-        let listener = g.spec.listeners.iter().find(|l| l.protocol.as_deref() == Some("HBONE"));
+        // istiod's makeAllowedRoutes: the HBONE listener on port 15008, else `Same`.
+        let listener =
+            g.spec.listeners.iter().find(|l| l.protocol.as_deref() == Some("HBONE") && l.port == Some(15008));
         let admits = match listener.and_then(|l| l.allowed_routes.as_ref()).and_then(|r| r.namespaces.as_ref()) {
             None => Admits::Same,
             Some(n) => match (n.from.as_deref(), &n.selector) {
-                (None | Some("Same"), _) => Admits::Same,
                 (Some("All"), _) => Admits::All,
                 (Some("Selector"), Some(s)) => Admits::Selector(s.clone()),
-                _ => Admits::Nothing,
+                (Some("Selector"), None) => Admits::Nothing,
+                // `Same`, absent, or a value istiod does not know (its default case).
+                _ => Admits::Same,
             },
         };
         let status = g.status.addresses.iter();
@@ -704,7 +713,9 @@ impl Cluster {
         if label.value == "none" {
             return WaypointBinding::OptedOut(label);
         }
-        let waypoint_ns = waypoint_ns.map(String::as_str).filter(|n| !n.is_empty()).unwrap_or(namespace);
+        // As istiod's GetUseWaypoint: the namespace label, when present, is taken as written; an empty one names
+        // no Gateway, so traffic goes directly.
+        let waypoint_ns = waypoint_ns.map_or(namespace, String::as_str);
         let waypoint = ResourceId::new(Kind::Gateway, waypoint_ns, &label.value);
         let why = match self.waypoints.get(&waypoint) {
             None => match self.gateways.get(&waypoint) {
