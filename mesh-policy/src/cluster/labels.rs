@@ -15,6 +15,12 @@ pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
 pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
 /// On the pods of a Gateway's deployment: the Gateway's name.
 pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
+/// On the objects istiod's deployment controller creates for a Gateway: which controller manages them.
+pub const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
+/// [`GATEWAY_MANAGED`] of a waypoint's objects.
+pub const MANAGED_BY_MESH_CONTROLLER: &str = "istio.io-mesh-controller";
+/// [`GATEWAY_MANAGED`] of an east-west gateway's objects.
+pub const MANAGED_BY_EASTWEST_CONTROLLER: &str = "istio.io-eastwest-controller";
 
 /// What a waypoint serves (`istio.io/waypoint-for`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]

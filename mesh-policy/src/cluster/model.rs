@@ -671,7 +671,7 @@ impl Cluster {
     fn bind_waypoints(&mut self) {
         for i in 0..self.services.len() {
             let s = &self.services[i];
-            let binding = if s.labels.contains_key(labels::GATEWAY_NAME) {
+            let binding = if self.is_gateway_service(s) {
                 WaypointBinding::None
             } else {
                 self.binding(&s.id, &s.labels, Addressed::Service)
@@ -693,6 +693,24 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Whether a Service is one istiod never gives a waypoint (`fetchWaypointForService` in
+    /// `pilot/pkg/serviceregistry/ambient/waypoints.go`): a waypoint's or an east-west gateway's own Service,
+    /// which istiod labels `gateway.istio.io/managed: istio.io-mesh-controller` or
+    /// `istio.io-eastwest-controller`. A Service written without that label but naming a waypoint of the model
+    /// in `gateway.networking.k8s.io/gateway-name` is the waypoint's own Service too. Any other Service, an
+    /// ingress gateway's included, gets a waypoint as usual.
+    fn is_gateway_service(&self, s: &ServiceView) -> bool {
+        if matches!(
+            s.labels.get(labels::GATEWAY_MANAGED).map(String::as_str),
+            Some(labels::MANAGED_BY_MESH_CONTROLLER | labels::MANAGED_BY_EASTWEST_CONTROLLER)
+        ) {
+            return true;
+        }
+        s.labels
+            .get(labels::GATEWAY_NAME)
+            .is_some_and(|gw| self.waypoints.contains_key(&ResourceId::new(Kind::Gateway, s.id.namespace(), gw)))
+    }
+
     /// The waypoint binding of an object, from its own labels or its namespace's.
     fn binding(&self, on: &ResourceId, own: &BTreeMap<String, String>, addressed: Addressed) -> WaypointBinding {
         let namespace = on.namespace();
