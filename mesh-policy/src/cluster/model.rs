@@ -327,6 +327,8 @@ pub struct Cluster {
     services: Vec<ServiceView>,
     waypoints: BTreeMap<WaypointId, Waypoint>,
     gateways: BTreeMap<ResourceId, String>,
+    /// The `istio.io/dataplane-mode` label of Gateways that carry one, which their Pods inherit.
+    gateway_modes: BTreeMap<ResourceId, String>,
     by_ip: FxHashMap<IpAddr, WorkloadId>,
     by_vip: FxHashMap<IpAddr, ServiceId>,
     vip_ranges: Vec<(IpNet, ServiceId)>,
@@ -418,6 +420,9 @@ impl Cluster {
         let name = name_of(&g.metadata);
         let id = ResourceId::new(Kind::Gateway, ns, name);
         self.gateways.insert(id.clone(), g.spec.gateway_class_name.clone());
+        if let Some(mode) = g.metadata.labels.get(labels::DATAPLANE_MODE) {
+            self.gateway_modes.insert(id.clone(), mode.clone());
+        }
         if g.spec.gateway_class_name != config.waypoint_gateway_class {
             return;
         }
@@ -460,6 +465,21 @@ impl Cluster {
         }
     }
 
+    /// Whether a Pod of Gateway `gateway` is in ambient mode. A waypoint's Pods never are (its deployment labels
+    /// them `istio.io/dataplane-mode: none`). Another gateway's deployment gets the label its Gateway carries,
+    /// else `none` (`setLabelOverrides` in `pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go`); the
+    /// Pod's own label, when the manifest shows it, is what the CNI then reads.
+    fn gateway_pod_enrolled(&self, namespace: &str, gateway: &str, pod_labels: &BTreeMap<String, String>) -> bool {
+        let id = ResourceId::new(Kind::Gateway, namespace, gateway);
+        if self.waypoints.contains_key(&id) {
+            return false;
+        }
+        let mode = pod_labels.get(labels::DATAPLANE_MODE).or_else(|| self.gateway_modes.get(&id));
+        let mut labels = pod_labels.clone();
+        labels.insert(labels::DATAPLANE_MODE.to_owned(), mode.map_or("none", String::as_str).to_owned());
+        self.enrolled(namespace, &labels)
+    }
+
     fn push_workload(&mut self, w: Workload) {
         let id = WorkloadId(self.workloads.len());
         for ip in &w.ips {
@@ -486,7 +506,11 @@ impl Cluster {
             .unwrap_or_else(|| "default".into());
         let labels = p.metadata.labels.clone();
         let gateway = labels.get(labels::GATEWAY_NAME).cloned();
-        let enrolled = !p.spec.host_network.unwrap_or(false) && gateway.is_none() && self.enrolled(ns, &labels);
+        let enrolled = !p.spec.host_network.unwrap_or(false)
+            && match &gateway {
+                None => self.enrolled(ns, &labels),
+                Some(gw) => self.gateway_pod_enrolled(ns, gw, &labels),
+            };
         let named_ports = p
             .spec
             .containers
