@@ -6,7 +6,8 @@ pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 /// Beside [`USE_WAYPOINT`]: the waypoint's namespace, when it is not the object's own.
 pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
-/// On a waypoint Gateway: the traffic it serves, `service` (default), `workload`, `all` or `none`.
+/// On a waypoint Gateway, else on its GatewayClass: the traffic it serves, `service` (default), `workload`, `all`
+/// or `none`.
 pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 /// On a Gateway: the service account its deployment runs as (default: the Gateway's name).
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";

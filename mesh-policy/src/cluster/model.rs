@@ -379,9 +379,16 @@ impl Cluster {
                 c.namespaces.insert(name_of(&n.metadata).to_owned(), n.metadata.labels.clone());
             }
         }
+        let mut classes = BTreeMap::new();
+        for o in &objects {
+            if let ClusterObject::GatewayClass(gc) = o {
+                classes.insert(name_of(&gc.metadata), &gc.metadata.labels);
+            }
+        }
         for o in &objects {
             if let ClusterObject::Gateway(g) = o {
-                c.add_gateway(g, config);
+                let class_labels = classes.get(g.spec.gateway_class_name.as_str()).copied().unwrap_or(NO_LABELS);
+                c.add_gateway(g, class_labels, config);
             }
         }
         for o in &objects {
@@ -415,7 +422,12 @@ impl Cluster {
         c
     }
 
-    fn add_gateway(&mut self, g: &objects::GatewayObject, config: &MeshConfig) {
+    fn add_gateway(
+        &mut self,
+        g: &objects::GatewayObject,
+        class_labels: &BTreeMap<String, String>,
+        config: &MeshConfig,
+    ) {
         let ns = namespace_of(&g.metadata);
         let name = name_of(&g.metadata);
         let id = ResourceId::new(Kind::Gateway, ns, name);
@@ -448,7 +460,14 @@ impl Cluster {
         let waypoint = Waypoint {
             principal: format!("{}/ns/{ns}/sa/{service_account}", config.trust_domain),
             id: id.clone(),
-            waypoint_for: WaypointFor::parse(g.metadata.labels.get(labels::WAYPOINT_FOR).map(String::as_str)),
+            // istiod's gatewayToWaypointTransform: the Gateway's label, else its GatewayClass's, else `service`.
+            waypoint_for: WaypointFor::parse(
+                g.metadata
+                    .labels
+                    .get(labels::WAYPOINT_FOR)
+                    .or_else(|| class_labels.get(labels::WAYPOINT_FOR))
+                    .map(String::as_str),
+            ),
             service_account,
             addresses,
             workloads: Vec::new(),
