@@ -83,7 +83,8 @@ pub struct Skipped {
 pub struct Manifest {
     /// Resources of the three kinds, with the index of their document.
     pub resources: Vec<(usize, Resource)>,
-    /// Cluster objects the model reads (Namespace, Service, Pod, ServiceEntry, WorkloadEntry, Gateway), with the
+    /// Cluster objects the model reads (Namespace, Service, Pod, ServiceEntry, WorkloadEntry, Gateway,
+    /// GatewayClass), with the
     /// index of their document.
     pub cluster: Vec<(usize, ClusterObject)>,
     /// Everything else.
@@ -223,7 +224,7 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
             Ok(o) => manifest.cluster.push((document, o)),
             Err(errors_found) => {
                 let ns = match value_namespace {
-                    _ if k == Kind::Namespace => "",
+                    _ if k.is_cluster_scoped() => "",
                     Some(ns) if !ns.is_empty() => ns,
                     _ => "default",
                 };
@@ -287,6 +288,7 @@ fn cluster_object(kind: Kind, value: Value) -> Result<ClusterObject, Vec<FieldEr
         Kind::Pod => ClusterObject::Pod(typed_value(value)?),
         Kind::ServiceEntry => ClusterObject::ServiceEntry(typed_value(value)?),
         Kind::WorkloadEntry => ClusterObject::WorkloadEntry(typed_value(value)?),
+        Kind::GatewayClass => ClusterObject::GatewayClass(typed_value(value)?),
         _ => ClusterObject::Gateway(typed_value(value)?),
     })
 }

@@ -10,7 +10,7 @@ use crate::error::{ApplyError, FieldError, ManifestError, RequestError};
 use crate::manifest::{self, Skipped};
 use crate::model::peer_authentication::EffectiveMtls;
 use crate::request::{CheckRequest, Destination};
-use crate::resource::{Kind, ResourceId};
+use crate::resource::ResourceId;
 use crate::snapshot::{Resources, Snapshot};
 use crate::trace::{TraceError, TraceRequest, TraceResult};
 
@@ -188,7 +188,7 @@ impl Mesh {
             let meta = object.metadata();
             let kind = object.kind();
             let namespace = match kind {
-                Kind::Namespace => "",
+                k if k.is_cluster_scoped() => "",
                 _ => meta.namespace.as_deref().filter(|n| !n.is_empty()).unwrap_or("default"),
             };
             let name = meta.name.as_deref().unwrap_or("");

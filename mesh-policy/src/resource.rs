@@ -26,6 +26,8 @@ pub enum Kind {
     WorkloadEntry,
     /// `gateway.networking.k8s.io` Gateway (waypoints are Gateways of the waypoint class).
     Gateway,
+    /// `gateway.networking.k8s.io` GatewayClass (cluster-scoped: its id has no namespace).
+    GatewayClass,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::Gateway => "Gateway",
+            Kind::GatewayClass => "GatewayClass",
         }
     }
 
@@ -52,6 +55,11 @@ impl Kind {
             "PeerAuthentication" => Some(Kind::PeerAuthentication),
             _ => None,
         }
+    }
+
+    /// Whether objects of the kind belong to no namespace (Namespace, GatewayClass).
+    pub fn is_cluster_scoped(self) -> bool {
+        matches!(self, Kind::Namespace | Kind::GatewayClass)
     }
 
     /// Whether the kind is one of the three security kinds, rather than a cluster object.

@@ -109,14 +109,51 @@ fn bookinfo(policies: &str) -> Mesh {
 fn bookinfo_reports_the_missing_default_deny_and_before_the_last_step_the_waypoint_identity() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests/bookinfo");
     let last = std::fs::read_to_string(dir.join("policies.yaml")).unwrap();
-    // The guide applies no namespace-wide default deny: a posture gap, reported as a warning.
-    assert_eq!(codes(&bookinfo(&last)), ["namespace-without-default-deny"]);
+    // The guide applies no namespace-wide default deny: a posture gap, reported as a warning. Its ingress gateway
+    // reaches productpage directly (no istio.io/ingress-use-waypoint), so the waypoint's GET-only policy does not
+    // apply to it: noted as information.
+    let mesh = bookinfo(&last);
+    assert_eq!(codes(&mesh), ["ingress-bypasses-waypoint", "namespace-without-default-deny"]);
+    let f = mesh.analyze().into_iter().find(|f| f.code == "ingress-bypasses-waypoint").unwrap();
+    assert_eq!(f.severity, Severity::Info);
+    assert_eq!(f.resources[0].resource, ResourceId::new(Kind::Service, "default", "productpage"));
+    assert!(f.message.contains("default/productpage-waypoint"), "{}", f.message);
     // Before its last step, productpage's L4 ALLOW names only the ingress gateway.
     let before = last.replace("        - cluster.local/ns/default/sa/waypoint\n", "");
     assert_ne!(before, last);
     let mesh = bookinfo(&before);
-    assert_eq!(codes(&mesh), ["namespace-without-default-deny", "waypoint-identity-not-allowed"]);
+    assert_eq!(
+        codes(&mesh),
+        ["ingress-bypasses-waypoint", "namespace-without-default-deny", "waypoint-identity-not-allowed"]
+    );
     let f = mesh.analyze().into_iter().find(|f| f.code == "waypoint-identity-not-allowed").unwrap();
     assert!(f.fix.contains("cluster.local/ns/default/sa/waypoint"), "{}", f.fix);
     assert_eq!(f.resources[0].resource, ResourceId::new(Kind::AuthorizationPolicy, "default", "productpage-ztunnel"));
+}
+
+/// The analyzer and the trace read `istio.io/ingress-use-waypoint` the same way: over the conformance scenario
+/// of that label, a Service is reported as gone around by ingress traffic exactly when the trace from the
+/// ingress gateway reaches it without a waypoint hop.
+#[test]
+fn ingress_findings_agree_with_the_trace() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/trace-ingress.yaml");
+    let scenario = mesh_policy::scenario::Scenario::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mesh = scenario.mesh().unwrap();
+    let reported: std::collections::BTreeSet<String> = mesh
+        .analyze()
+        .into_iter()
+        .filter(|f| f.code == "ingress-bypasses-waypoint")
+        .map(|f| f.resources[0].resource.qualified().to_string())
+        .collect();
+    let mut checked = 0;
+    for case in scenario.traces.iter().filter(|t| t.trace.source.pod.as_deref() == Some("gw/ingress-istio-0")) {
+        let (name, ns) = case.trace.destination.split_once(':').unwrap().0.split_once('.').unwrap();
+        let result = mesh.trace(&case.trace, 1_767_225_600).unwrap();
+        let through_waypoint = result.hops.first().is_some_and(|h| h.proxy == mesh_policy::trace::Proxy::Waypoint);
+        let service = format!("{ns}/{name}");
+        assert_eq!(reported.contains(&service), !through_waypoint, "{}: {service}", case.name);
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} traces from the ingress gateway");
+    assert!(!reported.is_empty());
 }

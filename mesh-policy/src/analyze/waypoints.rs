@@ -1,14 +1,15 @@
-//! Waypoints: policies whose target no waypoint serves, labels that name no usable waypoint, and
-//! destinations whose L4 policy refuses the waypoint's own identity.
+//! Waypoints: policies whose target no waypoint serves, labels that name no usable waypoint, destinations
+//! whose L4 policy refuses the waypoint's own identity, and services whose waypoint ingress gateways go around.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Finding, Involved, Severity};
-use crate::cluster::{Unusable, WaypointBinding, Workload};
+use crate::cluster::{Unusable, WaypointBinding, Workload, labels::INGRESS_USE_WAYPOINT};
 use crate::crd::Action;
 use crate::decision::Reason;
 use crate::model::policy::{Scope, TargetKind};
 use crate::proxy::Target;
+use crate::request::ServiceKind;
 use crate::resource::{Kind, ResourceId};
 use crate::snapshot::Snapshot;
 
@@ -16,6 +17,7 @@ pub(super) fn check(s: &Snapshot, out: &mut Vec<Finding>) {
     policy_targets(s, out);
     labels(s, out);
     waypoint_identity(s, out);
+    ingress_bypass(s, out);
 }
 
 /// The namespaces in which the manifests define Services or ServiceEntries, and Gateways.
@@ -254,5 +256,74 @@ fn refused(
             format!("exclude \"{principal}\" from {} (notPrincipals)", m.policy().qualified()),
         )),
         _ => None,
+    }
+}
+
+/// An ingress gateway reaches a service's endpoints directly, not through the service's waypoint, unless
+/// `istio.io/ingress-use-waypoint` on the service or its namespace says otherwise: the L7 policies the waypoint
+/// applies to the service do not apply to ingress traffic. Decided by the service's
+/// [`IngressWaypoint`](crate::cluster::IngressWaypoint), which the trace routes with too; reported where the
+/// manifests define an ingress gateway (a Gateway's Pod whose Gateway is not a waypoint), as istiod's
+/// `WaypointBound` status says it ("Ingress traffic is not using the waypoint").
+fn ingress_bypass(s: &Snapshot, out: &mut Vec<Finding>) {
+    let c = s.cluster();
+    let ingress: BTreeSet<ResourceId> = c
+        .workloads()
+        .filter_map(|(_, w)| {
+            let id = ResourceId::new(Kind::Gateway, w.namespace(), w.gateway.as_deref()?);
+            c.waypoint(&id).is_none().then_some(id)
+        })
+        .collect();
+    if ingress.is_empty() {
+        return;
+    }
+    let gateways = ingress.iter().map(|id| id.qualified().to_string()).collect::<Vec<_>>().join(", ");
+    let no_labels = BTreeMap::new();
+    for (_, sv) in c.services() {
+        let Some(wid) = sv.waypoint.waypoint() else { continue };
+        if sv.ingress.use_waypoint {
+            continue;
+        }
+        let target = Target::new(sv.id.namespace(), &no_labels).with_waypoint(wid.namespace(), wid.name());
+        let target = match sv.kind() {
+            ServiceKind::Service => target.with_service(sv.id.name()),
+            ServiceKind::ServiceEntry => target.with_service_entry(sv.id.name()),
+        };
+        let policies: Vec<ResourceId> =
+            s.waypoint_resources(&target).into_iter().filter(|id| id.kind() == Kind::AuthorizationPolicy).collect();
+        if policies.is_empty() {
+            continue;
+        }
+        // The service first (its own label would decide), then the namespace when its label decided.
+        let field = format!("metadata.labels[{INGRESS_USE_WAYPOINT}]");
+        let mut resources = vec![Involved::at(&sv.id, field.clone())];
+        let why = match &sv.ingress.label {
+            Some(l) => {
+                if l.on != sv.id {
+                    resources.push(Involved::at(&l.on, field));
+                }
+                format!("{INGRESS_USE_WAYPOINT}={:?} on {}", l.value, l.on)
+            }
+            None => format!("neither the {} nor its namespace has {INGRESS_USE_WAYPOINT}=true", sv.id.kind()),
+        };
+        resources.push(Involved::new(wid));
+        resources.extend(policies.iter().map(Involved::new));
+        out.push(Finding::new(
+            "ingress-bypasses-waypoint",
+            Severity::Info,
+            resources,
+            format!(
+                "traffic from the ingress gateway ({gateways}) to {} goes straight to its endpoints, not through \
+                 waypoint {} ({why}): the waypoint's policies for it ({}) do not apply to that traffic",
+                sv.id,
+                wid.qualified(),
+                policies.iter().map(|id| id.qualified().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            format!(
+                "label the {} or its namespace {INGRESS_USE_WAYPOINT}=true to send ingress traffic through the \
+                 waypoint, or enforce at L4 what that traffic must meet",
+                sv.id.kind()
+            ),
+        ));
     }
 }

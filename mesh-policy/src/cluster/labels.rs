@@ -6,14 +6,22 @@ pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 /// Beside [`USE_WAYPOINT`]: the waypoint's namespace, when it is not the object's own.
 pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
-/// On a waypoint Gateway: the traffic it serves, `service` (default), `workload`, `all` or `none`.
+/// On a waypoint Gateway, else on its GatewayClass: the traffic it serves, `service` (default), `workload`, `all`
+/// or `none`.
 pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 /// On a Gateway: the service account its deployment runs as (default: the Gateway's name).
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
-/// On a Service: `"true"` sends traffic from ingress gateways through the Service's waypoint too.
+/// On a Service, ServiceEntry or namespace (the service's own label winning): `"true"` (any true of Go's
+/// `strconv.ParseBool`) sends traffic from ingress gateways through the service's waypoint too.
 pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
 /// On the pods of a Gateway's deployment: the Gateway's name.
 pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
+/// On the objects istiod's deployment controller creates for a Gateway: which controller manages them.
+pub const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
+/// [`GATEWAY_MANAGED`] of a waypoint's objects.
+pub const MANAGED_BY_MESH_CONTROLLER: &str = "istio.io-mesh-controller";
+/// [`GATEWAY_MANAGED`] of an east-west gateway's objects.
+pub const MANAGED_BY_EASTWEST_CONTROLLER: &str = "istio.io-eastwest-controller";
 
 /// What a waypoint serves (`istio.io/waypoint-for`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize)]

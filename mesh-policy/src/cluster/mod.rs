@@ -15,15 +15,18 @@ mod validate;
 
 pub use labels::{Addressed, WaypointFor};
 pub use model::{
-    Cluster, ServiceId, ServicePort, ServiceView, TargetPort, Unusable, Waypoint, WaypointBinding, WaypointId,
-    WaypointLabel, Workload, WorkloadId, WorkloadKind,
+    Cluster, IngressWaypoint, ServiceId, ServicePort, ServiceView, TargetPort, Unusable, Waypoint, WaypointBinding,
+    WaypointId, WaypointLabel, Workload, WorkloadId, WorkloadKind,
 };
 pub use resolve::{ResolveError, Resolved};
 pub use route::Route;
 
 use crate::error::FieldError;
 use crate::resource::Kind;
-use objects::{GatewayObject, NamespaceObject, PodObject, ServiceEntryObject, ServiceObject, WorkloadEntryObject};
+use objects::{
+    GatewayClassObject, GatewayObject, NamespaceObject, PodObject, ServiceEntryObject, ServiceObject,
+    WorkloadEntryObject,
+};
 
 /// A cluster object of a kind the model reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,8 @@ pub enum ClusterObject {
     WorkloadEntry(WorkloadEntryObject),
     /// A Gateway.
     Gateway(GatewayObject),
+    /// A GatewayClass.
+    GatewayClass(GatewayClassObject),
 }
 
 impl ClusterObject {
@@ -53,6 +58,7 @@ impl ClusterObject {
             ClusterObject::ServiceEntry(_) => Kind::ServiceEntry,
             ClusterObject::WorkloadEntry(_) => Kind::WorkloadEntry,
             ClusterObject::Gateway(_) => Kind::Gateway,
+            ClusterObject::GatewayClass(_) => Kind::GatewayClass,
         }
     }
 
@@ -65,6 +71,7 @@ impl ClusterObject {
             ClusterObject::ServiceEntry(o) => &o.metadata,
             ClusterObject::WorkloadEntry(o) => &o.metadata,
             ClusterObject::Gateway(o) => &o.metadata,
+            ClusterObject::GatewayClass(o) => &o.metadata,
         }
     }
 
@@ -83,6 +90,7 @@ pub(crate) fn kind_of(group: &str, kind: &str) -> Option<Kind> {
         ("networking.istio.io", "ServiceEntry") => Some(Kind::ServiceEntry),
         ("networking.istio.io", "WorkloadEntry") => Some(Kind::WorkloadEntry),
         ("gateway.networking.k8s.io", "Gateway") => Some(Kind::Gateway),
+        ("gateway.networking.k8s.io", "GatewayClass") => Some(Kind::GatewayClass),
         _ => None,
     }
 }

@@ -122,8 +122,45 @@ pub struct ServiceView {
     pub endpoints: Vec<WorkloadId>,
     /// The waypoint of traffic addressed to the service.
     pub waypoint: WaypointBinding,
+    /// Whether traffic from ingress gateways goes through that waypoint too (`istio.io/ingress-use-waypoint`).
+    pub ingress: IngressWaypoint,
     /// ServiceEntry `location: MESH_EXTERNAL` (the default for ServiceEntries).
     pub external: bool,
+}
+
+/// Whether ingress gateways send a service's traffic through its waypoint, and the label that decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IngressWaypoint {
+    /// Through the waypoint (when the service has one); otherwise straight to the endpoints.
+    pub use_waypoint: bool,
+    /// The Service, ServiceEntry or Namespace whose `istio.io/ingress-use-waypoint` label decided, with its value;
+    /// `None` when neither carries it.
+    pub label: Option<WaypointLabel>,
+}
+
+impl IngressWaypoint {
+    /// Read as istiod's `ingressUseWaypointFromLabels` (`pilot/pkg/serviceregistry/ambient/services.go`) reads
+    /// it: the service's own label when it has one, whatever its value, else its namespace's; the value parsed
+    /// with Go's `strconv.ParseBool` (`1`, `t`, `T`, `true`, `True`, `TRUE` are true), anything else false
+    /// (istiod logs it and does not fall back to the namespace's label).
+    fn from_labels(
+        on: &ResourceId,
+        own: &BTreeMap<String, String>,
+        namespace_labels: &BTreeMap<String, String>,
+    ) -> Self {
+        let label = match own.get(labels::INGRESS_USE_WAYPOINT) {
+            Some(v) => WaypointLabel { on: on.clone(), value: v.clone() },
+            None => match namespace_labels.get(labels::INGRESS_USE_WAYPOINT) {
+                Some(v) => WaypointLabel { on: ResourceId::new(Kind::Namespace, "", on.namespace()), value: v.clone() },
+                None => return IngressWaypoint::default(),
+            },
+        };
+        IngressWaypoint {
+            use_waypoint: crate::compile::fields::parse_bool(&label.value) == Some(true),
+            label: Some(label),
+        }
+    }
 }
 
 impl ServiceView {
@@ -170,7 +207,7 @@ pub enum Unusable {
         /// What it serves.
         waypoint_for: WaypointFor,
     },
-    /// The waypoint is in another namespace whose HBONE listener does not admit this one.
+    /// The waypoint's HBONE listener does not admit this namespace (`allowedRoutes`).
     NotAdmitted,
 }
 
@@ -187,7 +224,8 @@ impl std::fmt::Display for Unusable {
     }
 }
 
-/// The object whose `istio.io/use-waypoint` label decided.
+/// The object whose label decided (`istio.io/use-waypoint`, or `istio.io/ingress-use-waypoint` in
+/// [`IngressWaypoint`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaypointLabel {
     /// The Namespace, Service, ServiceEntry or Pod carrying the label.
@@ -252,24 +290,30 @@ pub struct Waypoint {
     admits: Admits,
 }
 
+/// The namespaces a waypoint's HBONE listener admits (`allowedRoutes.namespaces`), as istiod's
+/// `makeAllowedRoutes` / `makeWaypointSelector` read them (`pilot/pkg/serviceregistry/ambient/waypoints.go`).
 #[derive(Debug, Clone)]
 enum Admits {
+    /// `Same` (the default, also for no HBONE listener on 15008 and a `from` istiod does not know).
     Same,
+    /// `All`.
     All,
+    /// `Selector`: the namespaces whose labels it selects, the waypoint's own included only if selected.
     Selector(LabelSelector),
+    /// `Selector` without a selector: istiod's `LabelSelectorAsSelector(nil)` selects nothing.
     Nothing,
 }
 
 impl Waypoint {
-    /// Whether the waypoint's HBONE listener admits users from `namespace` (with these labels).
+    /// Whether the waypoint's HBONE listener admits users from `namespace` (with these labels), as istiod's
+    /// `Waypoint.AllowsAttachmentFromNamespace` decides: a selector is matched against the waypoint's own
+    /// namespace too.
     pub fn admits(&self, namespace: &str, namespace_labels: &BTreeMap<String, String>) -> bool {
-        if namespace == self.id.namespace() {
-            return true;
-        }
         match &self.admits {
-            Admits::Same | Admits::Nothing => false,
+            Admits::Same => namespace == self.id.namespace(),
             Admits::All => true,
             Admits::Selector(s) => s.matches(namespace_labels),
+            Admits::Nothing => false,
         }
     }
 }
@@ -283,6 +327,8 @@ pub struct Cluster {
     services: Vec<ServiceView>,
     waypoints: BTreeMap<WaypointId, Waypoint>,
     gateways: BTreeMap<ResourceId, String>,
+    /// The `istio.io/dataplane-mode` label of Gateways that carry one, which their Pods inherit.
+    gateway_modes: BTreeMap<ResourceId, String>,
     by_ip: FxHashMap<IpAddr, WorkloadId>,
     by_vip: FxHashMap<IpAddr, ServiceId>,
     vip_ranges: Vec<(IpNet, ServiceId)>,
@@ -333,9 +379,16 @@ impl Cluster {
                 c.namespaces.insert(name_of(&n.metadata).to_owned(), n.metadata.labels.clone());
             }
         }
+        let mut classes = BTreeMap::new();
+        for o in &objects {
+            if let ClusterObject::GatewayClass(gc) = o {
+                classes.insert(name_of(&gc.metadata), &gc.metadata.labels);
+            }
+        }
         for o in &objects {
             if let ClusterObject::Gateway(g) = o {
-                c.add_gateway(g, config);
+                let class_labels = classes.get(g.spec.gateway_class_name.as_str()).copied().unwrap_or(NO_LABELS);
+                c.add_gateway(g, class_labels, config);
             }
         }
         for o in &objects {
@@ -369,24 +422,35 @@ impl Cluster {
         c
     }
 
-    fn add_gateway(&mut self, g: &objects::GatewayObject, config: &MeshConfig) {
+    fn add_gateway(
+        &mut self,
+        g: &objects::GatewayObject,
+        class_labels: &BTreeMap<String, String>,
+        config: &MeshConfig,
+    ) {
         let ns = namespace_of(&g.metadata);
         let name = name_of(&g.metadata);
         let id = ResourceId::new(Kind::Gateway, ns, name);
         self.gateways.insert(id.clone(), g.spec.gateway_class_name.clone());
+        if let Some(mode) = g.metadata.labels.get(labels::DATAPLANE_MODE) {
+            self.gateway_modes.insert(id.clone(), mode.clone());
+        }
         if g.spec.gateway_class_name != config.waypoint_gateway_class {
             return;
         }
         let service_account =
             g.metadata.annotations.get(labels::GATEWAY_SERVICE_ACCOUNT).cloned().unwrap_or_else(|| name.to_owned());
-        let listener = g.spec.listeners.iter().find(|l| l.protocol.as_deref() == Some("HBONE"));
+        // istiod's makeAllowedRoutes: the HBONE listener on port 15008, else `Same`.
+        let listener =
+            g.spec.listeners.iter().find(|l| l.protocol.as_deref() == Some("HBONE") && l.port == Some(15008));
         let admits = match listener.and_then(|l| l.allowed_routes.as_ref()).and_then(|r| r.namespaces.as_ref()) {
             None => Admits::Same,
             Some(n) => match (n.from.as_deref(), &n.selector) {
-                (None | Some("Same"), _) => Admits::Same,
                 (Some("All"), _) => Admits::All,
                 (Some("Selector"), Some(s)) => Admits::Selector(s.clone()),
-                _ => Admits::Nothing,
+                (Some("Selector"), None) => Admits::Nothing,
+                // `Same`, absent, or a value istiod does not know (its default case).
+                _ => Admits::Same,
             },
         };
         let status = g.status.addresses.iter();
@@ -396,7 +460,14 @@ impl Cluster {
         let waypoint = Waypoint {
             principal: format!("{}/ns/{ns}/sa/{service_account}", config.trust_domain),
             id: id.clone(),
-            waypoint_for: WaypointFor::parse(g.metadata.labels.get(labels::WAYPOINT_FOR).map(String::as_str)),
+            // istiod's gatewayToWaypointTransform: the Gateway's label, else its GatewayClass's, else `service`.
+            waypoint_for: WaypointFor::parse(
+                g.metadata
+                    .labels
+                    .get(labels::WAYPOINT_FOR)
+                    .or_else(|| class_labels.get(labels::WAYPOINT_FOR))
+                    .map(String::as_str),
+            ),
             service_account,
             addresses,
             workloads: Vec::new(),
@@ -411,6 +482,21 @@ impl Cluster {
             Some("ambient") => true,
             _ => self.namespace_labels(namespace).get(labels::DATAPLANE_MODE).map(String::as_str) == Some("ambient"),
         }
+    }
+
+    /// Whether a Pod of Gateway `gateway` is in ambient mode. A waypoint's Pods never are (its deployment labels
+    /// them `istio.io/dataplane-mode: none`). Another gateway's deployment gets the label its Gateway carries,
+    /// else `none` (`setLabelOverrides` in `pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go`); the
+    /// Pod's own label, when the manifest shows it, is what the CNI then reads.
+    fn gateway_pod_enrolled(&self, namespace: &str, gateway: &str, pod_labels: &BTreeMap<String, String>) -> bool {
+        let id = ResourceId::new(Kind::Gateway, namespace, gateway);
+        if self.waypoints.contains_key(&id) {
+            return false;
+        }
+        let mode = pod_labels.get(labels::DATAPLANE_MODE).or_else(|| self.gateway_modes.get(&id));
+        let mut labels = pod_labels.clone();
+        labels.insert(labels::DATAPLANE_MODE.to_owned(), mode.map_or("none", String::as_str).to_owned());
+        self.enrolled(namespace, &labels)
     }
 
     fn push_workload(&mut self, w: Workload) {
@@ -439,7 +525,11 @@ impl Cluster {
             .unwrap_or_else(|| "default".into());
         let labels = p.metadata.labels.clone();
         let gateway = labels.get(labels::GATEWAY_NAME).cloned();
-        let enrolled = !p.spec.host_network.unwrap_or(false) && gateway.is_none() && self.enrolled(ns, &labels);
+        let enrolled = !p.spec.host_network.unwrap_or(false)
+            && match &gateway {
+                None => self.enrolled(ns, &labels),
+                Some(gw) => self.gateway_pod_enrolled(ns, gw, &labels),
+            };
         let named_ports = p
             .spec
             .containers
@@ -571,6 +661,7 @@ impl Cluster {
             selector: s.spec.selector.clone(),
             endpoints,
             waypoint: WaypointBinding::None,
+            ingress: IngressWaypoint::default(),
             external: false,
         };
         self.push_service(service);
@@ -614,6 +705,7 @@ impl Cluster {
             selector,
             endpoints,
             waypoint: WaypointBinding::None,
+            ingress: IngressWaypoint::default(),
             external: se.spec.location.as_deref() != Some("MESH_INTERNAL"),
         };
         self.push_service(service);
@@ -622,12 +714,14 @@ impl Cluster {
     fn bind_waypoints(&mut self) {
         for i in 0..self.services.len() {
             let s = &self.services[i];
-            let binding = if s.labels.contains_key(labels::GATEWAY_NAME) {
+            let binding = if self.is_gateway_service(s) {
                 WaypointBinding::None
             } else {
                 self.binding(&s.id, &s.labels, Addressed::Service)
             };
+            let ingress = IngressWaypoint::from_labels(&s.id, &s.labels, self.namespace_labels(s.id.namespace()));
             self.services[i].waypoint = binding;
+            self.services[i].ingress = ingress;
         }
         for i in 0..self.workloads.len() {
             let w = &self.workloads[i];
@@ -642,6 +736,24 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Whether a Service is one istiod never gives a waypoint (`fetchWaypointForService` in
+    /// `pilot/pkg/serviceregistry/ambient/waypoints.go`): a waypoint's or an east-west gateway's own Service,
+    /// which istiod labels `gateway.istio.io/managed: istio.io-mesh-controller` or
+    /// `istio.io-eastwest-controller`. A Service written without that label but naming a waypoint of the model
+    /// in `gateway.networking.k8s.io/gateway-name` is the waypoint's own Service too. Any other Service, an
+    /// ingress gateway's included, gets a waypoint as usual.
+    fn is_gateway_service(&self, s: &ServiceView) -> bool {
+        if matches!(
+            s.labels.get(labels::GATEWAY_MANAGED).map(String::as_str),
+            Some(labels::MANAGED_BY_MESH_CONTROLLER | labels::MANAGED_BY_EASTWEST_CONTROLLER)
+        ) {
+            return true;
+        }
+        s.labels
+            .get(labels::GATEWAY_NAME)
+            .is_some_and(|gw| self.waypoints.contains_key(&ResourceId::new(Kind::Gateway, s.id.namespace(), gw)))
+    }
+
     /// The waypoint binding of an object, from its own labels or its namespace's.
     fn binding(&self, on: &ResourceId, own: &BTreeMap<String, String>, addressed: Addressed) -> WaypointBinding {
         let namespace = on.namespace();
@@ -662,7 +774,9 @@ impl Cluster {
         if label.value == "none" {
             return WaypointBinding::OptedOut(label);
         }
-        let waypoint_ns = waypoint_ns.map(String::as_str).filter(|n| !n.is_empty()).unwrap_or(namespace);
+        // As istiod's GetUseWaypoint: the namespace label, when present, is taken as written; an empty one names
+        // no Gateway, so traffic goes directly.
+        let waypoint_ns = waypoint_ns.map_or(namespace, String::as_str);
         let waypoint = ResourceId::new(Kind::Gateway, waypoint_ns, &label.value);
         let why = match self.waypoints.get(&waypoint) {
             None => match self.gateways.get(&waypoint) {

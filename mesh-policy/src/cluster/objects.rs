@@ -1,5 +1,5 @@
 //! Serde mirrors of the cluster objects the model reads: `Namespace`, `Service`, `Pod` (core), `ServiceEntry`,
-//! `WorkloadEntry` (`networking.istio.io`) and `Gateway` (`gateway.networking.k8s.io`).
+//! `WorkloadEntry` (`networking.istio.io`), `Gateway` and `GatewayClass` (`gateway.networking.k8s.io`).
 //!
 //! Only the fields the model reads are declared. Unknown fields are ignored, because these objects are large and
 //! vary by Kubernetes and Istio version (`kubectl get -o yaml` output loads as it is); a declared field with the
@@ -54,6 +54,8 @@ pub type ServiceEntryObject = Object<ServiceEntrySpec>;
 pub type WorkloadEntryObject = Object<WorkloadEntrySpec>;
 /// A Gateway API `Gateway`.
 pub type GatewayObject = Object<GatewaySpec, GatewayStatus>;
+/// A Gateway API `GatewayClass`: only its labels matter (`istio.io/waypoint-for`).
+pub type GatewayClassObject = Object<serde::de::IgnoredAny>;
 
 /// `Service.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -1,7 +1,6 @@
 //! Where a client's node proxy sends a connection: through the destination's waypoint or straight to an
 //! endpoint, and which endpoints there are, on which workload port.
 
-use super::labels::INGRESS_USE_WAYPOINT;
 use super::model::{Cluster, ServiceView, Waypoint, Workload, WorkloadId};
 use super::resolve::{ResolveError, Resolved};
 use crate::request::ServiceKind;
@@ -23,7 +22,8 @@ pub struct Route<'a> {
 impl Cluster {
     /// Routes `resolved` for `client` as its node proxy does. A client in the mesh goes through the destination's
     /// waypoint when there is one; a client outside the mesh reaches the destination directly, and so does an
-    /// ingress gateway unless the Service asks for its waypoint (`istio.io/ingress-use-waypoint: "true"`).
+    /// ingress gateway unless the Service or its namespace asks for the waypoint (`istio.io/ingress-use-waypoint`,
+    /// read as [`IngressWaypoint`](super::IngressWaypoint) says).
     ///
     /// A Service with no endpoint for the port is an error ([`ResolveError::NoEndpoints`]): there is nowhere
     /// to send the connection.
@@ -38,7 +38,7 @@ impl Cluster {
                 if endpoints.is_empty() && !(s.kind() == ServiceKind::ServiceEntry && s.external) {
                     return Err(ResolveError::NoEndpoints { service: s.id.to_string(), port });
                 }
-                let ingress = gateway_client && s.labels.get(INGRESS_USE_WAYPOINT).map(String::as_str) == Some("true");
+                let ingress = gateway_client && s.ingress.use_waypoint;
                 let waypoint = s.waypoint.waypoint().filter(|_| in_mesh || ingress).and_then(|w| self.waypoint(w));
                 Ok(Route { service: Some(s), port, endpoints, waypoint })
             }

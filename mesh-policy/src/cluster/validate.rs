@@ -15,7 +15,7 @@ pub(super) fn object(o: &ClusterObject) -> Vec<FieldError> {
         }
     };
     match o {
-        ClusterObject::Namespace(_) => {}
+        ClusterObject::Namespace(_) | ClusterObject::GatewayClass(_) => {}
         ClusterObject::Service(s) => {
             if let Some(v) = s.spec.cluster_ip.as_deref().filter(|v| !is_headless(v)) {
                 ip(&mut errors, "spec.clusterIP".into(), v);
