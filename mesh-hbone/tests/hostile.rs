@@ -658,6 +658,138 @@ async fn control_frame_floods_end_in_enhance_your_calm() {
     .await;
 }
 
+/// A SETTINGS payload of `n` settings of an identifier HTTP/2 does not define (which a receiver ignores).
+fn unknown_settings(n: usize) -> Vec<u8> {
+    (0..n).flat_map(|_| [0xf0, 0x0f, 0, 0, 0, 0]).collect()
+}
+
+/// Frames of 1 MiB cost the server as much to decrypt and parse as thousands of small ones, within the frame
+/// count: a SETTINGS frame of 174,762 settings (the most the 1 MiB maximum frame size holds) is refused from
+/// its header, and frames of a type HTTP/2 does not define, 64 KiB each, run out the bytes allowed.
+#[tokio::test]
+async fn large_control_frames_end_in_enhance_your_calm() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let echo = echo_server().await;
+        let addr = serve(server(&mesh, ServerLimits::default()), move |_: InboundRequest| async move {
+            Ok::<_, Rejection>(TcpStream::connect(echo).await.unwrap())
+        })
+        .await;
+        let floods: [(&str, Vec<u8>, usize); 2] = [
+            ("1 MiB SETTINGS", frame(SETTINGS, 0, 0, &unknown_settings(174_762)), 8),
+            ("64 KiB frames of an unknown type", frame(0xfa, 0, 0, &[0; 64 * 1024]), 200),
+        ];
+        for (name, one, count) in floods {
+            let tls = raw_tls(&mesh, addr).await;
+            let (mut r, mut w) = tokio::io::split(tls);
+            let writer = tokio::spawn(async move {
+                let _ = w.write_all(PREFACE).await;
+                let _ = w.write_all(&frame(SETTINGS, 0, 0, &[])).await;
+                for _ in 0..count {
+                    if w.write_all(&one).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let started = tokio::time::Instant::now();
+            let code = tokio::time::timeout(Duration::from_secs(3), goaway_code(&mut r)).await;
+            assert_eq!(code, Ok(Some(ENHANCE_YOUR_CALM)), "{name}: not cut off within 3 s");
+            // 1 MiB of burst, then 256 KiB a second: the unknown frames are cut off after about 1.3 MiB.
+            assert!(started.elapsed() < Duration::from_secs(2), "{name}: cut off after {:?}", started.elapsed());
+            writer.abort();
+        }
+    })
+    .await;
+}
+
+/// A peer that sends small control frames for 2 s, below the rates but beyond both bursts (so only the
+/// refill keeps it within them), gets every SETTINGS and PING acknowledged and no GOAWAY.
+#[tokio::test]
+async fn small_control_frames_within_the_limits_are_served() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let echo = echo_server().await;
+        let limits = ServerLimits {
+            control_frames_per_second: 1_000,
+            control_frame_burst: 200,
+            control_frame_bytes_per_second: 16 * 1024,
+            control_frame_byte_burst: 4 * 1024,
+            ..ServerLimits::default()
+        };
+        let (addr, _served) = serve_one(server(&mesh, limits), move |_: InboundRequest| async move {
+            Ok::<_, Rejection>(TcpStream::connect(echo).await.unwrap())
+        })
+        .await;
+        let (mut r, mut w) = tokio::io::split(raw_tls(&mesh, addr).await);
+        // Counts the SETTINGS ACKs and PING ACKs the server sends, and any GOAWAY.
+        let acks = Arc::new(Mutex::new((0usize, 0usize, None)));
+        let counted = Arc::clone(&acks);
+        tokio::spawn(async move {
+            loop {
+                let mut head = [0u8; 9];
+                if r.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let mut payload = vec![0; len];
+                if r.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                let mut acks = counted.lock().unwrap();
+                match (head[3], head[4] & ACK) {
+                    (SETTINGS, ACK) => acks.0 += 1,
+                    (PING, ACK) => acks.1 += 1,
+                    (GOAWAY, _) => acks.2 = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap())),
+                    _ => {}
+                }
+            }
+        });
+        // Six settings, as a client's first SETTINGS has.
+        let settings: Vec<u8> = [(1u16, 4096u32), (2, 0), (3, 100), (4, 65_535), (5, 16_384), (6, 16_384)]
+            .iter()
+            .flat_map(|(id, value)| id.to_be_bytes().into_iter().chain(value.to_be_bytes()))
+            .collect();
+        w.write_all(PREFACE).await.unwrap();
+        w.write_all(&frame(SETTINGS, 0, 0, &settings)).await.unwrap();
+        // Every 20 ms, 92 bytes in 4 frames: 200 frames and 4.6 KB a second, 400 frames and 9.2 KB in all.
+        const ROUNDS: usize = 100;
+        for round in 0..ROUNDS {
+            let mut frames = frame(SETTINGS, 0, 0, &settings);
+            frames.extend(frame(PING, 0, 0, &(2 * round as u64).to_be_bytes()));
+            frames.extend(frame(PING, 0, 0, &(2 * round as u64 + 1).to_be_bytes()));
+            frames.extend(frame(WINDOW_UPDATE, 0, 0, &1u32.to_be_bytes()));
+            w.write_all(&frames).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eventually("every SETTINGS and PING acknowledged", || {
+            let acks = acks.lock().unwrap();
+            acks.2.is_some() || (acks.0, acks.1) == (ROUNDS + 1, 2 * ROUNDS)
+        })
+        .await;
+        let acks = acks.lock().unwrap();
+        assert_eq!(acks.2, None, "GOAWAY");
+        assert_eq!((acks.0, acks.1), (ROUNDS + 1, 2 * ROUNDS));
+    })
+    .await;
+}
+
+/// A client refuses an oversized SETTINGS frame from a server as a server does from a client.
+#[tokio::test]
+async fn a_client_drops_a_connection_sent_an_oversized_settings_frame() {
+    with_timeout(async {
+        let mesh = Mesh::new();
+        let addr = hostile_server(&mesh, frame(SETTINGS, 0, 0, &unknown_settings(174_762)), 1).await;
+        let client = HboneClient::new(mesh.workload("client"), Arc::clone(&mesh.bundles));
+        let target: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let dest = destination(addr);
+        // The server never answers the CONNECT; keepalive would end the wait only after 20 s.
+        let waited = tokio::time::timeout(Duration::from_secs(5), client.connect(&dest, ConnectRequest::new(target)));
+        let error = waited.await.expect("the oversized SETTINGS frame was taken").unwrap_err();
+        assert!(matches!(error, ClientError::H2 { .. }), "{error}");
+    })
+    .await;
+}
+
 /// An upstream that sends `bytes` of [`pattern`] and then resets its connection (RST, not FIN).
 async fn failing_upstream(bytes: usize) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

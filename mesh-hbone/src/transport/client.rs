@@ -631,8 +631,8 @@ impl HboneClient {
                     }
                     frames = flooded.wait() => {
                         // h2 offers clients no GOAWAY of their own: the connection is dropped.
-                        warn!(frames, "HBONE server flooded the connection with control frames; closing it");
-                        format!("{frames} frame flood")
+                        warn!(frames, "HBONE server sent control frames over the limit; closing the connection");
+                        format!("control frames over the limit: {frames}")
                     }
                 };
                 ended(why);

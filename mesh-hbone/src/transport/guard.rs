@@ -1,10 +1,14 @@
 //! Watches the HTTP/2 frames of a connection as they pass between h2 and TLS, for what h2 does not bound or
 //! expose (on both ends; the send budget at servers only):
 //!
-//! - **Control frame floods.** SETTINGS, PING, PRIORITY, WINDOW_UPDATE and frames of unknown types cost the
-//!   server work but carry nothing; each draws one token from a bucket that refills at
-//!   [`FloodLimit::per_second`]. An empty bucket trips the guard: the server sends GOAWAY ENHANCE_YOUR_CALM
-//!   and closes. (HEADERS, CONTINUATION, RST_STREAM and DATA floods are h2's own limits.)
+//! - **Control frame floods.** SETTINGS, PING, PRIORITY, WINDOW_UPDATE, GOAWAY and frames of unknown types
+//!   cost the server work but carry nothing. Each draws one token from a bucket of frames, refilled at
+//!   [`FloodLimit::per_second`], and its size (header included) from a bucket of bytes, refilled at
+//!   [`FloodLimit::bytes_per_second`]: a few large frames (1 MiB SETTINGS, as the maximum frame size allows)
+//!   cost as much to decrypt and parse as many small ones. A SETTINGS frame of more than
+//!   [`FloodLimit::max_settings`] settings (6 bytes each) is refused outright, from its header, before its
+//!   payload is read. Any of these trips the guard: the server sends GOAWAY ENHANCE_YOUR_CALM and closes.
+//!   (HEADERS, CONTINUATION, RST_STREAM and DATA floods are h2's own limits.)
 //! - **Unpredictable PINGs.** h2 pings with a fixed payload, which a peer can acknowledge without reading
 //!   anything. The payload of each PING the server sends is XORed with a per-connection random mask on the
 //!   way out, and each PING ACK's payload with the same mask on the way in: h2 sees its own payload again
@@ -27,48 +31,104 @@ use tokio::sync::Notify;
 
 use super::budget::Ledger;
 use super::frames::{
-    CONTINUATION, Cursor, DATA, END_STREAM, Event, Masked, PING, PRIORITY, RST_STREAM, SETTINGS, WINDOW_UPDATE,
+    CONTINUATION, Cursor, DATA, END_STREAM, Event, GOAWAY, HEADER_LEN, Head, Masked, PING, PRIORITY, RST_STREAM,
+    SETTINGS, WINDOW_UPDATE,
 };
 
-/// How many control frames a peer may send.
+/// What control frames a peer may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FloodLimit {
-    /// Sustained rate.
+    /// Frames per second, sustained.
     pub(crate) per_second: u32,
-    /// Burst: the bucket's size.
+    /// Frames in a burst: the frame bucket's size.
     pub(crate) burst: u32,
+    /// Bytes per second (frame headers included), sustained.
+    pub(crate) bytes_per_second: u32,
+    /// Bytes in a burst: the byte bucket's size, and so the largest control frame accepted.
+    pub(crate) byte_burst: u32,
+    /// Most settings in one SETTINGS frame.
+    pub(crate) max_settings: u32,
 }
 
 impl FloodLimit {
     /// The defaults of [`ServerLimits`](super::ServerLimits), also used by clients.
-    pub(crate) const DEFAULT: FloodLimit = FloodLimit { per_second: 5_000, burst: 10_000 };
+    pub(crate) const DEFAULT: FloodLimit = FloodLimit {
+        per_second: 5_000,
+        burst: 10_000,
+        bytes_per_second: 256 * 1024,
+        byte_burst: 1024 * 1024,
+        max_settings: MAX_SETTINGS,
+    };
 }
-/// A token bucket of control frames.
+
+/// The settings RFC 9113 and its extensions define (1 to 6; 8, ENABLE_CONNECT_PROTOCOL; 9,
+/// NO_RFC7540_PRIORITIES), four times over: room for repeats and for the unknown settings some stacks send to
+/// keep peers tolerant of them.
+pub(crate) const MAX_SETTINGS: u32 = 32;
+
+/// The size of a SETTINGS entry.
+const SETTING_LEN: u32 = 6;
+
+/// A token bucket.
 #[derive(Debug)]
 struct Bucket {
-    limit: FloodLimit,
+    per_second: f64,
+    size: f64,
     tokens: f64,
     at: Instant,
 }
 
 impl Bucket {
-    fn new(limit: FloodLimit) -> Self {
-        Bucket { limit, tokens: f64::from(limit.burst.max(1)), at: Instant::now() }
+    fn new(per_second: u32, size: u32) -> Self {
+        let size = f64::from(size.max(1));
+        Bucket { per_second: f64::from(per_second), size, tokens: size, at: Instant::now() }
     }
 
-    /// Takes a token; `false` when there is none.
-    fn take(&mut self) -> bool {
-        if self.tokens < 1.0 {
+    /// Takes `n` tokens; `false` when there are not as many (more than the bucket's size never are).
+    fn take(&mut self, n: f64) -> bool {
+        if self.tokens < n {
             let now = Instant::now();
-            let refill = now.duration_since(self.at).as_secs_f64() * f64::from(self.limit.per_second);
-            self.tokens = (self.tokens + refill).min(f64::from(self.limit.burst.max(1)));
+            let refill = now.duration_since(self.at).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + refill).min(self.size);
             self.at = now;
         }
-        if self.tokens < 1.0 {
+        if self.tokens < n {
             return false;
         }
-        self.tokens -= 1.0;
+        self.tokens -= n;
         true
+    }
+}
+
+/// A connection's control frame allowance.
+#[derive(Debug)]
+struct Allowance {
+    frames: Bucket,
+    bytes: Bucket,
+    max_settings: u32,
+}
+
+impl Allowance {
+    fn new(limit: FloodLimit) -> Self {
+        Allowance {
+            frames: Bucket::new(limit.per_second, limit.burst),
+            bytes: Bucket::new(limit.bytes_per_second, limit.byte_burst),
+            max_settings: limit.max_settings,
+        }
+    }
+
+    /// Admits a control frame, from its header; otherwise says why not.
+    fn admit(&mut self, head: &Head) -> Result<(), &'static str> {
+        if head.kind == SETTINGS && head.len > self.max_settings.saturating_mul(SETTING_LEN) {
+            return Err("oversized SETTINGS");
+        }
+        if !self.frames.take(1.0) {
+            return Err(kind_name(head.kind));
+        }
+        if !self.bytes.take(f64::from(head.len) + HEADER_LEN as f64) {
+            return Err("control frame bytes");
+        }
+        Ok(())
     }
 }
 
@@ -80,7 +140,7 @@ pub(crate) struct Tripped {
 }
 
 impl Tripped {
-    /// Completes once the guard tripped; says which frames flooded.
+    /// Completes once the guard tripped; says which limit the frames broke (a frame type for the frame count).
     pub(crate) async fn wait(&self) -> &'static str {
         loop {
             if let Some(why) = self.why.get() {
@@ -103,6 +163,7 @@ fn kind_name(kind: u8) -> &'static str {
         SETTINGS => "SETTINGS",
         PING => "PING",
         WINDOW_UPDATE => "WINDOW_UPDATE",
+        GOAWAY => "GOAWAY",
         _ => "unknown-type",
     }
 }
@@ -113,7 +174,7 @@ pub(crate) struct Guard<IO> {
     read: Cursor,
     write: Cursor,
     mask: [u8; 8],
-    bucket: Bucket,
+    allowance: Allowance,
     tripped: Arc<Tripped>,
     ledger: Option<Arc<Ledger>>,
 }
@@ -142,7 +203,7 @@ impl<IO> Guard<IO> {
             read: Cursor::new(server, Masked::Acks),
             write: Cursor::new(!server, Masked::Pings),
             mask,
-            bucket: Bucket::new(limit),
+            allowance: Allowance::new(limit),
             tripped: Arc::clone(&tripped),
             ledger,
         };
@@ -150,10 +211,10 @@ impl<IO> Guard<IO> {
     }
 }
 
-fn on_read(bucket: &mut Bucket, tripped: &Tripped, ledger: Option<&Ledger>, event: Event) {
+fn on_read(allowance: &mut Allowance, tripped: &Tripped, ledger: Option<&Ledger>, event: Event) {
     let Event::Head(head) = event else { return };
     match head.kind {
-        PRIORITY | SETTINGS | PING | WINDOW_UPDATE => {}
+        PRIORITY | SETTINGS | PING | WINDOW_UPDATE | GOAWAY => {}
         RST_STREAM => {
             // h2 drops what it buffered for the stream.
             if let Some(ledger) = ledger {
@@ -164,8 +225,8 @@ fn on_read(bucket: &mut Bucket, tripped: &Tripped, ledger: Option<&Ledger>, even
         k if k <= CONTINUATION => return,
         _ => {}
     }
-    if !bucket.take() {
-        tripped.trip(kind_name(head.kind));
+    if let Err(why) = allowance.admit(&head) {
+        tripped.trip(why);
     }
 }
 
@@ -190,8 +251,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guard<IO> {
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         let mask = this.mask;
         let filled = &mut buf.filled_mut()[before..];
-        let (bucket, tripped, ledger) = (&mut this.bucket, &*this.tripped, this.ledger.as_deref());
-        let mut events = |e| on_read(bucket, tripped, ledger, e);
+        let (allowance, tripped, ledger) = (&mut this.allowance, &*this.tripped, this.ledger.as_deref());
+        let mut events = |e| on_read(allowance, tripped, ledger, e);
         let cursor = &mut this.read;
         let mut i = 0;
         while i < filled.len() {
@@ -308,12 +369,35 @@ mod tests {
 
     #[test]
     fn the_bucket_runs_dry_and_refills() {
-        let mut fast = Bucket::new(FloodLimit { per_second: 1_000, burst: 10 });
-        assert!((0..10).all(|_| fast.take()));
+        let mut fast = Bucket::new(1_000, 10);
+        assert!((0..10).all(|_| fast.take(1.0)));
         std::thread::sleep(Duration::from_millis(20));
-        assert!(fast.take(), "20 ms at 1,000 a second brings tokens back");
-        let mut slow = Bucket::new(FloodLimit { per_second: 1, burst: 3 });
-        assert!((0..3).all(|_| slow.take()));
-        assert!(!slow.take(), "a dry bucket refuses");
+        assert!(fast.take(1.0), "20 ms at 1,000 a second brings tokens back");
+        let mut slow = Bucket::new(1, 3);
+        assert!((0..3).all(|_| slow.take(1.0)));
+        assert!(!slow.take(1.0), "a dry bucket refuses");
+        let mut bytes = Bucket::new(1_000_000, 100);
+        assert!(!bytes.take(101.0), "more than the bucket holds, however long it waited");
+        assert!(bytes.take(100.0));
+    }
+
+    fn head(kind: u8, len: u32) -> Head {
+        Head { len, kind, flags: 0, stream: 0 }
+    }
+
+    #[test]
+    fn control_frames_are_admitted_by_count_bytes_and_settings() {
+        let limit = FloodLimit { per_second: 1, burst: 100, bytes_per_second: 1, byte_burst: 1_000, max_settings: 8 };
+        let mut allowance = Allowance::new(limit);
+        assert_eq!(allowance.admit(&head(SETTINGS, 49)), Err("oversized SETTINGS"), "more than 8 settings");
+        assert_eq!(allowance.admit(&head(SETTINGS, 48)), Ok(()));
+        // 57 bytes taken of 1,000: 943 left, then 17 per PING.
+        assert!((0..55).all(|_| allowance.admit(&head(PING, 8)).is_ok()));
+        assert_eq!(allowance.admit(&head(PING, 8)), Err("control frame bytes"));
+        let mut allowance = Allowance::new(FloodLimit { burst: 3, ..limit });
+        assert!((0..3).all(|_| allowance.admit(&head(WINDOW_UPDATE, 4)).is_ok()));
+        assert_eq!(allowance.admit(&head(WINDOW_UPDATE, 4)), Err("WINDOW_UPDATE"));
+        let mut allowance = Allowance::new(limit);
+        assert_eq!(allowance.admit(&head(0xfa, 992)), Err("control frame bytes"), "larger than the burst");
     }
 }

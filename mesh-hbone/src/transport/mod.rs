@@ -26,8 +26,8 @@
 //! once, concurrent streams per connection (SETTINGS), header list size, the time of every phase of a
 //! connection (TLS handshake, HTTP/2 preface, keepalive with unpredictable PING payloads, idle, the final
 //! GOAWAY), upstream connects in flight per connection and in total (a reset CONNECT cancels its handler),
-//! bytes waiting in send buffers per connection and in total, the kernel buffers of upstream sockets, and the
-//! rate of control frames.
+//! bytes waiting in send buffers per connection and in total, the kernel buffers of upstream sockets, the
+//! rate of control frames and of their bytes, and the size of SETTINGS frames.
 //!
 //! A tunnel that ends with a reset rather than END_STREAM reads as an error ([`TunnelReset`]) on both sides;
 //! a relay whose upstream fails resets its tunnel with CONNECT_ERROR.

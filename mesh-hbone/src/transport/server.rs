@@ -69,12 +69,24 @@ pub struct ServerLimits {
     /// The same across all connections: 1 GiB. At the limit every relay waits for room before reading from
     /// its upstream.
     pub send_budget: u64,
-    /// Control frames (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, unknown types) a connection may send per
-    /// second, sustained: 5,000. A connection above it (after a burst of [`Self::control_frame_burst`]) is
+    /// Control frames (SETTINGS, PING, PRIORITY, WINDOW_UPDATE, GOAWAY, unknown types) a connection may send
+    /// per second, sustained: 5,000. A connection above it (after a burst of [`Self::control_frame_burst`]) is
     /// closed with GOAWAY ENHANCE_YOUR_CALM.
     pub control_frames_per_second: u32,
     /// The burst of control frames allowed above the sustained rate: 10,000.
     pub control_frame_burst: u32,
+    /// Bytes of control frames (headers included) a connection may send per second, sustained: 256 KiB. A
+    /// connection above it (after a burst of [`Self::control_frame_byte_burst`]) is closed with GOAWAY
+    /// ENHANCE_YOUR_CALM. Small frames meet [`Self::control_frames_per_second`] first (5,000 PINGs a second are
+    /// 85 KB); this bounds the large ones, which cost as much to decrypt and parse as their size.
+    pub control_frame_bytes_per_second: u32,
+    /// The burst of control frame bytes allowed above the sustained rate, and so the largest control frame a
+    /// connection may send: 1 MiB.
+    pub control_frame_byte_burst: u32,
+    /// Most settings (6 bytes each) in one SETTINGS frame: 32, four times the settings HTTP/2 and its
+    /// extensions define. A larger SETTINGS frame is refused from its header, before its payload is read:
+    /// GOAWAY ENHANCE_YOUR_CALM, and the connection is closed.
+    pub max_settings_per_frame: u32,
     /// The kernel buffers of each upstream socket: 256 KiB to receive, 256 KiB to send
     /// ([`SocketBuffers::UPSTREAM`]). Applied to every upstream a [`Handler`] returns as a tokio `TcpStream`,
     /// however it connected; [`connect_tcp`](super::connect_tcp) sets the same before connecting, which also
@@ -100,6 +112,9 @@ impl Default for ServerLimits {
             send_budget: 1024 * 1024 * 1024,
             control_frames_per_second: FloodLimit::DEFAULT.per_second,
             control_frame_burst: FloodLimit::DEFAULT.burst,
+            control_frame_bytes_per_second: FloodLimit::DEFAULT.bytes_per_second,
+            control_frame_byte_burst: FloodLimit::DEFAULT.byte_burst,
+            max_settings_per_frame: FloodLimit::DEFAULT.max_settings,
             upstream_buffers: SocketBuffers::UPSTREAM,
         }
     }
@@ -431,7 +446,13 @@ impl HboneServer {
 
         let limits = &self.limits;
         let ledger = Arc::new(Ledger::new(Arc::clone(&self.shared.send_budget), limits.send_budget_per_connection));
-        let flood = FloodLimit { per_second: limits.control_frames_per_second, burst: limits.control_frame_burst };
+        let flood = FloodLimit {
+            per_second: limits.control_frames_per_second,
+            burst: limits.control_frame_burst,
+            bytes_per_second: limits.control_frame_bytes_per_second,
+            byte_burst: limits.control_frame_byte_burst,
+            max_settings: limits.max_settings_per_frame,
+        };
         let (io, flooded) = Guard::server(tls, flood, random_mask()?, Arc::clone(&ledger));
         let s = &self.settings;
         let h2_error = |source| ServerError::H2 { peer: peer_addr, source };
@@ -486,7 +507,7 @@ impl HboneServer {
                     break;
                 }
                 frames = flooded.wait() => {
-                    warn!(%peer_addr, peer = %context.peer, frames, "HBONE control frame flood; closing the connection");
+                    warn!(%peer_addr, peer = %context.peer, frames, "HBONE control frames over the limit; closing the connection");
                     connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
                     break;
                 }
