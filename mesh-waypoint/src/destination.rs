@@ -153,11 +153,8 @@ impl<'s> Destination<'s> {
     }
 }
 
-/// The name of a workload as metrics label it: its canonical name label, else its app label, else its own
-/// name.
+/// The name of a workload as metrics label it: its Deployment (or other controller), as Istio's telemetry
+/// names it.
 pub(crate) fn workload_name(w: &Workload) -> &str {
-    ["service.istio.io/canonical-name", "app.kubernetes.io/name", "app"]
-        .iter()
-        .find_map(|k| w.labels.get(*k))
-        .map_or_else(|| w.id.name(), String::as_str)
+    &w.workload_name
 }

@@ -77,11 +77,12 @@ fn certificates(node: &Node) -> String {
     let now = UnixTime::now();
     let mut rows =
         vec![["CERTIFICATE NAME", "TYPE", "STATUS", "VALID CERT", "NOT AFTER", "RENEW AT"].map(String::from).to_vec()];
+    let root_valid = now.as_secs() < node.pki.ca.not_after().as_secs();
     rows.push(vec![
         "ROOTCA".into(),
         "CA".into(),
-        "Available".into(),
-        "true".into(),
+        if root_valid { "Available" } else { "Expired" }.into(),
+        root_valid.to_string(),
         node.pki.ca.not_after().as_secs().to_string(),
         "-".into(),
     ]);

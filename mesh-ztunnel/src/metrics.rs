@@ -3,7 +3,8 @@
 //! `reporter` is `source` for outbound connections and `destination` for inbound ones; what is not known is
 //! `unknown`, as Istio writes it.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -67,7 +68,7 @@ pub struct Peers {
 /// One side of a connection.
 #[derive(Debug, Clone, Default)]
 pub struct Side {
-    /// Workload (Pod) name.
+    /// Workload name (a Pod's Deployment or other controller, as Istio names it).
     pub workload: Option<String>,
     /// Namespace.
     pub namespace: Option<String>,
@@ -103,12 +104,18 @@ impl Peers {
 }
 
 /// The proxy's metrics.
+///
+/// Series do not outlive their workloads: after each configuration change, [`Metrics::prune`] drops the series
+/// of workloads that are gone, unless a connection they count is still open. What peers send cannot grow the
+/// set of series past the workloads the configuration holds (and `unknown`).
 pub struct Metrics {
     registry: Registry,
     opened: Family<TcpLabels, Counter>,
     closed: Family<TcpLabels, Counter>,
     received: Family<TcpLabels, Counter>,
     sent: Family<TcpLabels, Counter>,
+    /// Every series, with how many of its connections are open.
+    series: Mutex<HashMap<TcpLabels, usize>>,
     /// Serialises encoding (the registry is read-only after construction; the families are lock-free).
     encode: Mutex<()>,
 }
@@ -128,18 +135,28 @@ impl Default for Metrics {
             received.clone(),
         );
         registry.register("istio_tcp_sent_bytes", "Bytes sent to the client (response direction)", sent.clone());
-        Metrics { registry, opened, closed, received, sent, encode: Mutex::new(()) }
+        Metrics { registry, opened, closed, received, sent, series: Mutex::default(), encode: Mutex::new(()) }
     }
 }
 
 impl Metrics {
+    fn series(&self) -> std::sync::MutexGuard<'_, HashMap<TcpLabels, usize>> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A connection opened.
     pub fn opened(&self, labels: &TcpLabels) {
+        *self.series().entry(labels.clone()).or_default() += 1;
         self.opened.get_or_create(labels).inc();
     }
 
     /// A connection closed after `received` bytes from the client and `sent` to it.
     pub fn closed(&self, labels: &TcpLabels, received: u64, sent: u64) {
+        {
+            let mut series = self.series();
+            let open = series.entry(labels.clone()).or_default();
+            *open = open.saturating_sub(1);
+        }
         self.closed.get_or_create(labels).inc();
         self.received.get_or_create(labels).inc_by(received);
         self.sent.get_or_create(labels).inc_by(sent);
@@ -149,6 +166,30 @@ impl Metrics {
     pub fn refused(&self, labels: &TcpLabels) {
         self.opened(labels);
         self.closed(labels, 0, 0);
+    }
+
+    /// Drops the series of workloads `alive` no longer holds (by namespace and workload name), except those
+    /// with a connection still open. Returns how many series went.
+    pub fn prune(&self, alive: impl Fn(&str, &str) -> bool) -> usize {
+        let known = |workload: &str, namespace: &str| workload == "unknown" || alive(namespace, workload);
+        let mut series = self.series();
+        let gone: Vec<TcpLabels> = series
+            .iter()
+            .filter(|(labels, open)| {
+                **open == 0
+                    && !(known(&labels.source_workload, &labels.source_workload_namespace)
+                        && known(&labels.destination_workload, &labels.destination_workload_namespace))
+            })
+            .map(|(labels, _)| labels.clone())
+            .collect();
+        for labels in &gone {
+            series.remove(labels);
+            self.opened.remove(labels);
+            self.closed.remove(labels);
+            self.received.remove(labels);
+            self.sent.remove(labels);
+        }
+        gone.len()
     }
 
     /// The exposition text.
@@ -187,5 +228,31 @@ mod tests {
         assert!(text.contains("istio_tcp_sent_bytes_total{"), "{text}");
         assert!(text.contains("connection_security_policy=\"mutual_tls\"} 20"), "{text}");
         assert!(text.contains("destination_workload=\"unknown\""), "{text}");
+    }
+
+    #[test]
+    fn series_of_gone_workloads_are_dropped_unless_a_connection_is_open() {
+        let metrics = Metrics::default();
+        let peers = |workload: &str| Peers {
+            source: Side { workload: Some(workload.into()), namespace: Some("payments".into()), ..Side::default() },
+            ..Peers::default()
+        };
+        let (gone, open, kept) = (
+            peers("old").labels("source", ResponseFlags::None),
+            peers("busy").labels("source", ResponseFlags::None),
+            peers("accounts").labels("source", ResponseFlags::None),
+        );
+        metrics.refused(&gone);
+        metrics.opened(&open);
+        metrics.refused(&kept);
+        let alive = |ns: &str, w: &str| ns == "payments" && w == "accounts";
+        assert_eq!(metrics.prune(alive), 1);
+        let text = metrics.encode();
+        assert!(!text.contains("source_workload=\"old\""), "{text}");
+        assert!(text.contains("source_workload=\"busy\""), "an open connection keeps its series: {text}");
+        assert!(text.contains("source_workload=\"accounts\""), "{text}");
+        metrics.closed(&open, 1, 2);
+        assert_eq!(metrics.prune(alive), 1, "once closed, it goes at the next change");
+        assert!(!metrics.encode().contains("source_workload=\"busy\""));
     }
 }

@@ -142,7 +142,7 @@ impl Node {
 /// A workload as the metrics and access logs name it.
 pub fn side(w: Option<&Workload>, principal: Option<String>) -> Side {
     Side {
-        workload: w.map(|w| w.id.name().to_owned()),
+        workload: w.map(|w| w.workload_name.clone()),
         namespace: w.map(|w| w.namespace().to_owned()),
         principal: principal.or_else(|| w.map(|w| format!("spiffe://{}", w.principal))),
         app: w.and_then(|w| w.labels.get("app").cloned()),

@@ -132,7 +132,13 @@ pub async fn run(args: Args) -> Result<(), String> {
                 }
                 let (n, s) = (Arc::clone(&node), Arc::clone(&snapshot));
                 let closed = tokio::task::spawn_blocking(move || n.live.enforce(&n, &s)).await.unwrap_or(0);
-                info!(generation = snapshot.generation(), workloads = local.len(), closed, "configuration in force");
+                let alive: std::collections::HashSet<(&str, &str)> = snapshot
+                    .cluster()
+                    .workloads()
+                    .map(|(_, w)| (w.namespace(), w.workload_name.as_str()))
+                    .collect();
+                let pruned = node.metrics.prune(|namespace, name| alive.contains(&(namespace, name)));
+                info!(generation = snapshot.generation(), workloads = local.len(), closed, pruned, "configuration in force");
             }
             _ = &mut signal => break,
         }

@@ -400,3 +400,35 @@ fn a_drain_answers_503_closes_listeners_and_keeps_connections_until_the_deadline
     assert!(node_b.log_text().contains("drain deadline passed"), "{}", node_b.log_text());
     Ok(())
 }
+
+#[test]
+fn metric_series_of_a_workload_that_is_gone_are_dropped() -> Result {
+    let (setup, a, node_b) = setup(40)?;
+    let b = setup.block;
+    let mut allowed = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}"))?;
+    assert_eq!(read_text(&mut allowed, 7)?, "ledger\n");
+    drop(allowed);
+    let denied = socks5(a.socks5(), b.ip(1, 40), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+    assert_eq!(denied.err(), Some(2));
+    let probe_series = |text: &str| text.lines().any(|l| l.contains("source_workload=\"probe\""));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(probe_series(&node_b.metrics()?), "{}", node_b.metrics()?);
+    // The probe Pod leaves the cluster: its series go with it.
+    let before = node_b.generation()?;
+    let without_probe = cluster(b).replace(
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: probe, namespace: payments, labels: {{run: probe}}}}\nspec: {{serviceAccountName: probe, nodeName: node-a}}\nstatus: {{phase: Running, podIP: {}}}\n---\n",
+            b.ip(1, 40)
+        ),
+        "",
+    );
+    assert_ne!(without_probe, cluster(b), "the probe Pod is in the cluster text");
+    setup.write_config("mesh.yaml", &without_probe)?;
+    node_b.wait_generation_past(before)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = node_b.metrics()?;
+    assert!(!probe_series(&metrics), "{metrics}");
+    assert!(metrics.contains("source_workload=\"accounts-0\""), "other series stay: {metrics}");
+    Ok(())
+}

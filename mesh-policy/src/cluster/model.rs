@@ -63,6 +63,9 @@ pub struct Workload {
     pub waypoint: WaypointBinding,
     /// The Gateway whose deployment this Pod belongs to (`gateway.networking.k8s.io/gateway-name`).
     pub gateway: Option<String>,
+    /// The workload's name as Istio's telemetry names it (`source_workload`, `destination_workload`): a Pod's
+    /// Deployment, CronJob or other controller, else the Pod itself; a WorkloadEntry's or ServiceEntry's name.
+    pub workload_name: String,
 }
 
 impl Workload {
@@ -538,6 +541,7 @@ impl Cluster {
             .filter_map(|cp| cp.name.clone().map(|n| (n, cp.container_port)))
             .collect();
         self.push_workload(Workload {
+            workload_name: deployment_name(&p.metadata),
             id: ResourceId::new(Kind::Pod, ns, name_of(&p.metadata)),
             kind: WorkloadKind::Pod,
             principal: format!("{}/ns/{ns}/sa/{service_account}", config.trust_domain),
@@ -566,7 +570,13 @@ impl Cluster {
         let ips = parse_ips(spec.address.iter().map(String::as_str).filter(|a| !looks_like_hostname(a)));
         let enrolled = self.enrolled(&ns, &labels) && kind == WorkloadKind::WorkloadEntry
             || labels.get(labels::DATAPLANE_MODE).map(String::as_str) == Some("ambient");
+        let workload_name = match id.name().split_once('[') {
+            // A ServiceEntry's inline endpoint: the ServiceEntry.
+            Some((entry, _)) if kind == WorkloadKind::ServiceEntryEndpoint => entry.to_owned(),
+            _ => id.name().to_owned(),
+        };
         let w = Workload {
+            workload_name,
             id,
             kind,
             principal: format!("{}/ns/{ns}/sa/{service_account}", config.trust_domain),
@@ -900,4 +910,92 @@ fn merged(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> BTreeMa
     let mut out = a.clone();
     out.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
     out
+}
+
+/// The name of the workload a Pod belongs to, as istiod's `GetDeployMetaFromPod` (`pkg/kube`) works it out for
+/// the workload name ztunnel and waypoints report: a
+/// Pod whose name was generated and that has a controller takes the controller's name; a ReplicaSet named
+/// `<deployment>-<pod-template-hash>` (or an Argo Rollout's `rollouts-pod-template-hash`) gives the
+/// Deployment's; an OpenShift ReplicationController its `deploymentconfig` label; a Job named
+/// `<cronjob>-<8 to 10 digits>` the CronJob's. Anything else is the Pod's own name.
+fn deployment_name(meta: &objects::Meta) -> String {
+    let own = || name_of(meta).to_owned();
+    if meta.generate_name.as_deref().is_none_or(str::is_empty) {
+        return own();
+    }
+    let Some(controller) =
+        meta.owner_references.iter().find(|r| r.controller == Some(true)).filter(|r| !r.name.is_empty())
+    else {
+        return own();
+    };
+    let hash_suffix = |label: &str| {
+        meta.labels
+            .get(label)
+            .filter(|hash| !hash.is_empty())
+            .and_then(|hash| controller.name.strip_suffix(hash.as_str()))
+            .and_then(|rest| rest.strip_suffix('-'))
+    };
+    match controller.kind.as_str() {
+        "ReplicaSet" => hash_suffix("pod-template-hash")
+            .or_else(|| hash_suffix("rollouts-pod-template-hash"))
+            .unwrap_or(&controller.name)
+            .to_owned(),
+        "ReplicationController" if meta.labels.get("deploymentconfig").is_some_and(|d| !d.is_empty()) => {
+            meta.labels.get("deploymentconfig").cloned().unwrap_or_default()
+        }
+        "Job" => match controller.name.rsplit_once('-') {
+            Some((cronjob, stamp))
+                if !cronjob.is_empty()
+                    && (8..=10).contains(&stamp.len())
+                    && stamp.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                cronjob.to_owned()
+            }
+            _ => controller.name.clone(),
+        },
+        _ => controller.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod workload_name_tests {
+    use super::*;
+
+    fn meta(generate: &str, kind: &str, owner: &str, labels: &[(&str, &str)]) -> objects::Meta {
+        objects::Meta {
+            name: Some("pod-x1y2z".into()),
+            generate_name: Some(generate.into()).filter(|g: &String| !g.is_empty()),
+            owner_references: vec![objects::OwnerReference {
+                kind: kind.into(),
+                name: owner.into(),
+                controller: Some(true),
+                ..objects::OwnerReference::default()
+            }],
+            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ..objects::Meta::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_is_named_by_its_controller_as_istiod_names_it() {
+        let cases = [
+            (meta("ledger-7d9f8-", "ReplicaSet", "ledger-7d9f8", &[("pod-template-hash", "7d9f8")]), "ledger"),
+            (meta("r-", "ReplicaSet", "r-abc", &[("rollouts-pod-template-hash", "abc")]), "r"),
+            (meta("rs-", "ReplicaSet", "plain-rs", &[]), "plain-rs"),
+            (meta("db-", "StatefulSet", "db", &[]), "db"),
+            (meta("n-", "DaemonSet", "node-agent", &[]), "node-agent"),
+            (meta("rc-", "ReplicationController", "app-3", &[("deploymentconfig", "app")]), "app"),
+            (meta("j-", "Job", "report-28485120", &[]), "report"),
+            (meta("j-", "Job", "migrate-1234567", &[]), "migrate-1234567"),
+            (meta("j-", "Job", "backfill", &[]), "backfill"),
+            // A name not generated, or no controller: the Pod's own name.
+            (meta("", "ReplicaSet", "ledger-7d9f8", &[("pod-template-hash", "7d9f8")]), "pod-x1y2z"),
+        ];
+        for (meta, expected) in cases {
+            assert_eq!(deployment_name(&meta), expected, "{meta:?}");
+        }
+        let mut not_controller = meta("a-", "ReplicaSet", "a-1", &[("pod-template-hash", "1")]);
+        not_controller.owner_references[0].controller = None;
+        assert_eq!(deployment_name(&not_controller), "pod-x1y2z");
+    }
 }

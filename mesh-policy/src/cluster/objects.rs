@@ -25,6 +25,30 @@ pub struct Meta {
     /// Annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// The prefix the name was generated from (a Pod of a controller).
+    #[serde(default)]
+    pub generate_name: Option<String>,
+    /// The objects that own this one (a Pod's ReplicaSet, Job, StatefulSet, ...).
+    #[serde(default)]
+    pub owner_references: Vec<OwnerReference>,
+}
+
+/// One of `metadata.ownerReferences`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerReference {
+    /// The owner's API version.
+    #[serde(default)]
+    pub api_version: String,
+    /// The owner's kind.
+    #[serde(default)]
+    pub kind: String,
+    /// The owner's name.
+    #[serde(default)]
+    pub name: String,
+    /// Whether the owner is the managing controller.
+    #[serde(default)]
+    pub controller: Option<bool>,
 }
 
 /// A cluster object: `apiVersion`, `kind`, `metadata` and the kind's `spec` / `status`.
