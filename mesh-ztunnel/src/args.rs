@@ -51,6 +51,12 @@ pub struct Args {
     #[arg(long, env = "ENABLE_ORIG_SRC")]
     pub original_source: bool,
 
+    /// The firewall mark (SO_MARK) of the proxy's own connections: HBONE to peers, and the connections to local
+    /// workloads and outside the mesh. Redirection rules exempt this mark (Istio's is 1337), so the proxy's
+    /// traffic is not sent back to it. 0 sets no mark.
+    #[arg(long, value_name = "MARK", default_value_t = 1337, env = "SOCKET_MARK")]
+    pub socket_mark: u32,
+
     /// Disable an outbound listener: socks5, outbound or plaintext. Repeatable.
     #[arg(long = "disable", value_name = "LISTENER", value_parser = ["socks5", "outbound", "plaintext"])]
     pub disabled: Vec<String>,
@@ -61,6 +67,11 @@ pub struct Args {
 }
 
 impl Args {
+    /// The mark of the proxy's own connections, if any.
+    pub fn mark(&self) -> Option<u32> {
+        Some(self.socket_mark).filter(|m| *m != 0)
+    }
+
     /// Whether a listener is on.
     pub fn enabled(&self, listener: &str) -> bool {
         !self.disabled.iter().any(|d| d == listener)

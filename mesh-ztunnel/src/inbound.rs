@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_hbone::Rejection;
-use mesh_hbone::transport::{HboneStream, InboundRequest, TakeOver, connect_tcp, relay};
+use mesh_hbone::transport::{HboneStream, InboundRequest, TakeOver, relay};
 use mesh_identity::spiffe::IstioIdentity;
 use mesh_policy::Snapshot;
 use mesh_policy::proxy::Connection;
@@ -132,7 +132,7 @@ pub async fn handle(
         }
     };
     drop(snapshot);
-    let upstream = match connect_tcp(target, None, UPSTREAM_CONNECT).await {
+    let upstream = match node.connect(target, UPSTREAM_CONNECT).await {
         Ok(upstream) => upstream,
         Err(e) => {
             node.metrics.refused(&peers.labels("destination", ResponseFlags::ConnectFailure));

@@ -6,13 +6,19 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use mesh_hbone::transport::{HboneClient, Tunnels, WorkloadIdentities};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mesh_hbone::transport::{
+    ConnectTcpError, HboneClient, SocketBuffers, SocketOptions, Tunnels, WorkloadIdentities, connect_tcp_with,
+};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::Snapshot;
 use mesh_policy::cluster::{Cluster, Workload, WorkloadId};
 use mesh_runtime::drain::Connections;
 use mesh_runtime::pki::Pki;
 use mesh_runtime::state::MeshState;
+use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::live::Live;
@@ -42,6 +48,8 @@ pub struct Node {
     pub hbone_port: u16,
     /// Whether the first configuration and certificates are in place.
     pub ready: AtomicBool,
+    /// The firewall mark of the proxy's own connections.
+    pub mark: Option<u32>,
     /// The local workloads: IP → identity.
     local: Mutex<BTreeMap<IpAddr, SpiffeId>>,
     /// Round-robin over a service's endpoints.
@@ -70,6 +78,7 @@ impl Node {
             connections: Connections::new(),
             hbone_port,
             ready: AtomicBool::new(false),
+            mark: None,
             local: Mutex::new(BTreeMap::new()),
             next_endpoint: AtomicUsize::new(0),
         }
@@ -126,6 +135,13 @@ impl Node {
         }
         *local = wanted;
         local.keys().copied().collect()
+    }
+
+    /// Connects to `target` (a local workload, or a destination outside the mesh) with the proxy's mark and
+    /// an upstream's fixed buffers.
+    pub async fn connect(&self, target: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectTcpError> {
+        let options = SocketOptions { buffers: SocketBuffers::UPSTREAM, mark: self.mark };
+        connect_tcp_with(target, None, timeout, options).await
     }
 
     /// Picks one of `n` endpoints.

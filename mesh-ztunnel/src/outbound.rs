@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_hbone::Forwarded;
-use mesh_hbone::transport::{Destination, HboneStream, connect_tcp, relay};
+use mesh_hbone::transport::{Destination, HboneStream, relay};
 use mesh_hbone::{ConnectRequest, HboneAddress};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::cluster::{Cluster, ResolveError, Resolved, Workload};
@@ -129,7 +129,7 @@ where
         }
         Ok(Plan::Passthrough(target)) => {
             peers.mtls = false;
-            Box::pin(passthrough(&target)).await.map(|s| (Upstream::Plain(s), "passthrough".to_owned(), None))
+            Box::pin(passthrough(&node, &target)).await.map(|s| (Upstream::Plain(s), "passthrough".to_owned(), None))
         }
         Err(e) => Err(e),
     };
@@ -298,7 +298,7 @@ async fn open_tunnel(
     }
 }
 
-async fn passthrough(target: &Dialled) -> Result<TcpStream, OutboundError> {
+async fn passthrough(node: &Node, target: &Dialled) -> Result<TcpStream, OutboundError> {
     let addr = match target {
         Dialled::Addr(a) => *a,
         Dialled::Host(host, port) => tokio::net::lookup_host((host.as_str(), *port))
@@ -307,5 +307,5 @@ async fn passthrough(target: &Dialled) -> Result<TcpStream, OutboundError> {
             .and_then(|mut addrs| addrs.next())
             .ok_or_else(|| OutboundError::Unreachable(format!("{host} does not resolve")))?,
     };
-    connect_tcp(addr, None, Duration::from_secs(10)).await.map_err(|e| OutboundError::Unreachable(e.to_string()))
+    node.connect(addr, Duration::from_secs(10)).await.map_err(|e| OutboundError::Unreachable(e.to_string()))
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_hbone::transport::{connect_tcp, original_dst};
+use mesh_hbone::transport::original_dst;
 use mesh_policy::proxy::Connection;
 use mesh_policy::request::Destination;
 use mesh_policy::{MtlsMode, Snapshot};
@@ -91,7 +91,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let mut upstream = match connect_tcp(target, None, Duration::from_secs(5)).await {
+    let mut upstream = match node.connect(target, Duration::from_secs(5)).await {
         Ok(u) => u,
         Err(e) => {
             node.metrics.refused(&peers.labels("destination", ResponseFlags::ConnectFailure));

@@ -40,19 +40,24 @@ pub async fn run(args: Args) -> Result<(), String> {
     let own = IstioIdentity::new(&trust_domain, "istio-system", "ztunnel").map_err(|e| e.to_string())?;
     // Tunnels leave from the source workload's own address where it can be bound (each Pod's address on this
     // machine, or with --original-source), so the peer's policies see the Pod, not the node.
+    // The proxy's own connections carry its mark, so redirection rules let them pass.
+    let mark = args.mark().filter(|&mark| mark_allowed(mark));
     let client_config = ClientConfig {
         original_source: args.original_source || args.listen_on_workload_ips,
+        mark,
         ..ClientConfig::default()
     };
     let client = HboneClient::from_store_with_config(store.clone(), own.spiffe_id().clone(), client_config);
-    let node = Arc::new(Node::new(
+    let mut node = Node::new(
         args.node.clone(),
         Arc::clone(&state),
         pki.clone(),
         identities.clone(),
         client,
         args.inbound_addr.port(),
-    ));
+    );
+    node.mark = mark;
+    let node = Arc::new(node);
     let local = node.sync(&state.snapshot());
     if local.is_empty() {
         warn!(node = %args.node, "no enrolled Pod of the configuration runs on this node (spec.nodeName)");
@@ -158,6 +163,19 @@ pub async fn run(args: Args) -> Result<(), String> {
     tasks.abort_all();
     info!(drained = drained.at_start, "stopped");
     Ok(())
+}
+
+/// Whether this process may mark its sockets (`SO_MARK` needs `CAP_NET_ADMIN`). Without the capability the
+/// proxy runs unmarked and says so: that is the one-machine mode, where no redirection rules are involved.
+fn mark_allowed(mark: u32) -> bool {
+    let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None);
+    match probe.and_then(|socket| socket.set_mark(mark)) {
+        Ok(()) => true,
+        Err(error) => {
+            warn!(mark, %error, "cannot mark the proxy's own connections (SO_MARK needs CAP_NET_ADMIN); they leave unmarked, so redirection rules must not catch them by mark");
+            false
+        }
+    }
 }
 
 fn http_status(code: u16) -> ::http::StatusCode {

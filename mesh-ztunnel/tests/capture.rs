@@ -182,42 +182,17 @@ fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext()
             return Ok(());
         }
     };
-    // The node proxy's own connections come from 127.0.0.1 and are never redirected.
-    ns.run(&[
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "-s",
-        "127.36.1.10",
-        "-j",
-        "REDIRECT",
-        "--to-ports",
-        "15001",
-    ])?;
-    ns.run(&[
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "-d",
-        "127.36.2.20",
-        "--dport",
-        "8080",
-        "!",
-        "-s",
-        "127.0.0.1",
-        "-j",
-        "REDIRECT",
-        "--to-ports",
-        "15006",
-    ])?;
+    // As Istio's in-pod rules: the proxy's own connections carry its mark (1337) and pass; the workload's
+    // outbound goes to 15001; plaintext aimed at the workload to 15006. Without the mark, the proxy's own
+    // connection to the workload would be sent back to 15006.
+    let nat = |rule: &[&str]| -> std::result::Result<(), String> {
+        let mut args = vec!["iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp"];
+        args.extend_from_slice(rule);
+        ns.run(&args)
+    };
+    nat(&["-m", "mark", "--mark", "1337", "-j", "RETURN"])?;
+    nat(&["-s", "127.36.1.10", "-j", "REDIRECT", "--to-ports", "15001"])?;
+    nat(&["-d", "127.36.2.20", "--dport", "8080", "-j", "REDIRECT", "--to-ports", "15006"])?;
     let setup = Setup::new(36, CLUSTER)?;
     let _backend = Killed(ns.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
     let log = setup.dir.path().join("node-a.log");

@@ -23,7 +23,7 @@ use tracing::{Instrument, Span, debug, debug_span, trace, warn};
 use super::error::ClientError;
 use super::guard::{FloodLimit, Guard, Tripped, random_mask};
 use super::keepalive;
-use super::socket::{ConnectTcpError, SocketBuffers, connect_tcp_with};
+use super::socket::{ConnectTcpError, SocketBuffers, SocketOptions, connect_tcp_with};
 use super::stream::{HboneStream, OnDrop};
 use super::trace::random_traceparent;
 use super::tunnels::{Direction, Tunnels};
@@ -53,6 +53,9 @@ pub struct ClientConfig {
     /// Bind every connection to this local IP (a waypoint's own Pod address, say), so that the peer sees
     /// connections come from it. With `original_source`, a CONNECT naming a source takes precedence.
     pub local_ip: Option<IpAddr>,
+    /// The firewall mark (`SO_MARK`, Linux, needs `CAP_NET_ADMIN`) of every connection, so that redirection
+    /// rules let the proxy's own traffic pass.
+    pub mark: Option<u32>,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +66,7 @@ impl Default for ClientConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             original_source: false,
             local_ip: None,
+            mark: None,
         }
     }
 }
@@ -529,12 +533,12 @@ impl HboneClient {
         // h2 reads the connection as frames come, whatever its streams' readers do: the kernel's autotuning
         // sizes its buffers to the path.
         let timeout = self.inner.config.connect_timeout;
-        let tcp =
-            connect_tcp_with(address, source_ip, timeout, SocketBuffers::AUTOTUNED).await.map_err(|e| match e {
-                ConnectTcpError::Timeout { after, .. } => ClientError::Timeout { step: "TCP connect", address, after },
-                ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
-                bind => ClientError::Bind(bind),
-            })?;
+        let options = SocketOptions { buffers: SocketBuffers::AUTOTUNED, mark: self.inner.config.mark };
+        let tcp = connect_tcp_with(address, source_ip, timeout, options).await.map_err(|e| match e {
+            ConnectTcpError::Timeout { after, .. } => ClientError::Timeout { step: "TCP connect", address, after },
+            ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
+            bind => ClientError::Bind(bind),
+        })?;
         let (tls, peer) = self.handshake(source, address, tcp, destination.identities.iter().cloned()).await?;
         let pool_max = self.inner.config.pool.max_streams_per_connection;
         let (sender, connection, peer_max_streams) = self.h2_handshake(tls, pool_max, address).await?;
