@@ -4,6 +4,9 @@
 //! - `throughput`: 8 MiB one way, then a one-byte answer.
 //! - `latency`: a 1 KiB request and its 1 KiB echo on an open connection (criterion's median is the p50).
 //! - `setup`: a new connection and the backend's first byte.
+//! - `setup-during-reload`: `setup` with 10,000 policies in force, quiet, then while the configuration is
+//!   rewritten (and the 10,000 policies parsed and compiled again) about three times a second: reloads run off
+//!   the threads that carry traffic, so the two should be close.
 //! - Then the proxies' resident memory idle and with 10,000 open tunnels, printed (not a criterion figure).
 
 // A failed setup ends the run with a message: there is nothing to measure.
@@ -218,10 +221,57 @@ fn main() {
         group.bench_function(name, |bench| bench.iter(connect));
     }
     group.finish();
+
+    // Setup while 10,000 policies (100 when run as a test) are reloaded again and again.
+    let full = std::env::args().any(|a| a == "--bench");
+    let policies = |variant: usize| -> String {
+        (0..if full { 10_000 } else { 100 })
+            .map(|i| {
+                format!(
+                    "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p{i}, namespace: bench}}\nspec:\n  selector: {{matchLabels: {{app: other{i}}}}}\n  rules: [{{from: [{{source: {{principals: [\"cluster.local/ns/bench/sa/v{variant}\"]}}}}]}}]\n---\n"
+                )
+            })
+            .collect()
+    };
+    let generation = node_b.generation().unwrap_or(0);
+    setup.write_config("many.yaml", &policies(0)).unwrap_or_else(|e| panic!("cannot write policies: {e}"));
+    if let Err(e) = node_b.wait_generation_past(generation) {
+        panic!("the policies were not loaded: {e}");
+    }
+    let mut group = c.benchmark_group("setup-during-reload");
+    group.bench_function("quiet", |bench| bench.iter(proxied));
+    let rewriting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let rewriting = std::sync::Arc::clone(&rewriting);
+        let dir = setup.config_dir();
+        let texts = [policies(1), policies(2)];
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while rewriting.load(std::sync::atomic::Ordering::Relaxed) {
+                // Replaced by rename, as operators are told to.
+                let tmp = dir.join(".many.yaml.tmp");
+                if std::fs::write(&tmp, &texts[i % 2])
+                    .and_then(|()| std::fs::rename(&tmp, dir.join("many.yaml")))
+                    .is_err()
+                {
+                    break;
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            i
+        })
+    };
+    group.bench_function("reloading", |bench| bench.iter(proxied));
+    rewriting.store(false, std::sync::atomic::Ordering::Relaxed);
+    let rewrites = writer.join().unwrap_or(0);
+    group.finish();
+    let reloads = node_b.generation().unwrap_or(0).saturating_sub(generation);
+    println!("setup-during-reload: {rewrites} rewrites, node-b reached generation +{reloads}");
     c.final_summary();
 
     // Memory: idle, then with 10,000 tunnels open (100 when run as a test, by `cargo test --all-targets`).
-    let tunnels = if std::env::args().any(|a| a == "--bench") { 10_000 } else { 100 };
+    let tunnels = if full { 10_000 } else { 100 };
     std::thread::sleep(Duration::from_millis(500));
     let (idle_a, idle_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
     let idle_backend = Command::new("python3").args(["-c", IDLE_BACKEND]).spawn();
