@@ -2,6 +2,7 @@
 //! waypoint with its GET-only policy for `sa/curl`, and the L4 policy extended to the waypoint's identity.
 
 use crate::DemoError;
+use crate::access_log::Denial;
 use crate::cases::{self, Case, Expect};
 use crate::client::Call;
 use crate::topology::Topology;
@@ -31,7 +32,8 @@ pub async fn run() -> Result<bool, DemoError> {
     println!("== bookinfo: L4 policy at ztunnel, then L7 at the waypoint ==");
     let without_waypoint = CLUSTER.replace(", istio.io/use-waypoint: waypoint", "");
     let mut t = Topology::new(62, &[("mesh.yaml", &format!("{without_waypoint}---\n{L4_ONLY}"))])?;
-    crate::backend::serve(std::net::SocketAddr::new(t.ip(2, 10), 9080), "productpage").await?;
+    let productpage = std::net::SocketAddr::new(t.ip(2, 10), 9080);
+    crate::backend::serve(productpage, "productpage").await?;
     let node_1 = t.node_proxy("node-1", 1).await?;
     t.node_proxy("node-2", 2).await?;
     let waypoint_ip = t.ip(1, 9);
@@ -41,8 +43,16 @@ pub async fn run() -> Result<bool, DemoError> {
         |from, method| Call { from, proxy: node_1, to: "productpage:9080", method, path: "/productpage", token: None };
 
     println!("\n  step 1: productpage admits only the ingress gateway (L4, at its node proxy)");
-    let mut ok =
-        cases::run(&[Case { name: "curl, GET /productpage", call: call(curl, "GET"), expect: Expect::Refused }]).await;
+    let denied = |source| Expect::Refused(Denial { by: "node-2", source, destination: productpage });
+    let mut ok = cases::run(
+        &t.procs,
+        &[Case {
+            name: "curl, GET /productpage",
+            call: call(curl, "GET"),
+            expect: denied("cluster.local/ns/default/sa/curl"),
+        }],
+    )
+    .await;
 
     println!("\n  step 2: the namespace uses the waypoint; GET-only for sa/curl there; L4 admits the waypoint");
     let before = [
@@ -52,23 +62,26 @@ pub async fn run() -> Result<bool, DemoError> {
     ];
     t.write("mesh.yaml", &format!("{CLUSTER}---\n{POLICIES}"))?;
     t.wait_reload(&before).await?;
-    ok &= cases::run(&[
-        Case { name: "curl, GET /productpage", call: call(curl, "GET"), expect: Expect::Status(200) },
-        Case { name: "curl, DELETE /productpage", call: call(curl, "DELETE"), expect: Expect::Status(403) },
-        Case { name: "reviews, GET /productpage", call: call(reviews, "GET"), expect: Expect::Status(403) },
-        Case {
-            name: "reviews, straight to the productpage Pod (L4)",
-            call: Call {
-                from: reviews,
-                proxy: node_1,
-                to: "127.62.2.10:9080",
-                method: "GET",
-                path: "/productpage",
-                token: None,
+    ok &= cases::run(
+        &t.procs,
+        &[
+            Case { name: "curl, GET /productpage", call: call(curl, "GET"), expect: Expect::Status(200) },
+            Case { name: "curl, DELETE /productpage", call: call(curl, "DELETE"), expect: Expect::Status(403) },
+            Case { name: "reviews, GET /productpage", call: call(reviews, "GET"), expect: Expect::Status(403) },
+            Case {
+                name: "reviews, straight to the productpage Pod (L4)",
+                call: Call {
+                    from: reviews,
+                    proxy: node_1,
+                    to: "127.62.2.10:9080",
+                    method: "GET",
+                    path: "/productpage",
+                    token: None,
+                },
+                expect: denied("cluster.local/ns/default/sa/bookinfo-reviews"),
             },
-            expect: Expect::Refused,
-        },
-    ])
+        ],
+    )
     .await;
     let denied = call(curl, "DELETE").send().await;
     if let crate::client::Outcome::Status(403, body) = &denied {

@@ -6,6 +6,7 @@
 //! - [`bookinfo`], the Bookinfo guide (`bookinfo-ambient.txt`).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod backend;
 pub mod bookinfo;
 pub mod cases;
