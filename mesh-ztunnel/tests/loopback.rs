@@ -136,6 +136,22 @@ fn allowed_denied_by_l4_policy_and_outside_the_mesh() -> Result {
     // The denial is in node-b's access log with its reason.
     let log = node_b.log_text();
     assert!(log.lines().any(|l| l.contains("connection denied") && l.contains("sa/probe")), "{log}");
+
+    // Metrics add up: every connection counted as opened is counted as closed, series by series.
+    std::thread::sleep(Duration::from_millis(300));
+    for (node, text) in [("node-a", a.metrics()?), ("node-b", node_b.metrics()?)] {
+        let series = |family: &str| -> std::collections::BTreeMap<String, String> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(family))
+                .filter_map(|l| l.rsplit_once(' '))
+                .map(|(labels, value)| (labels.to_owned(), value.to_owned()))
+                .collect()
+        };
+        let (opened, closed) =
+            (series("istio_tcp_connections_opened_total"), series("istio_tcp_connections_closed_total"));
+        assert!(!opened.is_empty(), "{node}: {text}");
+        assert_eq!(opened, closed, "{node}: opened and closed differ:\n{text}");
+    }
     Ok(())
 }
 
@@ -430,5 +446,70 @@ fn metric_series_of_a_workload_that_is_gone_are_dropped() -> Result {
     let metrics = node_b.metrics()?;
     assert!(!probe_series(&metrics), "{metrics}");
     assert!(metrics.contains("source_workload=\"accounts-0\""), "other series stay: {metrics}");
+    Ok(())
+}
+
+/// A backend whose accept queue is full: a connect to it waits (the kernel drops SYNs) until `open` is called,
+/// when it accepts everything and greets as the ledger.
+struct StalledBackend {
+    listener: std::net::TcpListener,
+    _fillers: Vec<std::net::TcpStream>,
+}
+
+impl StalledBackend {
+    fn new(addr: SocketAddr) -> Result<Self> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(0)?;
+        let listener: std::net::TcpListener = socket.into();
+        // Fill the accept queue (backlog 0 holds one): further SYNs are dropped and retried by the kernel.
+        let fillers = (0..2)
+            .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+            .collect();
+        Ok(StalledBackend { listener, _fillers: fillers })
+    }
+
+    fn open(self) {
+        std::thread::spawn(move || {
+            for stream in self.listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                std::thread::spawn(move || {
+                    let _ = std::io::Write::write_all(&mut stream, b"ledger\n");
+                    let mut buf = [0u8; 64];
+                    while std::io::Read::read(&mut stream, &mut buf).is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+    }
+}
+
+#[test]
+fn a_reload_landing_while_the_workload_is_being_connected_still_denies() -> Result {
+    let b = Block(41);
+    let setup = Setup::new(41, &cluster(b))?;
+    setup.write_config("policies.yaml", &allow(ACCOUNTS))?;
+    let stalled = StalledBackend::new(SocketAddr::new(b.ip(2, 20), 8080))?;
+    let a = setup.node("node-a", 1, &[])?;
+    let node_b = setup.node("node-b", 2, &[])?;
+    // Allowed when decided; node-b's connect to the ledger then waits on the full accept queue.
+    let client = std::thread::spawn(move || {
+        let outcome = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)));
+        outcome.map(|r| r.err()).map_err(|e| e.to_string())
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let before = node_b.generation()?;
+    setup.write_config("policies.yaml", &allow("cluster.local/ns/payments/sa/nobody"))?;
+    node_b.wait_generation_past(before)?;
+    // The deny is in force; now the connect completes.
+    stalled.open();
+    let outcome = client.join().map_err(|_| "the client panicked")??;
+    assert_eq!(
+        outcome,
+        Some(2),
+        "decided under the old policy, connected under the new one: must be refused; node-b log:\n{}",
+        node_b.log_text()
+    );
+    assert!(node_b.log_text().contains("arrived while it was being connected"), "{}", node_b.log_text());
     Ok(())
 }
