@@ -17,7 +17,7 @@ const NS_PREFIX: &str = "mzt-capture";
 struct Netns(String);
 
 impl Netns {
-    fn create() -> std::result::Result<Self, String> {
+    fn create(suffix: &str) -> std::result::Result<Self, String> {
         if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
             return Err("not root".into());
         }
@@ -27,7 +27,7 @@ impl Netns {
                 return Err(format!("{tool} is not installed"));
             }
         }
-        let name = format!("{NS_PREFIX}-{}", std::process::id());
+        let name = format!("{NS_PREFIX}-{suffix}-{}", std::process::id());
         let status = Command::new("ip").args(["netns", "add", &name]).status().map_err(|e| e.to_string())?;
         if !status.success() {
             return Err("cannot create a network namespace".into());
@@ -170,16 +170,17 @@ metadata: {name: default, namespace: payments}
 spec: {mtls: {mode: STRICT}}
 "#;
 
-#[test]
-fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext() -> Result {
-    let ns = match Netns::create() {
+/// A network namespace with Istio's in-pod redirection, the ledger backend and a node proxy started with
+/// `extra` arguments, ready; `None` where the namespace cannot be made outside CI.
+fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<(Netns, Setup, Killed, Killed, std::path::PathBuf)>> {
+    let ns = match Netns::create(suffix) {
         Ok(ns) => ns,
         Err(reason) if std::env::var_os("CI").is_some() => {
             return Err(format!("CI runs as root with iptables installed, but: {reason}").into());
         }
         Err(reason) => {
             println!("skipped: transparent capture needs a network namespace and iptables ({reason})");
-            return Ok(());
+            return Ok(None);
         }
     };
     // As Istio's in-pod rules: the proxy's own connections carry its mark (1337) and pass; the workload's
@@ -194,33 +195,43 @@ fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext()
     nat(&["-s", "127.36.1.10", "-j", "REDIRECT", "--to-ports", "15001"])?;
     nat(&["-d", "127.36.2.20", "--dport", "8080", "-j", "REDIRECT", "--to-ports", "15006"])?;
     let setup = Setup::new(36, CLUSTER)?;
-    let _backend = Killed(ns.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
+    let backend = Killed(ns.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
     let log = setup.dir.path().join("node-a.log");
-    let _proxy = Killed(
+    let proxy = Killed(
         ns.command(env!("CARGO_BIN_EXE_mesh-ztunnel"))
             .args(["--node", "node-a", "--reload-interval", "100ms", "--outbound-addr", "0.0.0.0:15001"])
             .arg("--config")
             .arg(setup.config_dir())
             .arg("--ca-dir")
             .arg(setup.ca_dir())
+            .args(extra)
             .stderr(std::fs::File::create(&log)?)
             .spawn()?,
     );
-    let ready = r#"
-import urllib.request
-try:
-    print(urllib.request.urlopen("http://127.0.0.1:15021/healthz/ready", timeout=1).status)
-except Exception:
-    print(0)
-"#;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while ns.python(ready)? != "200" {
+    while ns.python(READY)? != "200" {
         if Instant::now() > deadline {
             return Err(format!("not ready:\n{}", std::fs::read_to_string(&log)?).into());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    Ok(Some((ns, setup, backend, proxy, log)))
+}
 
+/// Prints the readiness status (0 when nothing answers).
+const READY: &str = r#"
+import urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen("http://127.0.0.1:15021/healthz/ready", timeout=1).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print(0)
+"#;
+
+#[test]
+fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext() -> Result {
+    let Some((ns, setup, _backend, _proxy, log)) = capture_node("strict", &[])? else { return Ok(()) };
     // accounts dials the ledger's VIP, where nothing listens: only the node proxy can answer, over HBONE.
     assert_eq!(
         ns.python(&client("127.36.1.10", "127.36.100.20", 80))?,
@@ -259,5 +270,42 @@ except Exception:
     assert_eq!(ns.python(&client("127.36.1.10", "127.36.100.20", 80))?, "OK ledger");
     let log = std::fs::read_to_string(&log)?;
     assert!(log.contains("mTLS mode STRICT (PeerAuthentication payments/default) refuses plaintext"), "{log}");
+    Ok(())
+}
+
+#[test]
+fn redirected_connections_carry_on_during_the_drain_and_are_reset_at_its_deadline() -> Result {
+    let Some((ns, _setup, _backend, proxy, log)) = capture_node("drain", &["--drain-timeout", "2s"])? else {
+        return Ok(());
+    };
+    // A redirected outbound connection (over HBONE) and a redirected plaintext inbound one, both held open.
+    let outbound = ns
+        .command("python3")
+        .args(["-c", &held_client("127.36.1.10", "127.36.100.20", 80)])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let plaintext = ns
+        .command("python3")
+        .args(["-c", &held_client("127.36.9.9", "127.36.2.20", 8080)])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(700));
+    let terminated = Instant::now();
+    Command::new("kill").args(["-TERM", &proxy.0.id().to_string()]).status()?;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ns.python(READY)?, "503", "readiness answers 503 while draining");
+    // New redirected connections are refused: the listeners are closed.
+    assert_ne!(ns.python(&client("127.36.1.10", "127.36.100.20", 80))?, "OK ledger");
+    for (what, held) in [("outbound", outbound), ("plaintext", plaintext)] {
+        let out = held.wait_with_output()?;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "OK ledger\nRESET",
+            "{what}: held through the drain, then reset; log:\n{}",
+            std::fs::read_to_string(&log)?
+        );
+    }
+    let cut = terminated.elapsed();
+    assert!(cut >= Duration::from_millis(1900), "cut after {cut:?}, before the 2 s deadline");
     Ok(())
 }
