@@ -170,9 +170,18 @@ metadata: {name: default, namespace: payments}
 spec: {mtls: {mode: STRICT}}
 "#;
 
-/// A network namespace with Istio's in-pod redirection, the ledger backend and a node proxy started with
-/// `extra` arguments, ready; `None` where the namespace cannot be made outside CI.
-fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<(Netns, Setup, Killed, Killed, std::path::PathBuf)>> {
+/// A network namespace with Istio's in-pod redirection, the ledger backend and a node proxy.
+struct CaptureNode {
+    ns: Netns,
+    setup: Setup,
+    _backend: Killed,
+    proxy: Killed,
+    log: std::path::PathBuf,
+}
+
+/// A [`CaptureNode`] with the proxy started with `extra` arguments, ready; `None` where the namespace cannot
+/// be made outside CI.
+fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<CaptureNode>> {
     let ns = match Netns::create(suffix) {
         Ok(ns) => ns,
         Err(reason) if std::env::var_os("CI").is_some() => {
@@ -215,7 +224,7 @@ fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<(Netns, Setup, Ki
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(Some((ns, setup, backend, proxy, log)))
+    Ok(Some(CaptureNode { ns, setup, _backend: backend, proxy, log }))
 }
 
 /// Prints the readiness status (0 when nothing answers).
@@ -231,7 +240,9 @@ except Exception:
 
 #[test]
 fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext() -> Result {
-    let Some((ns, setup, _backend, _proxy, log)) = capture_node("strict", &[])? else { return Ok(()) };
+    let Some(CaptureNode { ns, setup, _backend, proxy: _proxy, log }) = capture_node("strict", &[])? else {
+        return Ok(());
+    };
     // accounts dials the ledger's VIP, where nothing listens: only the node proxy can answer, over HBONE.
     assert_eq!(
         ns.python(&client("127.36.1.10", "127.36.100.20", 80))?,
@@ -275,7 +286,9 @@ fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext()
 
 #[test]
 fn redirected_connections_carry_on_during_the_drain_and_are_reset_at_its_deadline() -> Result {
-    let Some((ns, _setup, _backend, proxy, log)) = capture_node("drain", &["--drain-timeout", "2s"])? else {
+    let Some(CaptureNode { ns, setup: _setup, _backend, proxy, log }) =
+        capture_node("drain", &["--drain-timeout", "2s"])?
+    else {
         return Ok(());
     };
     // A redirected outbound connection (over HBONE) and a redirected plaintext inbound one, both held open.

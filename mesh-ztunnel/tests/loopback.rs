@@ -115,7 +115,13 @@ fn allowed_denied_by_l4_policy_and_outside_the_mesh() -> Result {
         workloads.lines().any(|l| l.contains("ledger-0") && l.contains("node-b") && l.ends_with("HBONE")),
         "{workloads}"
     );
+    let services = a.admin("/services")?;
+    assert!(
+        services.lines().any(|l| l.starts_with("payments") && l.contains(" ledger ") && l.ends_with("1/1")),
+        "{services}"
+    );
     let certificates = node_b.admin("/certificates")?;
+    assert!(certificates.lines().any(|l| l.starts_with("ROOTCA") && l.contains("Available")), "{certificates}");
     assert!(certificates.contains("spiffe://cluster.local/ns/payments/sa/ledger"), "{certificates}");
     assert!(!certificates.contains("sa/accounts"), "node-b holds only its own workloads' certificates");
     std::thread::sleep(Duration::from_millis(200));
