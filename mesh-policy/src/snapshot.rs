@@ -1,6 +1,7 @@
 //! [`Snapshot`]: one immutable, shareable state of a mesh's configuration, and the checks against it.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cluster::{Cluster, ClusterObject, WorkloadId};
@@ -198,13 +199,86 @@ impl Snapshot {
         Some(target)
     }
 
-    /// The destination ztunnel's decision for a proxy's connection.
+    /// The destination ztunnel's decision for a proxy's connection. A connection with no peer identity is
+    /// plaintext, and PeerAuthentication applies to it first; [`Snapshot::authorize_plaintext`] is the call for
+    /// one, which also requires the source address and the workload port that decision depends on.
     pub fn authorize_connection(&self, connection: &Connection<'_>) -> Decision {
         // A proxy's connection has no field that can be malformed.
         match Attributes::proxy(connection, None, None) {
             Ok(attrs) => self.ztunnel_decision(&connection.target, &attrs),
             Err(e) => Decision::new(false, Action::Deny, Reason::Text(e.to_string()), Enforcement::Ztunnel),
         }
+    }
+
+    /// The destination ztunnel's decision for a plaintext connection from `source_ip` to the workload port of
+    /// `target`: one that did not arrive over HBONE, so has no peer identity (inbound plaintext, redirected to
+    /// ztunnel's port 15006). PeerAuthentication first, then L4 AuthorizationPolicy, as Istio's ztunnel decides.
+    ///
+    /// - The effective mTLS mode of the workload port is resolved as [`Snapshot::effective_mtls`] does: mesh,
+    ///   then namespace, then workload PeerAuthentication, then the workload policy's `portLevelMtls` entry for
+    ///   the port, each level that is not `UNSET` overriding the one above (`PERMISSIVE` when none is set).
+    /// - `STRICT` refuses the connection before any AuthorizationPolicy is read: the decision is a denial whose
+    ///   [`Decision::policy`] is the PeerAuthentication that made the port STRICT, with the reason
+    ///   [`Reason::StrictMtls`] (saying whether a `portLevelMtls` entry did).
+    /// - `PERMISSIVE` and `DISABLE` accept plaintext: the L4 AuthorizationPolicies of the workload decide, with
+    ///   no peer identity (a rule on `principals` or `namespaces` does not match) and `source_ip` for
+    ///   `ipBlocks`; the decision names the deciding policy and rule.
+    ///
+    /// Build `target` with [`Snapshot::workload_target`], which carries the workload's namespace, labels,
+    /// address and the port, and the policies this snapshot resolved for it. A target without a port is
+    /// refused: the mTLS mode of a workload depends on the port.
+    ///
+    /// ```
+    /// use mesh_policy::Mesh;
+    ///
+    /// let mut mesh = Mesh::default();
+    /// mesh.apply_yaml(r#"
+    /// apiVersion: v1
+    /// kind: Pod
+    /// metadata: {name: ledger-0, namespace: payments, labels: {app: ledger}}
+    /// status: {podIP: 10.0.0.7}
+    /// ---
+    /// apiVersion: security.istio.io/v1
+    /// kind: PeerAuthentication
+    /// metadata: {name: ledger, namespace: payments}
+    /// spec:
+    ///   selector: {matchLabels: {app: ledger}}
+    ///   mtls: {mode: STRICT}
+    ///   portLevelMtls: {"9090": {mode: PERMISSIVE}}
+    /// ---
+    /// apiVersion: security.istio.io/v1
+    /// kind: AuthorizationPolicy
+    /// metadata: {name: scrapers, namespace: payments}
+    /// spec:
+    ///   selector: {matchLabels: {app: ledger}}
+    ///   rules: [{from: [{source: {ipBlocks: ["10.0.9.0/24"]}}], to: [{operation: {ports: ["9090"]}}]}]
+    /// "#)?;
+    /// let snapshot = mesh.snapshot();
+    /// let ledger = snapshot.cluster().workload_by_ip("10.0.0.7".parse()?).ok_or("no ledger")?;
+    /// let scraper = "10.0.9.1".parse()?;
+    ///
+    /// // STRICT refuses plaintext, whatever the AuthorizationPolicies say.
+    /// let target = snapshot.workload_target(ledger, 8080).ok_or("no ledger")?;
+    /// let refused = snapshot.authorize_plaintext(&target, scraper);
+    /// assert!(!refused.allowed);
+    /// assert_eq!(refused.policy.as_deref(), Some("payments/ledger"));
+    /// assert_eq!(refused.reason.to_string(), "PeerAuthentication STRICT rejects plaintext (set by payments/ledger)");
+    ///
+    /// // The metrics port is PERMISSIVE: the L4 AuthorizationPolicy decides.
+    /// let metrics = snapshot.workload_target(ledger, 9090).ok_or("no ledger")?;
+    /// let allowed = snapshot.authorize_plaintext(&metrics, scraper);
+    /// assert!(allowed.allowed, "{allowed}");
+    /// assert_eq!((allowed.policy.as_deref(), allowed.rule), (Some("payments/scrapers"), Some(0)));
+    /// assert!(!snapshot.authorize_plaintext(&metrics, "10.0.0.8".parse()?).allowed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn authorize_plaintext(&self, target: &Target<'_>, source_ip: IpAddr) -> Decision {
+        if target.port.is_none() {
+            let why = "a plaintext connection's workload port is not set, so its mTLS mode cannot be resolved";
+            return Decision::new(false, Action::Deny, Reason::Text(why.to_owned()), Enforcement::Ztunnel);
+        }
+        // With no peer, the ztunnel decision resolves PeerAuthentication before it reads any policy.
+        self.authorize_connection(&Connection::new(*target).with_source_ip(source_ip))
     }
 
     /// The waypoint's decision for a plain TCP connection it proxies (see [`Snapshot::check_waypoint_tcp`]).

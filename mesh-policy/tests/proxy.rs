@@ -11,7 +11,7 @@ use common::Idp;
 use mesh_identity::jwt::JwtError;
 use mesh_identity::spiffe::IstioIdentity;
 use mesh_policy::proxy::{Connection, HttpView, Request, Target};
-use mesh_policy::{CheckRequest, Mesh};
+use mesh_policy::{CheckRequest, Mesh, MtlsMode, Reason};
 use serde_json::json;
 
 const NOW: u64 = 1_800_000_000;
@@ -291,4 +291,161 @@ spec:
     let names: Vec<String> = snapshot.waypoint_resources(&web).iter().map(|id| id.to_string()).collect();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].contains("shop/inline"), "{names:?}");
+}
+
+const PLAINTEXT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: shop, labels: {app: web}}
+status: {podIP: 10.0.0.10}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-0, namespace: shop, labels: {app: db}}
+status: {podIP: 10.0.0.9}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-0, namespace: shop, labels: {app: api}}
+status: {podIP: 10.0.0.11}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cache-0, namespace: shop, labels: {app: cache}}
+status: {podIP: 10.0.0.12}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: shop}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  mtls: {mode: PERMISSIVE}
+  portLevelMtls: {"9000": {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  portLevelMtls: {"8080": {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: cache, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cache}}
+  mtls: {mode: DISABLE}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-all, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db-plain, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules: [{from: [{source: {ipBlocks: ["10.0.0.0/24"]}}], to: [{operation: {ports: ["5432", "9000"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: cache-deny, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cache}}
+  action: DENY
+  rules: [{from: [{source: {ipBlocks: ["10.0.1.0/24"]}}]}]
+"#;
+
+#[test]
+fn plaintext_is_decided_by_peer_authentication_then_l4_policy() {
+    let mut mesh = Mesh::default();
+    mesh.apply_yaml(PLAINTEXT).unwrap();
+    let snapshot = mesh.snapshot();
+    let cluster = snapshot.cluster();
+    let workload = |ip: &str| cluster.workload_by_ip(ip.parse().unwrap()).unwrap();
+    let target = |ip: &str, port| snapshot.workload_target(workload(ip), port).unwrap();
+    let inside = "10.0.0.1".parse().unwrap();
+    let outside = "10.0.1.1".parse().unwrap();
+
+    // The namespace is STRICT: refused before the ALLOW-all policy of the workload is read.
+    let d = snapshot.authorize_plaintext(&target("10.0.0.10", 80), inside);
+    assert!(!d.allowed && d.rule.is_none(), "{d}");
+    assert_eq!(d.policy.as_deref(), Some("shop/strict"));
+    assert!(matches!(&d.reason, Reason::StrictMtls { port_level: false, .. }), "{d}");
+    assert_eq!(d.to_string(), "DENY at ztunnel: PeerAuthentication STRICT rejects plaintext (set by shop/strict)");
+    // The same connection over mTLS is the policy's to decide.
+    let web = IstioIdentity::parse_principal("cluster.local/ns/shop/sa/web").unwrap();
+    let mtls = snapshot.authorize_connection(&Connection::new(target("10.0.0.10", 80)).with_peer(&web));
+    assert!(mtls.allowed && mtls.policy.as_deref() == Some("shop/web-all"), "{mtls}");
+
+    // The workload overrides the namespace with PERMISSIVE: the L4 policy decides, by source address.
+    let d = snapshot.authorize_plaintext(&target("10.0.0.9", 5432), inside);
+    assert!(d.allowed, "{d}");
+    assert_eq!((d.policy.as_deref(), d.rule), (Some("shop/db-plain"), Some(0)));
+    assert!(matches!(&d.reason, Reason::Allowed(_)), "{d}");
+    let d = snapshot.authorize_plaintext(&target("10.0.0.9", 5432), outside);
+    assert!(!d.allowed && d.policy.is_none(), "{d}");
+    assert!(matches!(d.reason, Reason::NoAllowMatched { applicable: 1 }), "{d}");
+
+    // A portLevelMtls entry overrides the workload's mode, either way; the policy would allow both.
+    let d = snapshot.authorize_plaintext(&target("10.0.0.9", 9000), inside);
+    assert!(!d.allowed && d.policy.as_deref() == Some("shop/db"), "{d}");
+    assert!(matches!(&d.reason, Reason::StrictMtls { port_level: true, .. }), "{d}");
+    assert!(d.reason.to_string().contains("shop/db portLevelMtls"), "{d}");
+    let d = snapshot.authorize_plaintext(&target("10.0.0.11", 8080), inside);
+    assert!(d.allowed && matches!(d.reason, Reason::NoPolicy), "{d}");
+    // The api workload's own mode is UNSET: its other ports inherit the namespace's STRICT.
+    let d = snapshot.authorize_plaintext(&target("10.0.0.11", 8443), inside);
+    assert!(!d.allowed && d.policy.as_deref() == Some("shop/strict"), "{d}");
+
+    // DISABLE accepts plaintext; a DENY policy still refuses it.
+    let d = snapshot.authorize_plaintext(&target("10.0.0.12", 6379), inside);
+    assert!(d.allowed && matches!(d.reason, Reason::NoDenyMatched { applicable: 1 }), "{d}");
+    let d = snapshot.authorize_plaintext(&target("10.0.0.12", 6379), outside);
+    assert!(!d.allowed && d.policy.as_deref() == Some("shop/cache-deny") && d.rule == Some(0), "{d}");
+    assert!(matches!(&d.reason, Reason::Denied(_)), "{d}");
+
+    // A target built by hand decides the same; without a port, the mTLS mode is unknown and it is refused.
+    let labels: BTreeMap<String, String> = [("app".to_owned(), "db".to_owned())].into();
+    let by_hand = Target::new("shop", &labels).with_ip("10.0.0.9".parse().unwrap());
+    assert_eq!(
+        snapshot.authorize_plaintext(&by_hand.with_port(9000), inside),
+        snapshot.authorize_plaintext(&target("10.0.0.9", 9000), inside)
+    );
+    let d = snapshot.authorize_plaintext(&by_hand, inside);
+    assert!(!d.allowed && d.policy.is_none() && d.reason.to_string().contains("port is not set"), "{d}");
+}
+
+#[test]
+fn plaintext_is_refused_exactly_where_the_effective_mtls_mode_is_strict() {
+    let mut mesh = Mesh::default();
+    mesh.apply_yaml(PLAINTEXT).unwrap();
+    let snapshot = mesh.snapshot();
+    for (id, w) in snapshot.cluster().workloads() {
+        for port in [80, 5432, 6379, 8080, 8443, 9000] {
+            let destination: mesh_policy::request::Destination = serde_json::from_value(json!({
+                "namespace": w.namespace(), "workload_labels": w.labels, "ip": w.ips[0], "port": port,
+            }))
+            .unwrap();
+            let mtls = snapshot.effective_mtls(&destination);
+            let d = snapshot.authorize_plaintext(&snapshot.workload_target(id, port).unwrap(), w.ips[0]);
+            let strict = matches!(d.reason, Reason::StrictMtls { .. });
+            assert_eq!(strict, mtls.mode == MtlsMode::Strict, "{} port {port}: {d}", w.id);
+            if strict {
+                assert_eq!(d.policy.as_deref(), mtls.policy.as_ref().map(|p| p.qualified().as_ref()));
+            }
+        }
+    }
 }
