@@ -17,12 +17,12 @@ use mesh_policy::{Decision, TokenForwarding};
 use mesh_runtime::unix_now;
 use tracing::{debug, info};
 
-use crate::destination;
 use crate::forwarding;
 use crate::metrics::RequestLabels;
 use crate::pool::SendError;
-use crate::proxy::{Downstream, Proxy, owned_endpoint};
+use crate::proxy::{Downstream, Proxy};
 use crate::reply::{self, Body, BoxError};
+use crate::served;
 use crate::upstream::{Endpoint, Io, UpstreamError};
 
 /// Serves HTTP on a tunnel until it ends.
@@ -60,24 +60,24 @@ fn host_of<B>(request: &Request<B>) -> Option<&str> {
 /// Resolves, picks an endpoint and decides, against one snapshot.
 fn decide(proxy: &Proxy, down: &Downstream, request: &Request<Incoming>) -> Result<Decided, (StatusCode, String)> {
     let snapshot = proxy.state.snapshot();
-    let dest = destination::resolve(&snapshot, &proxy.gateway, down.authority)
+    let served = served::resolve(&snapshot, &proxy.gateway, down.authority)
         .map_err(|why| (StatusCode::SERVICE_UNAVAILABLE, why.to_string()))?;
-    let ep = dest.pick(&proxy.next_endpoint);
+    let ep = served.pick(&proxy.next_endpoint);
     let view = HttpView {
         method: request.method().as_str(),
         path: path_of(request.uri()),
         host: host_of(request),
         headers: request.headers(),
     };
-    let policy_request = PolicyRequest::new(down.connection(dest.target(&ep)), view).with_remote_ip(down.source_ip);
+    let policy_request = PolicyRequest::new(down.connection(served.target(&ep)), view).with_remote_ip(down.source_ip);
     let decision = snapshot
         .authorize_request(&policy_request, unix_now())
         .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-    let mut labels = crate::proxy::labels(&snapshot, down, &dest, &ep, "http");
+    let mut labels = crate::proxy::labels(&snapshot, down, &served, &ep, "http");
     if reply::is_grpc(request.headers()) {
         labels.request_protocol = "grpc";
     }
-    Ok(Decided { decision, endpoint: owned_endpoint(&ep), labels })
+    Ok(Decided { decision, endpoint: Endpoint::from(&ep), labels })
 }
 
 /// The JWT outcome, for the access log.

@@ -1,8 +1,8 @@
 //! `mesh-waypoint`: the reference waypoint of the mesh. See `mesh-waypoint --help`; [`serve::run`] runs it.
 //!
 //! - [`args`]: the command line. [`identity`]: the Gateway's identity and certificate.
-//! - [`proxy`]: accepting tunnels; [`destination`]: what a tunnel is addressed to and whether it is served;
-//!   [`protocol`]: HTTP or TCP.
+//! - [`proxy`]: accepting tunnels; [`served`]: what a tunnel is addressed to, whether this waypoint serves it,
+//!   and its endpoints; [`protocol`]: HTTP or TCP.
 //! - [`http`]: policy and forwarding per request; [`tcp`]: policy and relay per connection; [`forwarding`]:
 //!   the headers of a forwarded request; [`reply`]: the waypoint's own answers; [`upstream`]: the onward hop.
 //! - [`pool`]: HTTP connections to endpoints, kept for the next request.
@@ -11,7 +11,6 @@
 
 mod admin;
 pub mod args;
-mod destination;
 mod forwarding;
 mod http;
 mod identity;
@@ -22,5 +21,6 @@ mod protocol;
 mod proxy;
 mod reply;
 pub mod serve;
+mod served;
 mod tcp;
 mod upstream;

@@ -17,11 +17,11 @@ use mesh_policy::resource::ResourceId;
 use mesh_runtime::state::MeshState;
 use tracing::info;
 
-use crate::destination::{self, Destination};
 use crate::jwks::Jwks;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::protocol::{self, Prefixed, Protocol};
-use crate::upstream::{Endpoint, Upstreams};
+use crate::served::{self, EndpointView, Served};
+use crate::upstream::Upstreams;
 use crate::{http, tcp};
 
 /// What every tunnel shares.
@@ -71,23 +71,13 @@ impl Downstream {
     }
 }
 
-/// The endpoint chosen, owned.
-pub(crate) fn owned_endpoint(ep: &destination::Endpoint<'_>) -> Endpoint {
-    Endpoint {
-        name: ep.workload.qualified().to_owned(),
-        ip: ep.ip,
-        port: ep.port,
-        identity: ep.workload.enrolled.then(|| format!("spiffe://{}", ep.workload.principal)),
-    }
-}
-
-/// The metric labels of a request (`request_protocol` `http`, `grpc`) or connection (`tcp`) to `dest` at
+/// The metric labels of a request (`request_protocol` `http`, `grpc`) or connection (`tcp`) to `served` at
 /// `ep`.
 pub(crate) fn labels(
     snapshot: &Snapshot,
     down: &Downstream,
-    dest: &Destination<'_>,
-    ep: &destination::Endpoint<'_>,
+    served: &Served<'_>,
+    ep: &EndpointView<'_>,
     request_protocol: &'static str,
 ) -> RequestLabels {
     let cluster = snapshot.cluster();
@@ -95,19 +85,19 @@ pub(crate) fn labels(
     let unknown = || "unknown".to_owned();
     RequestLabels {
         reporter: "waypoint",
-        source_workload: client.map_or_else(unknown, |w| destination::workload_name(w).to_owned()),
+        source_workload: client.map_or_else(unknown, |w| served::workload_name(w).to_owned()),
         source_workload_namespace: client.map_or_else(unknown, |w| w.namespace().to_owned()),
         source_principal: down.peer_id.to_string(),
-        destination_workload: destination::workload_name(ep.workload).to_owned(),
+        destination_workload: served::workload_name(ep.workload).to_owned(),
         destination_workload_namespace: ep.workload.namespace().to_owned(),
         destination_principal: if ep.workload.enrolled {
             format!("spiffe://{}", ep.workload.principal)
         } else {
             unknown()
         },
-        destination_service: dest.service.and_then(|s| s.hosts.first().cloned()).unwrap_or_else(unknown),
-        destination_service_name: dest.service.map_or_else(unknown, |s| s.id.name().to_owned()),
-        destination_service_namespace: dest.namespace().to_owned(),
+        destination_service: served.service.and_then(|s| s.hosts.first().cloned()).unwrap_or_else(unknown),
+        destination_service_name: served.service.map_or_else(unknown, |s| s.id.name().to_owned()),
+        destination_service_namespace: served.namespace().to_owned(),
         request_protocol,
         response_code: 0,
         response_flags: "-",
@@ -125,8 +115,8 @@ impl Proxy {
             authority: request.target,
         };
         let snapshot = self.state.snapshot();
-        let dest = match destination::resolve(&snapshot, &self.gateway, down.authority) {
-            Ok(dest) => dest,
+        let served = match served::resolve(&snapshot, &self.gateway, down.authority) {
+            Ok(served) => served,
             Err(why) => {
                 info!(
                     target: "access", authority = %down.authority, peer = %down.peer_id, source = %down.source_ip,
@@ -139,8 +129,9 @@ impl Proxy {
             }
         };
         // A declared TCP port is decided now, against the endpoint the bytes will then go to.
-        let pinned = if dest.protocol == Protocol::Tcp { Some(self.check_tcp(&snapshot, &dest, &down)?) } else { None };
-        let protocol = dest.protocol;
+        let pinned =
+            if served.protocol == Protocol::Tcp { Some(self.check_tcp(&snapshot, &served, &down)?) } else { None };
+        let protocol = served.protocol;
         let me = Arc::clone(self);
         let serve: Serve = Box::new(move |stream| Box::pin(me.serve(down, protocol, stream, pinned)));
         Ok(TakeOver(serve))
@@ -151,11 +142,11 @@ impl Proxy {
     fn check_tcp(
         &self,
         snapshot: &mesh_policy::Snapshot,
-        dest: &Destination<'_>,
+        served: &Served<'_>,
         down: &Downstream,
     ) -> Result<(IpAddr, u16), Rejection> {
-        let ep = dest.pick(&self.next_endpoint);
-        let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(dest.target(&ep)));
+        let ep = served.pick(&self.next_endpoint);
+        let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(served.target(&ep)));
         if decision.allowed {
             return Ok((ep.ip, ep.port));
         }

@@ -8,8 +8,9 @@ use mesh_hbone::transport::{HboneStream, relay};
 use tokio::io::AsyncWriteExt;
 use tracing::info;
 
-use crate::destination;
-use crate::proxy::{Downstream, Proxy, labels, owned_endpoint};
+use crate::proxy::{Downstream, Proxy, labels};
+use crate::served;
+use crate::upstream::Endpoint;
 
 /// Serves a TCP tunnel whose first bytes, already read, are `first`. The policy is checked against the
 /// endpoint the bytes then go to: `pinned` (the one a check before the tunnel opened chose) while it is still
@@ -23,10 +24,10 @@ pub(crate) async fn serve(
 ) {
     let decided = {
         let snapshot = proxy.state.snapshot();
-        destination::resolve(&snapshot, &proxy.gateway, down.authority).map(|dest| {
-            let ep = dest.pick_pinned(&proxy.next_endpoint, pinned);
-            let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(dest.target(&ep)));
-            (decision, owned_endpoint(&ep), labels(&snapshot, &down, &dest, &ep, "tcp"))
+        served::resolve(&snapshot, &proxy.gateway, down.authority).map(|served| {
+            let ep = served.pick_pinned(&proxy.next_endpoint, pinned);
+            let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(served.target(&ep)));
+            (decision, Endpoint::from(&ep), labels(&snapshot, &down, &served, &ep, "tcp"))
         })
     };
     let (decision, endpoint, mut labels) = match decided {

@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-/// An endpoint, owned (it outlives the snapshot it was chosen from).
+/// An endpoint to connect to, owned (it outlives the snapshot it was chosen from): made from the
+/// [`EndpointView`](crate::served::EndpointView) chosen for a request or connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     /// `namespace/name` of its workload.

@@ -1,6 +1,8 @@
 //! What a tunnel is addressed to, in the cluster model: a Service (or ServiceEntry) port by its VIP, or a
 //! workload by its own IP. The waypoint serves only destinations whose waypoint binding names its Gateway
-//! (which already accounts for `istio.io/waypoint-for`); anything else is refused.
+//! (which already accounts for `istio.io/waypoint-for`); anything else is refused. [`resolve`] turns a CONNECT
+//! authority into a [`Served`] destination, whose endpoints are [`EndpointView`]s borrowed from the snapshot;
+//! the one chosen becomes an owned [`Endpoint`] for the onward hop.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +14,7 @@ use mesh_policy::request::ServiceKind;
 use mesh_policy::resource::ResourceId;
 
 use crate::protocol::{self, Protocol};
+use crate::upstream::Endpoint;
 
 /// Why the waypoint does not serve an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,9 +38,9 @@ pub(crate) enum NotServed {
     NoEndpoints(String),
 }
 
-/// A destination this waypoint serves, borrowed from one snapshot.
+/// A destination this waypoint serves, resolved from a CONNECT authority and borrowed from one snapshot.
 #[derive(Debug)]
-pub(crate) struct Destination<'s> {
+pub(crate) struct Served<'s> {
     /// The Service or ServiceEntry addressed, if a VIP was.
     pub(crate) service: Option<&'s ServiceView>,
     /// The port dialled.
@@ -51,9 +54,10 @@ pub(crate) struct Destination<'s> {
     pub(crate) protocol: Protocol,
 }
 
-/// An endpoint chosen for one request or connection.
+/// An endpoint chosen for one request or connection, as a view of the snapshot it was chosen from: what
+/// policy and metrics read. It converts into the owned [`Endpoint`] the onward hop connects to.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Endpoint<'s> {
+pub(crate) struct EndpointView<'s> {
     /// Its workload.
     pub(crate) workload: &'s Workload,
     /// Its address.
@@ -67,7 +71,7 @@ pub(crate) fn resolve<'s>(
     snapshot: &'s Snapshot,
     me: &ResourceId,
     authority: SocketAddr,
-) -> Result<Destination<'s>, NotServed> {
+) -> Result<Served<'s>, NotServed> {
     let cluster = snapshot.cluster();
     let waypoint = cluster.waypoint(me).ok_or_else(|| NotServed::NoGateway(me.qualified().to_string()))?;
     let resolved = cluster.resolve_addr(authority).map_err(|e| NotServed::Unknown(e.to_string()))?;
@@ -103,27 +107,27 @@ pub(crate) fn resolve<'s>(
         let what = service.map_or_else(|| authority.to_string(), |s| s.id.to_string());
         return Err(NotServed::NoEndpoints(what));
     }
-    Ok(Destination { service, port: authority.port(), endpoints, waypoint, protocol })
+    Ok(Served { service, port: authority.port(), endpoints, waypoint, protocol })
 }
 
-impl<'s> Destination<'s> {
+impl<'s> Served<'s> {
     /// The next endpoint, round-robin by `counter`.
-    pub(crate) fn pick(&self, counter: &AtomicUsize) -> Endpoint<'s> {
+    pub(crate) fn pick(&self, counter: &AtomicUsize) -> EndpointView<'s> {
         let i = counter.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
         let (workload, port) = self.endpoints[i];
         // `resolve` keeps only endpoints with an address.
         let ip = workload.ips.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        Endpoint { workload, ip, port }
+        EndpointView { workload, ip, port }
     }
 
     /// The endpoint at `pinned` (address and workload port) when it is still one of this destination's, else
     /// the next one: a connection decided against an endpoint is relayed to that endpoint.
-    pub(crate) fn pick_pinned(&self, counter: &AtomicUsize, pinned: Option<(IpAddr, u16)>) -> Endpoint<'s> {
+    pub(crate) fn pick_pinned(&self, counter: &AtomicUsize, pinned: Option<(IpAddr, u16)>) -> EndpointView<'s> {
         let found = pinned.and_then(|(ip, port)| {
             self.endpoints
                 .iter()
                 .find(|(w, p)| *p == port && w.ips.first() == Some(&ip))
-                .map(|&(workload, port)| Endpoint { workload, ip, port })
+                .map(|&(workload, port)| EndpointView { workload, ip, port })
         });
         found.unwrap_or_else(|| self.pick(counter))
     }
@@ -138,7 +142,7 @@ impl<'s> Destination<'s> {
 
     /// The policy target of a request to `endpoint`: the namespace, the service addressed (for `targetRefs`),
     /// this waypoint (for policies on its Gateway), the endpoint's labels and address, the port dialled.
-    pub(crate) fn target(&self, endpoint: &Endpoint<'s>) -> Target<'s> {
+    pub(crate) fn target(&self, endpoint: &EndpointView<'s>) -> Target<'s> {
         let mut target = Target::new(self.namespace(), &endpoint.workload.labels)
             .with_waypoint(self.waypoint.id.namespace(), self.waypoint.id.name())
             .with_ip(endpoint.ip)
@@ -150,6 +154,18 @@ impl<'s> Destination<'s> {
             };
         }
         target
+    }
+}
+
+impl From<&EndpointView<'_>> for Endpoint {
+    /// The endpoint, owned: it outlives the snapshot it was chosen from.
+    fn from(view: &EndpointView<'_>) -> Self {
+        Endpoint {
+            name: view.workload.qualified().to_owned(),
+            ip: view.ip,
+            port: view.port,
+            identity: view.workload.enrolled.then(|| format!("spiffe://{}", view.workload.principal)),
+        }
     }
 }
 
