@@ -3,7 +3,8 @@
 //! `istio_tcp_connections_closed_total`, `istio_tcp_sent_bytes_total` (to the client) and
 //! `istio_tcp_received_bytes_total` (from the client).
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -46,9 +47,13 @@ pub(crate) struct RequestLabels {
     pub(crate) connection_security_policy: &'static str,
 }
 
-/// The metrics and their registry.
+/// The metrics and their registry. Series do not outlive their workloads: [`Metrics::prune`], after each
+/// configuration change, drops the series of workloads that are gone unless a TCP connection they count is
+/// still open.
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    /// Every series, with how many of its TCP connections are open.
+    series: Mutex<HashMap<RequestLabels, usize>>,
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
@@ -83,16 +88,35 @@ impl Metrics {
         registry.register("istio_tcp_connections_closed", "TCP connections closed", tcp_closed.clone());
         registry.register("istio_tcp_sent_bytes", "Bytes sent to TCP clients", tcp_sent.clone());
         registry.register("istio_tcp_received_bytes", "Bytes received from TCP clients", tcp_received.clone());
-        Metrics { registry: Mutex::new(registry), requests, duration, tcp_opened, tcp_closed, tcp_sent, tcp_received }
+        Metrics {
+            series: Mutex::default(),
+            registry: Mutex::new(registry),
+            requests,
+            duration,
+            tcp_opened,
+            tcp_closed,
+            tcp_sent,
+            tcp_received,
+        }
+    }
+
+    fn series(&self) -> std::sync::MutexGuard<'_, HashMap<RequestLabels, usize>> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records a TCP connection opened.
     pub(crate) fn tcp_opened(&self, labels: &RequestLabels) {
+        *self.series().entry(labels.clone()).or_default() += 1;
         self.tcp_opened.get_or_create(labels).inc();
     }
 
     /// Records a TCP connection closed, with the bytes it carried each way.
     pub(crate) fn tcp_closed(&self, labels: &RequestLabels, sent: u64, received: u64) {
+        {
+            let mut series = self.series();
+            let open = series.entry(labels.clone()).or_default();
+            *open = open.saturating_sub(1);
+        }
         self.tcp_closed.get_or_create(labels).inc();
         self.tcp_sent.get_or_create(labels).inc_by(sent);
         self.tcp_received.get_or_create(labels).inc_by(received);
@@ -100,8 +124,35 @@ impl Metrics {
 
     /// Records one request.
     pub(crate) fn record(&self, labels: &RequestLabels, took: Duration) {
+        self.series().entry(labels.clone()).or_default();
         self.requests.get_or_create(labels).inc();
         self.duration.get_or_create(labels).observe(took.as_secs_f64() * 1000.0);
+    }
+
+    /// Drops the series of workloads `alive` (namespace, workload name) no longer holds, except those with a
+    /// TCP connection still open. Returns how many went.
+    pub(crate) fn prune(&self, alive: impl Fn(&str, &str) -> bool) -> usize {
+        let known = |workload: &str, namespace: &str| workload == "unknown" || alive(namespace, workload);
+        let mut series = self.series();
+        let gone: Vec<RequestLabels> = series
+            .iter()
+            .filter(|(l, open)| {
+                **open == 0
+                    && !(known(&l.source_workload, &l.source_workload_namespace)
+                        && known(&l.destination_workload, &l.destination_workload_namespace))
+            })
+            .map(|(l, _)| l.clone())
+            .collect();
+        for labels in &gone {
+            series.remove(labels);
+            self.requests.remove(labels);
+            self.duration.remove(labels);
+            self.tcp_opened.remove(labels);
+            self.tcp_closed.remove(labels);
+            self.tcp_sent.remove(labels);
+            self.tcp_received.remove(labels);
+        }
+        gone.len()
     }
 
     /// The Prometheus text exposition.
@@ -129,5 +180,30 @@ mod tests {
         assert!(text.contains("istio_requests_total{"), "{text}");
         assert!(text.contains("response_code=\"403\""), "{text}");
         assert!(text.contains("istio_request_duration_milliseconds_bucket{"), "{text}");
+    }
+
+    #[test]
+    fn series_of_gone_workloads_are_dropped_unless_a_tcp_connection_is_open() {
+        let m = Metrics::new();
+        let of = |workload: &str| RequestLabels {
+            reporter: "waypoint",
+            source_workload: workload.into(),
+            source_workload_namespace: "payments".into(),
+            destination_workload: "ledger".into(),
+            destination_workload_namespace: "payments".into(),
+            ..Default::default()
+        };
+        m.record(&of("old"), Duration::from_millis(1));
+        m.tcp_opened(&of("busy"));
+        m.record(&of("accounts"), Duration::from_millis(1));
+        let alive = |ns: &str, w: &str| ns == "payments" && (w == "accounts" || w == "ledger");
+        assert_eq!(m.prune(alive), 1);
+        let text = m.render();
+        assert!(!text.contains("source_workload=\"old\""), "{text}");
+        assert!(text.contains("source_workload=\"busy\""), "{text}");
+        assert!(text.contains("source_workload=\"accounts\""), "{text}");
+        m.tcp_closed(&of("busy"), 1, 1);
+        assert_eq!(m.prune(alive), 1);
+        assert!(!m.render().contains("source_workload=\"busy\""));
     }
 }

@@ -70,6 +70,7 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
     let jwks = Arc::new(Jwks::new(tls, options));
     tokio::spawn(Arc::clone(&jwks).run(Arc::clone(&state), shutdown.clone()));
     let metrics = Arc::new(Metrics::new());
+    tokio::spawn(prune_metrics(Arc::clone(&state), Arc::clone(&metrics), shutdown.clone()));
     let views = Views {
         state: Arc::clone(&state),
         gateway: gateway.clone(),
@@ -128,6 +129,21 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
     ops_trigger.trigger();
     info!(cut_off = drained?.cut_off, "drained; stopping");
     Ok(())
+}
+
+/// After each configuration change, drops the metric series of workloads that are gone.
+async fn prune_metrics(state: Arc<MeshState>, metrics: Arc<Metrics>, shutdown: Shutdown) {
+    let mut changes = state.subscribe();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = shutdown.wait() => return,
+        }
+        let snapshot = state.snapshot();
+        let alive: std::collections::HashSet<(&str, &str)> =
+            snapshot.cluster().workloads().map(|(_, w)| (w.namespace(), w.workload_name.as_str())).collect();
+        metrics.prune(|namespace, name| alive.contains(&(namespace, name)));
+    }
 }
 
 /// Warns when the configuration changes the Gateway's service account (or removes the Gateway): the waypoint

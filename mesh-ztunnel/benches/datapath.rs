@@ -222,8 +222,39 @@ fn main() {
     }
     group.finish();
 
-    // Setup while 10,000 policies (100 when run as a test) are reloaded again and again.
+    // Memory: idle, then with 10,000 tunnels open (100 when run as a test, by `cargo test --all-targets`).
     let full = std::env::args().any(|a| a == "--bench");
+    let tunnels = if full { 10_000 } else { 100 };
+    std::thread::sleep(Duration::from_millis(500));
+    let (idle_a, idle_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
+    let idle_backend = Command::new("python3").args(["-c", IDLE_BACKEND]).spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut open = Vec::new();
+    for _ in 0..tunnels {
+        match socks5(a.socks5(), source, To::Addr(SocketAddr::new(b.ip(100, 21), 80))) {
+            Ok(Ok(mut s)) => {
+                read_one(&mut s);
+                open.push(s);
+            }
+            _ => break,
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (busy_a, busy_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
+    println!("rss idle: node-a {:.1} MB, node-b {:.1} MB", idle_a as f64 / 1024.0, idle_b as f64 / 1024.0);
+    println!(
+        "rss with {} open tunnels: node-a {:.1} MB, node-b {:.1} MB",
+        open.len(),
+        busy_a as f64 / 1024.0,
+        busy_b as f64 / 1024.0
+    );
+    drop(open);
+    if let Ok(mut backend) = idle_backend {
+        let _ = backend.kill();
+        let _ = backend.wait();
+    }
+
+    // Setup while 10,000 policies (100 when run as a test) are reloaded again and again.
     let policies = |variant: usize| -> String {
         (0..if full { 10_000 } else { 100 })
             .map(|i| {
@@ -269,35 +300,4 @@ fn main() {
     let reloads = node_b.generation().unwrap_or(0).saturating_sub(generation);
     println!("setup-during-reload: {rewrites} rewrites, node-b reached generation +{reloads}");
     c.final_summary();
-
-    // Memory: idle, then with 10,000 tunnels open (100 when run as a test, by `cargo test --all-targets`).
-    let tunnels = if full { 10_000 } else { 100 };
-    std::thread::sleep(Duration::from_millis(500));
-    let (idle_a, idle_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
-    let idle_backend = Command::new("python3").args(["-c", IDLE_BACKEND]).spawn();
-    std::thread::sleep(Duration::from_millis(500));
-    let mut open = Vec::new();
-    for _ in 0..tunnels {
-        match socks5(a.socks5(), source, To::Addr(SocketAddr::new(b.ip(100, 21), 80))) {
-            Ok(Ok(mut s)) => {
-                read_one(&mut s);
-                open.push(s);
-            }
-            _ => break,
-        }
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let (busy_a, busy_b) = (rss_kib(a.child.id()), rss_kib(node_b.child.id()));
-    println!("rss idle: node-a {:.1} MB, node-b {:.1} MB", idle_a as f64 / 1024.0, idle_b as f64 / 1024.0);
-    println!(
-        "rss with {} open tunnels: node-a {:.1} MB, node-b {:.1} MB",
-        open.len(),
-        busy_a as f64 / 1024.0,
-        busy_b as f64 / 1024.0
-    );
-    drop(open);
-    if let Ok(mut backend) = idle_backend {
-        let _ = backend.kill();
-        let _ = backend.wait();
-    }
 }

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_hbone::transport::original_dst;
-use mesh_policy::proxy::Connection;
-use mesh_policy::request::Destination;
-use mesh_policy::{MtlsMode, Snapshot};
+use mesh_policy::Snapshot;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::info;
@@ -28,27 +26,13 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
 }
 
 /// Whether `snapshot` lets plaintext from `source_ip` reach the local workload at `target`: PeerAuthentication
-/// first, then L4 policy with no peer identity.
+/// first (STRICT refuses it before any policy is read), then L4 policy with no peer identity, in one call
+/// ([`Snapshot::authorize_plaintext`]).
 pub fn verdict(node: &Node, snapshot: &Snapshot, target: SocketAddr, source_ip: IpAddr) -> Result<Allowed, Denied> {
     let no_workload = || Denied { reason: "the destination is no workload of this node".into(), policy: None };
-    let (id, workload) = node.local_workload(snapshot.cluster(), target.ip()).ok_or_else(no_workload)?;
-    let destination = Destination {
-        namespace: workload.namespace().to_owned(),
-        workload_labels: workload.labels.clone(),
-        ip: Some(target.ip()),
-        port: Some(target.port()),
-        ..Destination::default()
-    };
-    let mtls = snapshot.effective_mtls(&destination);
-    if mtls.mode == MtlsMode::Strict {
-        let by = mtls.policy.as_ref().map_or_else(|| "the mesh default".to_owned(), ToString::to_string);
-        return Err(Denied {
-            reason: format!("mTLS mode STRICT ({by}) refuses plaintext"),
-            policy: mtls.policy.as_ref().map(ToString::to_string),
-        });
-    }
+    let (id, _) = node.local_workload(snapshot.cluster(), target.ip()).ok_or_else(no_workload)?;
     let workload_target = snapshot.workload_target(id, target.port()).ok_or_else(no_workload)?;
-    let decision = snapshot.authorize_connection(&Connection::new(workload_target).with_source_ip(source_ip));
+    let decision = snapshot.authorize_plaintext(&workload_target, source_ip);
     let policy = decision.policy.as_ref().map(ToString::to_string);
     if decision.allowed {
         Ok(Allowed { policy: policy.unwrap_or_default(), reason: decision.to_string() })

@@ -280,7 +280,7 @@ fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext()
     // mTLS traffic is unaffected.
     assert_eq!(ns.python(&client("127.36.1.10", "127.36.100.20", 80))?, "OK ledger");
     let log = std::fs::read_to_string(&log)?;
-    assert!(log.contains("mTLS mode STRICT (PeerAuthentication payments/default) refuses plaintext"), "{log}");
+    assert!(log.contains("PeerAuthentication STRICT rejects plaintext (set by payments/default)"), "{log}");
     Ok(())
 }
 
