@@ -89,6 +89,17 @@ impl Tracked {
     pub async fn closing(&self) {
         self.inner.close.cancelled().await;
     }
+
+    /// Whether the drain deadline has passed.
+    pub fn is_closing(&self) -> bool {
+        self.inner.close.is_cancelled()
+    }
+
+    /// A token cancelled at the drain deadline, or earlier by its own holder: one thing for a connection to
+    /// wait on when something else (a policy change, say) may close it too.
+    pub fn child_token(&self) -> CancellationToken {
+        self.inner.close.child_token()
+    }
 }
 
 impl Drop for Tracked {

@@ -17,6 +17,7 @@ use mesh_policy::Snapshot;
 use mesh_policy::proxy::Connection;
 use tracing::info;
 
+use crate::live::Closed;
 use crate::metrics::{Peers, ResponseFlags};
 use crate::node::{Node, side};
 use crate::outbound::reset_on_close;
@@ -76,10 +77,8 @@ pub fn verdict(
 enum Ended {
     /// The relay finished, cleanly or not.
     Relayed(std::io::Result<(u64, u64)>),
-    /// A new configuration denies the connection.
-    Denied,
-    /// The drain deadline passed.
-    Drained,
+    /// A new configuration denies the connection, or the drain deadline passed.
+    Closed(Closed),
 }
 
 /// Decides on one CONNECT.
@@ -92,7 +91,7 @@ pub async fn handle(
 > {
     let started = Instant::now();
     let source_ip = request.source_ip();
-    let claimed = request.claimed_source().map(|ip| ip.to_string()).unwrap_or_default();
+    let claimed = request.claimed_source();
     let target = request.target;
     let peer_id = request.peer.to_string();
     let Ok(peer) = IstioIdentity::from_spiffe_id(request.peer.clone()) else {
@@ -102,8 +101,7 @@ pub async fn handle(
         return Err(Rejection::Denied { reason: format!("{peer_id} is not an Istio workload identity") });
     };
     // Registered before the decision: a configuration that lands from now on reaches this connection.
-    let registration = node.live.register(target, Some(peer.clone()), source_ip);
-    let tracked = node.connections.track();
+    let registration = node.live.register(target, Some(peer.clone()), source_ip, node.connections.track());
     let snapshot = node.state.snapshot();
     let cluster = snapshot.cluster();
     let source_workload = cluster.workload_by_ip(source_ip).and_then(|w| cluster.workload(w));
@@ -125,7 +123,7 @@ pub async fn handle(
             node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
             info!(
                 direction = "inbound", dst.addr = %target, dst.workload = %workload_name, src.addr = %source_ip,
-                src.claimed_addr = %claimed, src.identity = %peer_id, decision = "deny",
+                src.claimed_addr = %claimed.map_or_else(String::new, |ip| ip.to_string()), src.identity = %peer_id, decision = "deny",
                 policy = denied.policy.as_deref().unwrap_or_default(), reason = %denied.reason, "connection denied"
             );
             return Err(Rejection::Denied { reason: denied.reason });
@@ -155,15 +153,13 @@ pub async fn handle(
             node.metrics.opened(&labels);
             let ended = tokio::select! {
                 relayed = relay(&mut tunnel, &mut upstream) => Ended::Relayed(relayed),
-                () = registration.closed() => Ended::Denied,
-                () = tracked.closing() => Ended::Drained,
+                why = registration.closed() => Ended::Closed(why),
             };
             let counted = tunnel.handle().map_or((0, 0), |h| (h.bytes_received(), h.bytes_sent()));
             let (received, sent, error) = match ended {
                 Ended::Relayed(Ok((received, sent))) => (received, sent, String::new()),
                 Ended::Relayed(Err(e)) => (counted.0, counted.1, e.to_string()),
-                Ended::Denied => (counted.0, counted.1, "closed: the new configuration denies it".to_owned()),
-                Ended::Drained => (counted.0, counted.1, "closed: the drain deadline passed".to_owned()),
+                Ended::Closed(why) => (counted.0, counted.1, why.as_str().to_owned()),
             };
             if !error.is_empty() {
                 // Cut short: the workload sees a reset, never a clean end; dropping the tunnel resets it too.
@@ -173,7 +169,7 @@ pub async fn handle(
             node.metrics.closed(&labels, received, sent);
             info!(
                 direction = "inbound", dst.addr = %target, dst.workload = %workload_name, src.addr = %source_ip,
-                src.claimed_addr = %claimed, src.identity = %peer_id, decision = "allow", policy = %allowed.policy,
+                src.claimed_addr = %claimed.map_or_else(String::new, |ip| ip.to_string()), src.identity = %peer_id, decision = "allow", policy = %allowed.policy,
                 reason = %allowed.reason, bytes_received = received, bytes_sent = sent,
                 duration_ms = started.elapsed().as_millis() as u64, %error, "connection closed"
             );

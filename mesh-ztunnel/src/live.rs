@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use mesh_identity::spiffe::IstioIdentity;
 use mesh_policy::Snapshot;
+use mesh_runtime::drain::Tracked;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -50,11 +51,13 @@ pub struct Live {
     entries: Mutex<HashMap<u64, Entry>>,
 }
 
-/// A registered connection; removed from the registry when dropped.
+/// A registered connection, counted for the drain; removed from the registry when dropped.
 pub struct Registration {
     live: Arc<Live>,
     id: u64,
+    /// Cancelled by a configuration that denies the connection, or at the drain deadline.
     close: CancellationToken,
+    tracked: Tracked,
 }
 
 impl Drop for Registration {
@@ -63,32 +66,53 @@ impl Drop for Registration {
     }
 }
 
+/// Why a registered connection must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// A configuration since the registration denies it.
+    Denied,
+    /// The drain deadline passed.
+    Drained,
+}
+
+impl Closed {
+    /// As an access log's `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::Denied => "closed: the new configuration denies it",
+            Closed::Drained => "closed: the drain deadline passed",
+        }
+    }
+}
+
 impl Registration {
-    /// Whether a configuration since the registration denies the connection.
+    /// Whether a configuration since the registration denies the connection, or the drain deadline passed.
     pub fn is_closed(&self) -> bool {
         self.close.is_cancelled()
     }
 
-    /// Resolves when a configuration denies the connection.
-    pub async fn closed(&self) {
+    /// Resolves when the connection must close, saying why.
+    pub async fn closed(&self) -> Closed {
         self.close.cancelled().await;
+        if self.tracked.is_closing() { Closed::Drained } else { Closed::Denied }
     }
 }
 
 impl Live {
-    /// Lists a connection to `target` from `source_ip` (as `peer` over HBONE, none for plaintext) until the
-    /// registration is dropped.
+    /// Lists a connection to `target` from `source_ip` (as `peer` over HBONE, none for plaintext), counted
+    /// for the drain by `tracked`, until the registration is dropped.
     pub fn register(
         self: &Arc<Self>,
         target: SocketAddr,
         peer: Option<IstioIdentity>,
         source_ip: IpAddr,
+        tracked: Tracked,
     ) -> Registration {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let close = CancellationToken::new();
+        let close = tracked.child_token();
         let entry = Entry { target, peer, source_ip, close: close.clone() };
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).insert(id, entry);
-        Registration { live: Arc::clone(self), id, close }
+        Registration { live: Arc::clone(self), id, close, tracked }
     }
 
     /// The live connections.

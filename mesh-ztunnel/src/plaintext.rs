@@ -51,8 +51,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
         }
     };
     // Registered before the decision: a configuration that lands from now on reaches this connection.
-    let registration = node.live.register(target, None, peer.ip());
-    let tracked = node.connections.track();
+    let registration = node.live.register(target, None, peer.ip(), node.connections.track());
     let snapshot = node.state.snapshot();
     let cluster = snapshot.cluster();
     let Some((_, workload)) = node.local_workload(cluster, target.ip()) else {
@@ -99,8 +98,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
             Ok((received, sent)) => (received, sent, String::new()),
             Err(e) => (0, 0, e.to_string()),
         },
-        () = registration.closed() => (0, 0, "closed: the new configuration denies it".to_owned()),
-        () = tracked.closing() => (0, 0, "closed: the drain deadline passed".to_owned()),
+        why = registration.closed() => (0, 0, why.as_str().to_owned()),
     };
     if !error.is_empty() {
         // Cut short: both ends see a reset, never a clean end.
