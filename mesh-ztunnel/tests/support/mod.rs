@@ -244,6 +244,9 @@ pub enum To<'a> {
 /// Connects through the SOCKS5 proxy from `source` (a Pod's address). `Err(code)` is the server's reply code.
 pub fn socks5(proxy: SocketAddr, source: IpAddr, to: To<'_>) -> Result<std::result::Result<TcpStream, u8>> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    // Ports in TIME_WAIT from earlier connections may be reused: without it, after some thousands of
+    // connections from one address, choosing a free port for the bind costs the client milliseconds.
+    socket.set_reuse_address(true)?;
     socket.bind(&SocketAddr::new(source, 0).into())?;
     socket.connect_timeout(&proxy.into(), Duration::from_secs(2))?;
     let mut stream: TcpStream = socket.into();
