@@ -104,17 +104,27 @@ impl Metrics {
         self.series.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Lists the series of `labels`, adding `opened` to its open connections; the labels are cloned only for
+    /// a new series, not on every request.
+    fn count(&self, labels: &RequestLabels, opened: usize) {
+        let mut series = self.series();
+        match series.get_mut(labels) {
+            Some(open) => *open += opened,
+            None => {
+                series.insert(labels.clone(), opened);
+            }
+        }
+    }
+
     /// Records a TCP connection opened.
     pub(crate) fn tcp_opened(&self, labels: &RequestLabels) {
-        *self.series().entry(labels.clone()).or_default() += 1;
+        self.count(labels, 1);
         self.tcp_opened.get_or_create(labels).inc();
     }
 
     /// Records a TCP connection closed, with the bytes it carried each way.
     pub(crate) fn tcp_closed(&self, labels: &RequestLabels, sent: u64, received: u64) {
-        {
-            let mut series = self.series();
-            let open = series.entry(labels.clone()).or_default();
+        if let Some(open) = self.series().get_mut(labels) {
             *open = open.saturating_sub(1);
         }
         self.tcp_closed.get_or_create(labels).inc();
@@ -124,7 +134,7 @@ impl Metrics {
 
     /// Records one request.
     pub(crate) fn record(&self, labels: &RequestLabels, took: Duration) {
-        self.series().entry(labels.clone()).or_default();
+        self.count(labels, 0);
         self.requests.get_or_create(labels).inc();
         self.duration.get_or_create(labels).observe(took.as_secs_f64() * 1000.0);
     }

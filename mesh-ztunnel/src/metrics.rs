@@ -146,15 +146,22 @@ impl Metrics {
 
     /// A connection opened.
     pub fn opened(&self, labels: &TcpLabels) {
-        *self.series().entry(labels.clone()).or_default() += 1;
+        {
+            // The labels are cloned only for a new series, not on every connection.
+            let mut series = self.series();
+            match series.get_mut(labels) {
+                Some(open) => *open += 1,
+                None => {
+                    series.insert(labels.clone(), 1);
+                }
+            }
+        }
         self.opened.get_or_create(labels).inc();
     }
 
     /// A connection closed after `received` bytes from the client and `sent` to it.
     pub fn closed(&self, labels: &TcpLabels, received: u64, sent: u64) {
-        {
-            let mut series = self.series();
-            let open = series.entry(labels.clone()).or_default();
+        if let Some(open) = self.series().get_mut(labels) {
             *open = open.saturating_sub(1);
         }
         self.closed.get_or_create(labels).inc();
