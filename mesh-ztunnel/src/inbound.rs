@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use mesh_hbone::Rejection;
 use mesh_hbone::transport::{HboneStream, InboundRequest, TakeOver, relay};
 use mesh_identity::spiffe::IstioIdentity;
+use mesh_policy::Decision;
 use mesh_policy::Snapshot;
-use mesh_policy::proxy::Connection;
+use mesh_policy::proxy::{Connection, Target};
 use tracing::info;
 
 use crate::live::Closed;
@@ -43,9 +44,20 @@ pub struct Denied {
     pub policy: Option<String>,
 }
 
-impl Denied {
-    fn new(reason: impl Into<String>) -> Self {
-        Denied { reason: reason.into(), policy: None }
+/// The local workload at `target`, as a policy target for its port.
+pub(crate) fn local_target<'s>(node: &Node, snapshot: &'s Snapshot, target: SocketAddr) -> Result<Target<'s>, Denied> {
+    node.local_workload(snapshot.cluster(), target.ip())
+        .and_then(|(id, _)| snapshot.workload_target(id, target.port()))
+        .ok_or_else(|| Denied { reason: "the destination is no workload of this node".into(), policy: None })
+}
+
+/// A decision as the access log and the live re-check use it.
+pub(crate) fn settle(decision: &Decision) -> Result<Allowed, Denied> {
+    let policy = decision.policy.as_ref().map(ToString::to_string);
+    if decision.allowed {
+        Ok(Allowed { policy: policy.unwrap_or_default(), reason: decision.to_string() })
+    } else {
+        Err(Denied { reason: decision.to_string(), policy })
     }
 }
 
@@ -57,20 +69,8 @@ pub fn verdict(
     peer: &IstioIdentity,
     source_ip: IpAddr,
 ) -> Result<Allowed, Denied> {
-    let Some((id, _)) = node.local_workload(snapshot.cluster(), target.ip()) else {
-        return Err(Denied::new("the destination is no workload of this node"));
-    };
-    let Some(workload_target) = snapshot.workload_target(id, target.port()) else {
-        return Err(Denied::new("the destination is no workload of this node"));
-    };
-    let decision =
-        snapshot.authorize_connection(&Connection::new(workload_target).with_peer(peer).with_source_ip(source_ip));
-    let policy = decision.policy.as_ref().map(ToString::to_string);
-    if decision.allowed {
-        Ok(Allowed { policy: policy.unwrap_or_default(), reason: decision.to_string() })
-    } else {
-        Err(Denied { reason: decision.to_string(), policy })
-    }
+    let workload_target = local_target(node, snapshot, target)?;
+    settle(&snapshot.authorize_connection(&Connection::new(workload_target).with_peer(peer).with_source_ip(source_ip)))
 }
 
 /// How a relay ended.

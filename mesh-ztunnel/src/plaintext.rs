@@ -13,7 +13,7 @@ use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::info;
 
-use crate::inbound::{Allowed, Denied};
+use crate::inbound::{Allowed, Denied, local_target, settle};
 use crate::metrics::{Peers, ResponseFlags};
 use crate::node::{Node, side};
 use crate::outbound::reset_on_close;
@@ -29,16 +29,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
 /// first (STRICT refuses it before any policy is read), then L4 policy with no peer identity, in one call
 /// ([`Snapshot::authorize_plaintext`]).
 pub fn verdict(node: &Node, snapshot: &Snapshot, target: SocketAddr, source_ip: IpAddr) -> Result<Allowed, Denied> {
-    let no_workload = || Denied { reason: "the destination is no workload of this node".into(), policy: None };
-    let (id, _) = node.local_workload(snapshot.cluster(), target.ip()).ok_or_else(no_workload)?;
-    let workload_target = snapshot.workload_target(id, target.port()).ok_or_else(no_workload)?;
-    let decision = snapshot.authorize_plaintext(&workload_target, source_ip);
-    let policy = decision.policy.as_ref().map(ToString::to_string);
-    if decision.allowed {
-        Ok(Allowed { policy: policy.unwrap_or_default(), reason: decision.to_string() })
-    } else {
-        Err(Denied { reason: decision.to_string(), policy })
-    }
+    let workload_target = local_target(node, snapshot, target)?;
+    settle(&snapshot.authorize_plaintext(&workload_target, source_ip))
 }
 
 async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
