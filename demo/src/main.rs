@@ -34,28 +34,20 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Ztunnel(args)) => proxy(*args, mesh_ztunnel::serve::run, |a| &a.common),
-        Some(Command::Waypoint(args)) => proxy(*args, mesh_waypoint::serve::run, |a| &a.common),
-        scenario => scenarios(scenario),
-    }
-}
-
-fn proxy<A, F: Future<Output = Result<(), String>>>(
-    args: A,
-    run: impl FnOnce(A) -> F,
-    common: impl Fn(&A) -> &mesh_runtime::args::CommonArgs,
-) -> ExitCode {
-    mesh_runtime::logging::init(common(&args).log_format);
-    let runtime = |args: &A| common(args).runtime();
-    let Ok(runtime) = runtime(&args) else {
-        return ExitCode::FAILURE;
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+        // The reference binaries' own entry points.
+        Some(Command::Ztunnel(args)) => {
+            let config = args.config();
+            mesh_runtime::command::run_proxy("mesh-ztunnel", &args.common, |_, source, shutdown| async move {
+                mesh_ztunnel::run(config?, source, shutdown).await
+            })
         }
+        Some(Command::Waypoint(args)) => {
+            let config = args.config();
+            mesh_runtime::command::run_proxy("mesh-waypoint", &args.common, |_, source, shutdown| async move {
+                mesh_waypoint::run(config?, source, shutdown).await
+            })
+        }
+        scenario => scenarios(scenario),
     }
 }
 

@@ -1,28 +1,26 @@
-//! The command-line options both proxies take: configuration, identity, operational endpoints, logs, drain.
+//! The command-line options both proxies take (configuration files, model options, identity, operational
+//! endpoints, logs, drain), converted into the plain [`CommonConfig`] and a [`FileSource`]; and the model
+//! options alone ([`ModelArgs`]), which the `mesh-policy` command shares, so that it reads manifests as the
+//! proxies do.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use mesh_identity::spiffe::TrustDomain;
 use mesh_policy::MeshConfig;
 
 use crate::ca::CaSource;
+use crate::config::{CommonConfig, ConfigError, Endpoints};
 use crate::logging::LogFormat;
+use crate::source::FileSource;
 
-/// Options shared by `mesh-ztunnel` and `mesh-waypoint`.
+/// How manifests are read: the mesh-wide settings that change what a policy means.
 #[derive(Debug, Clone, Args)]
-pub struct CommonArgs {
-    /// Kubernetes YAML (Namespaces, Services, ServiceEntries, Pods, Gateways, AuthorizationPolicy,
-    /// RequestAuthentication, PeerAuthentication): files or directories of .yaml/.yml/.json files. Repeatable.
-    /// Reloaded when they change; an invalid document is reported and the configuration in force stays.
-    #[arg(long = "config", short = 'f', value_name = "PATH", required = true)]
-    pub config: Vec<PathBuf>,
-
-    /// How often the configuration files are checked for changes.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_nonzero_duration)]
-    pub reload_interval: Duration,
+pub struct ModelArgs {
+    /// The root namespace: its policies without a selector apply mesh-wide.
+    #[arg(long, value_name = "NAMESPACE", default_value = "istio-system")]
+    pub root_namespace: String,
 
     /// The mesh's trust domain.
     #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
@@ -31,6 +29,38 @@ pub struct CommonArgs {
     /// Another trust domain whose identities are the mesh's own (Istio's trustDomainAliases). Repeatable.
     #[arg(long = "trust-domain-alias", value_name = "DOMAIN")]
     pub trust_domain_aliases: Vec<String>,
+}
+
+impl ModelArgs {
+    /// The model options as the libraries take them.
+    pub fn mesh_config(&self) -> MeshConfig {
+        MeshConfig {
+            root_namespace: self.root_namespace.clone(),
+            trust_domain: self.trust_domain.clone(),
+            trust_domain_aliases: self.trust_domain_aliases.clone(),
+            ..MeshConfig::default()
+        }
+    }
+}
+
+/// Options shared by `mesh-ztunnel` and `mesh-waypoint`.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Kubernetes YAML (Namespaces, Services, ServiceEntries, Pods, Gateways, AuthorizationPolicy,
+    /// RequestAuthentication, PeerAuthentication): files, or directories read recursively for .yaml, .yml and
+    /// .json files (hidden ones skipped, as `mesh-policy -f` reads them). Repeatable. Reloaded when they
+    /// change; an invalid document at start stops the proxy, later it is reported and the configuration in
+    /// force stays.
+    #[arg(long = "config", short = 'f', value_name = "PATH", required = true)]
+    pub config: Vec<PathBuf>,
+
+    /// How often the configuration files are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_nonzero_duration)]
+    pub reload_interval: Duration,
+
+    /// Root namespace, trust domain and aliases.
+    #[command(flatten)]
+    pub model: ModelArgs,
 
     /// Istio's plug-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) to issue workload
     /// certificates from. Without it a root is generated at start.
@@ -71,26 +101,25 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The trust domain, checked.
-    pub fn trust_domain(&self) -> Result<TrustDomain, String> {
-        TrustDomain::new(&self.trust_domain).map_err(|e| format!("--trust-domain {:?}: {e}", self.trust_domain))
+    /// The settings, checked.
+    pub fn config(&self) -> Result<CommonConfig, ConfigError> {
+        let config = CommonConfig {
+            mesh: self.model.mesh_config(),
+            ca: match &self.ca_dir {
+                Some(dir) => CaSource::Dir(dir.clone()),
+                None => CaSource::Generate { write_to: self.write_ca.clone() },
+            },
+            cert_ttl: self.cert_ttl,
+            endpoints: Endpoints { admin: self.admin_addr, metrics: self.metrics_addr, readiness: self.readiness_addr },
+            drain_timeout: self.drain_timeout,
+        };
+        config.validate()?;
+        Ok(config)
     }
 
-    /// The trust domains accepted from peers: the mesh's own and its aliases.
-    pub fn accepted_trust_domains(&self) -> Result<Vec<TrustDomain>, String> {
-        let mut all = vec![self.trust_domain()?];
-        for alias in &self.trust_domain_aliases {
-            all.push(TrustDomain::new(alias).map_err(|e| format!("--trust-domain-alias {alias:?}: {e}"))?);
-        }
-        Ok(all)
-    }
-
-    /// Where the CA comes from.
-    pub fn ca_source(&self) -> CaSource {
-        match &self.ca_dir {
-            Some(dir) => CaSource::Dir(dir.clone()),
-            None => CaSource::Generate { write_to: self.write_ca.clone() },
-        }
+    /// The configuration files, polled every `--reload-interval`.
+    pub fn file_source(&self) -> FileSource {
+        FileSource::new(self.config.clone(), self.reload_interval)
     }
 
     /// The runtime the proxy runs on: `--worker-threads` threads.
@@ -100,15 +129,6 @@ impl CommonArgs {
             builder.worker_threads(self.worker_threads);
         }
         builder.enable_all().build()
-    }
-
-    /// The mesh configuration: the trust domain and its aliases.
-    pub fn mesh_config(&self) -> MeshConfig {
-        MeshConfig {
-            trust_domain: self.trust_domain.clone(),
-            trust_domain_aliases: self.trust_domain_aliases.clone(),
-            ..MeshConfig::default()
-        }
     }
 }
 

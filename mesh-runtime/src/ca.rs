@@ -9,7 +9,8 @@ use mesh_identity::spiffe::TrustDomain;
 use rustls_pki_types::UnixTime;
 
 /// Where the CA comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CaSource {
     /// Istio's plug-in CA files in this directory.
     Dir(PathBuf),

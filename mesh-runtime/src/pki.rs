@@ -8,15 +8,15 @@ use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain, TrustDomains};
 use mesh_identity::store::{CertificateStore, StoreOptions};
 use rustls_pki_types::UnixTime;
 
-use crate::args::CommonArgs;
 use crate::ca::CaSetupError;
+use crate::config::{CommonConfig, ConfigError};
 
 /// The PKI could not be set up, or a certificate not issued.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    /// A flag is wrong.
-    #[error("{0}")]
-    Flag(String),
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The CA could not be loaded.
     #[error(transparent)]
     Ca(#[from] CaSetupError),
@@ -52,13 +52,13 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Loads or generates the CA of `args`, and an empty store trusting it for the mesh's trust domain and its
-    /// aliases.
-    pub fn load(args: &CommonArgs) -> Result<Self, PkiError> {
-        let trust_domain = args.trust_domain().map_err(PkiError::Flag)?;
-        let accepted = args.accepted_trust_domains().map_err(PkiError::Flag)?;
-        let ca = args.ca_source().load(&trust_domain, UnixTime::now())?;
-        let options = StoreOptions { workload_ttl: args.cert_ttl, ..StoreOptions::default() };
+    /// Loads or generates the CA of `config`, and an empty store trusting it for the mesh's trust domain and
+    /// its aliases.
+    pub fn load(config: &CommonConfig) -> Result<Self, PkiError> {
+        let trust_domain = config.trust_domain()?;
+        let accepted = config.trust_domains()?;
+        let ca = config.ca.load(&trust_domain, UnixTime::now())?;
+        let options = StoreOptions { workload_ttl: config.cert_ttl, ..StoreOptions::default() };
         let store = CertificateStore::with_options([ca.trust_bundle().clone()].into_iter().collect(), options);
         let domains = TrustDomains::new(trust_domain, accepted.iter().skip(1).cloned());
         store.replace_mesh_bundle(&domains, ca.trust_bundle().clone());

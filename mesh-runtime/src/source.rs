@@ -47,6 +47,12 @@ pub enum SourceError {
         /// The path.
         path: String,
     },
+    /// Directories nest deeper than [`MAX_DEPTH`] (a symbolic link to a parent, say).
+    #[error("{path}: directories nest deeper than {MAX_DEPTH} levels (a link to a parent directory?)")]
+    TooDeep {
+        /// The directory where the limit was reached.
+        path: String,
+    },
     /// A file is empty: being written, or truncated. It is not applied (removing every resource it held would
     /// be an outage); the configuration in force stays until it has content.
     #[error("{path} is empty (being written?); the configuration in force is kept until it has content")]
@@ -68,8 +74,8 @@ pub trait ConfigSource: Send + 'static {
     fn run(self: Box<Self>, updates: mpsc::Sender<ConfigUpdate>) -> SourceTask;
 }
 
-/// Files and directories (their `.yaml`, `.yml` and `.json` files, in name order, not recursing, hidden files
-/// left out), polled for changes; a change is read once it has settled (unchanged across two polls).
+/// Files and directories (their `.yaml`, `.yml` and `.json` files, as [`manifest_files`] lists them), polled
+/// for changes; a change is read once it has settled (unchanged across two polls).
 #[derive(Debug, Clone)]
 pub struct FileSource {
     paths: Vec<PathBuf>,
@@ -90,6 +96,7 @@ impl FileSource {
         let mut documents = Vec::new();
         for file in self.files()? {
             let text = std::fs::read_to_string(&file).map_err(|e| unreadable(&file, &e))?;
+            let text = text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text);
             if text.trim().is_empty() {
                 return Err(SourceError::EmptyFile { path: file.display().to_string() });
             }
@@ -99,25 +106,7 @@ impl FileSource {
     }
 
     fn files(&self) -> Result<Vec<PathBuf>, SourceError> {
-        let mut files = Vec::new();
-        for path in &self.paths {
-            let meta = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?;
-            if !meta.is_dir() {
-                files.push(path.clone());
-                continue;
-            }
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| unreadable(path, &e))?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_config(p) && !is_hidden(p))
-                .collect();
-            if found.is_empty() {
-                return Err(SourceError::Empty { path: path.display().to_string() });
-            }
-            found.sort();
-            files.extend(found);
-        }
-        Ok(files)
+        manifest_files(&self.paths)
     }
 
     fn fingerprint(&self) -> Result<Fingerprint, SourceError> {
@@ -162,6 +151,51 @@ impl ConfigSource for FileSource {
     }
 }
 
+/// How deep [`manifest_files`] descends into directories.
+pub const MAX_DEPTH: usize = 32;
+
+/// The manifest files `paths` name, as both the proxies and the `mesh-policy` command read them: a file as
+/// it is; a directory's `.yaml`, `.yml` and `.json` files, recursively, in name order. Hidden files and
+/// directories (a leading `.`) are left out: editors' temporary files, and the `..data` and timestamped
+/// directories of a Kubernetes ConfigMap volume, whose files the visible links already name. A directory
+/// with no manifest anywhere below it is an error, as is a path that cannot be read.
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?;
+        if !meta.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let before = files.len();
+        walk(path, 0, &mut files)?;
+        if files.len() == before {
+            return Err(SourceError::Empty { path: path.display().to_string() });
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    if depth >= MAX_DEPTH {
+        return Err(SourceError::TooDeep { path: dir.display().to_string() });
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| unreadable(dir, &e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| !is_hidden(p))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            walk(&entry, depth + 1, out)?;
+        } else if entry.is_file() && is_config(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
+
 fn is_config(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
 }
@@ -187,6 +221,37 @@ mod tests {
         let docs = FileSource::new(vec![dir.path().into()], Duration::from_secs(1)).load()?;
         let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
         assert_eq!(texts, ["a", "b"]);
+        Ok(())
+    }
+
+    #[test]
+    fn directories_are_read_recursively_and_a_configmap_volume_once() -> Result<(), Box<dyn std::error::Error>> {
+        // A ConfigMap volume: the data in a hidden timestamped directory, `..data` linking to it, and one
+        // visible link per key.
+        let dir = tempfile::tempdir()?;
+        let volume = dir.path().join("policies");
+        std::fs::create_dir_all(volume.join("..2026_12_07_10_00_00.1"))?;
+        std::fs::write(volume.join("..2026_12_07_10_00_00.1/deny.yaml"), "deny")?;
+        std::os::unix::fs::symlink("..2026_12_07_10_00_00.1", volume.join("..data"))?;
+        std::os::unix::fs::symlink("..data/deny.yaml", volume.join("deny.yaml"))?;
+        std::fs::create_dir_all(dir.path().join("team/sub"))?;
+        std::fs::write(dir.path().join("team/sub/allow.yml"), "\u{feff}allow")?;
+        std::fs::write(dir.path().join("team/.allow.yaml.swp"), "x")?;
+        std::fs::write(dir.path().join("a.json"), "a")?;
+        let docs = FileSource::new(vec![dir.path().into()], Duration::from_secs(1)).load()?;
+        let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(texts, ["a", "deny", "allow"], "{docs:?}");
+        assert!(docs[1].name.ends_with("policies/deny.yaml"), "{docs:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_link_to_a_parent_directory_is_an_error_not_a_loop() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("a.yaml"), "a")?;
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop"))?;
+        let err = manifest_files(&[dir.path().into()]);
+        assert!(matches!(err, Err(SourceError::TooDeep { .. })), "{err:?}");
         Ok(())
     }
 

@@ -3,22 +3,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::StatusCode;
 use mesh_policy::Snapshot;
 use mesh_policy::proxy::Target;
 use mesh_policy::request::ServiceKind;
 use mesh_policy::resource::ResourceId;
 use mesh_runtime::http::{Reply, Routes};
+use mesh_runtime::ops::Readiness;
 use mesh_runtime::state::MeshState;
 use serde_json::json;
 
 use mesh_runtime::pki::Pki;
 
+use crate::Config;
 use crate::identity;
 use crate::jwks::Jwks;
-use crate::metrics::Metrics;
 
 /// What the admin pages read.
 #[derive(Clone)]
@@ -31,10 +30,12 @@ pub(crate) struct Views {
     pub(crate) pki: Pki,
     /// The JWKS fetcher.
     pub(crate) jwks: Arc<Jwks>,
-    /// Set once the configuration is loaded and the certificate issued.
-    pub(crate) ready: Arc<AtomicBool>,
+    /// Whether the waypoint serves, and if not, why.
+    pub(crate) readiness: Readiness,
     /// What the configuration comes from.
     pub(crate) source: String,
+    /// The settings in force.
+    pub(crate) config: Config,
 }
 
 /// The targets this waypoint serves, each with the resources it applies to its requests.
@@ -100,46 +101,17 @@ impl Views {
         let resources: Vec<String> = snapshot.resources().map(ToString::to_string).collect();
         let jwks_uris: BTreeSet<&str> = snapshot.jwks_uris();
         Reply::json(&json!({
+            "config": self.config,
             "gateway": self.gateway.qualified().to_string(),
             "waypoint": waypoint,
             "source": self.source,
             "generation": snapshot.generation(),
             "reload": self.state.status(),
-            "ready": self.ready.load(Ordering::Relaxed),
+            "ready": self.readiness.status(),
             "resources": resources,
             "served": policies(&snapshot, &self.gateway),
             "jwks_uris": jwks_uris,
             "certificates": identity::certificates(&self.pki),
         }))
     }
-
-    /// The readiness route.
-    pub(crate) fn readiness(&self) -> Routes {
-        let ready = Arc::clone(&self.ready);
-        Routes::new().get(
-            "/healthz/ready",
-            "200 once the configuration is loaded and the certificate issued",
-            move |_| {
-                if ready.load(Ordering::Relaxed) {
-                    Reply::text("ready\n")
-                } else {
-                    Reply::status(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: waiting for the configuration and the certificate\n",
-                    )
-                }
-            },
-        )
-    }
-}
-
-/// The metrics routes.
-pub(crate) fn metrics(metrics: &Arc<Metrics>) -> Routes {
-    let (a, b) = (Arc::clone(metrics), Arc::clone(metrics));
-    let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    Routes::new().get("/metrics", "Prometheus metrics", move |_| Reply::with_type(content_type, a.render())).get(
-        "/stats/prometheus",
-        "Prometheus metrics (Istio's path)",
-        move |_| Reply::with_type(content_type, b.render()),
-    )
 }

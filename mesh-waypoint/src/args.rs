@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use mesh_runtime::args::{CommonArgs, parse_nonzero_duration};
+use mesh_runtime::config::ConfigError;
+
+use crate::config::{Config, GatewayName, JwksConfig};
 
 /// The waypoint: an L7 proxy for the Services and workloads whose `istio.io/use-waypoint` label names its
 /// Gateway.
@@ -32,44 +35,64 @@ pub struct Args {
     /// service account (the `gateway.istio.io/service-account` annotation, else the Gateway's name) is the
     /// identity the waypoint presents and forwards with. The proxy waits until the configuration defines it.
     #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_gateway)]
-    pub(crate) gateway: (String, String),
+    pub gateway: (String, String),
 
     /// Where node proxies reach the waypoint over HBONE.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15008")]
-    pub(crate) inbound_addr: SocketAddr,
+    pub inbound_addr: SocketAddr,
 
     /// The port destination node proxies accept HBONE on (allowed requests are forwarded to
     /// <endpoint pod IP>:<this port>).
     #[arg(long, value_name = "PORT", default_value_t = 15008)]
-    pub(crate) hbone_port: u16,
+    pub hbone_port: u16,
 
     /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
-    pub(crate) connect_timeout: Duration,
+    pub connect_timeout: Duration,
 
     /// PEM file of CA certificates to verify jwksUri servers with (a local issuer), instead of the public
     /// web roots.
     #[arg(long, value_name = "PEM")]
-    pub(crate) jwks_ca_file: Option<PathBuf>,
+    pub jwks_ca_file: Option<PathBuf>,
 
     /// Also fetch jwksUris that are plain http:// (by default they are refused and their tokens rejected).
     #[arg(long)]
-    pub(crate) jwks_allow_http: bool,
+    pub jwks_allow_http: bool,
 
     /// How often every JWKS is fetched again (Istio's default is 20 minutes). A token naming a key id the
     /// cached JWKS lacks also triggers a fetch, at most once per --jwks-min-refetch.
     #[arg(long, value_name = "DURATION", default_value = "20m", value_parser = parse_nonzero_duration)]
-    pub(crate) jwks_refresh: Duration,
+    pub jwks_refresh: Duration,
 
     /// The shortest time between two fetches of one JWKS triggered by unknown key ids, and the first retry
     /// delay after a failed fetch (doubling up to a minute).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
-    pub(crate) jwks_min_refetch: Duration,
+    pub jwks_min_refetch: Duration,
 
     /// Connect to ADDR for the jwksUri authority HOST:PORT instead of resolving HOST (as curl's --resolve):
     /// an issuer on loopback keeps its name, which its certificate is verified against. Repeatable.
     #[arg(long = "jwks-resolve", value_name = "HOST:PORT=ADDR", value_parser = parse_resolve)]
-    pub(crate) jwks_resolve: Vec<(String, SocketAddr)>,
+    pub jwks_resolve: Vec<(String, SocketAddr)>,
+}
+
+impl Args {
+    /// The settings, checked.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Ok(Config {
+            gateway: GatewayName { namespace: self.gateway.0.clone(), name: self.gateway.1.clone() },
+            inbound_addr: self.inbound_addr,
+            hbone_port: self.hbone_port,
+            connect_timeout: self.connect_timeout,
+            jwks: JwksConfig {
+                ca_file: self.jwks_ca_file.clone(),
+                allow_http: self.jwks_allow_http,
+                refresh: self.jwks_refresh,
+                min_refetch: self.jwks_min_refetch,
+                resolve: self.jwks_resolve.clone(),
+            },
+            common: self.common.config()?,
+        })
+    }
 }
 
 fn parse_resolve(text: &str) -> Result<(String, SocketAddr), String> {

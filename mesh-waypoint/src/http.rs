@@ -14,16 +14,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_identity::jwt::JwtError;
 use mesh_policy::proxy::{HttpView, Request as PolicyRequest};
 use mesh_policy::{Decision, TokenForwarding};
+use mesh_runtime::access::Request as Logged;
+use mesh_runtime::metrics::{ResponseFlags, TcpLabels};
 use mesh_runtime::unix_now;
-use tracing::{debug, info};
+use tracing::debug;
 
-use crate::forwarding;
 use crate::metrics::RequestLabels;
 use crate::pool::SendError;
-use crate::proxy::{Downstream, Proxy};
+use crate::proxy::{Downstream, Proxy, access};
 use crate::reply::{self, Body, BoxError};
-use crate::served;
-use crate::upstream::{Endpoint, Io, UpstreamError};
+use crate::upstream::{Dial, Io};
+use crate::{Error, forwarding, served};
 
 /// Serves HTTP on a tunnel until it ends.
 pub(crate) async fn serve<S: Io>(proxy: Arc<Proxy>, down: Arc<Downstream>, io: S) {
@@ -43,8 +44,8 @@ pub(crate) async fn serve<S: Io>(proxy: Arc<Proxy>, down: Arc<Downstream>, io: S
 /// What the policy decided for a request, with what the forward needs.
 struct Decided {
     decision: Decision,
-    endpoint: Endpoint,
-    labels: RequestLabels,
+    endpoint: (Dial, std::net::SocketAddr),
+    labels: TcpLabels,
 }
 
 /// The `:path` of a request, query included (`/` when there is none).
@@ -58,10 +59,10 @@ fn host_of<B>(request: &Request<B>) -> Option<&str> {
 }
 
 /// Resolves, picks an endpoint and decides, against one snapshot.
-fn decide(proxy: &Proxy, down: &Downstream, request: &Request<Incoming>) -> Result<Decided, (StatusCode, String)> {
+fn decide(proxy: &Proxy, down: &Downstream, request: &Request<Incoming>) -> Result<Decided, Error> {
     let snapshot = proxy.state.snapshot();
-    let served = served::resolve(&snapshot, &proxy.gateway, down.authority)
-        .map_err(|why| (StatusCode::SERVICE_UNAVAILABLE, why.to_string()))?;
+    let served =
+        served::resolve(&snapshot, &proxy.gateway, down.authority).map_err(|why| Error::NotServed(why.to_string()))?;
     let ep = served.pick(&proxy.next_endpoint);
     let view = HttpView {
         method: request.method().as_str(),
@@ -70,94 +71,71 @@ fn decide(proxy: &Proxy, down: &Downstream, request: &Request<Incoming>) -> Resu
         headers: request.headers(),
     };
     let policy_request = PolicyRequest::new(down.connection(served.target(&ep)), view).with_remote_ip(down.source_ip);
-    let decision = snapshot
-        .authorize_request(&policy_request, unix_now())
-        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let decision =
+        snapshot.authorize_request(&policy_request, unix_now()).map_err(|e| Error::BadRequest(e.to_string()))?;
     let mut labels = crate::proxy::labels(&snapshot, down, &served, &ep, "http");
     if reply::is_grpc(request.headers()) {
         labels.request_protocol = "grpc";
     }
-    Ok(Decided { decision, endpoint: Endpoint::from(&ep), labels })
-}
-
-/// The JWT outcome, for the access log.
-fn jwt_outcome(decision: &Decision) -> String {
-    match (decision.jwt_rejection(), &decision.token_forwarding) {
-        (Some(rejection), _) => format!("rejected: {rejection}"),
-        (None, Some(_)) => "verified".to_owned(),
-        (None, None) => "none".to_owned(),
-    }
+    Ok(Decided { decision, endpoint: (Dial::from(&ep), std::net::SocketAddr::new(ep.ip, ep.port)), labels })
 }
 
 async fn handle(proxy: &Proxy, down: &Downstream, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let grpc = reply::is_grpc(request.headers());
-    let (method, path) = (request.method().clone(), path_of(request.uri()).to_owned());
-    let decided = match decide(proxy, down, &request) {
-        Ok(d) => d,
-        Err((status, why)) => {
-            info!(
-                target: "access", authority = %down.authority, method = %method, path = %path,
-                peer = %down.peer_id, source = %down.source_ip, response_code = status.as_u16(),
-                reason = %why, "request not served"
-            );
-            let text = if status == StatusCode::SERVICE_UNAVAILABLE { reply::NO_UPSTREAM } else { "Bad Request" };
-            return reply::local(status, text, grpc);
+    let method = request.method().clone();
+    let path = path_of(request.uri()).to_owned();
+    let host = host_of(&request).unwrap_or("").to_owned();
+    let logged =
+        |status: StatusCode| Logged { method: method.as_str(), path: &path, host: &host, status: status.as_u16() };
+    let Decided { decision, endpoint, labels } = match decide(proxy, down, &request) {
+        Ok(decided) => decided,
+        Err(error) => {
+            let response = error.reply(grpc);
+            let mut line = access(down, None);
+            line.request = Some(logged(response.status()));
+            line.duration = started.elapsed();
+            line.error = Some(&error);
+            line.emit("request");
+            return response;
         }
     };
-    let Decided { decision, endpoint, mut labels } = decided;
-    let jwt = jwt_outcome(&decision);
-    let (response, flags, upstream_error) = if decision.allowed {
+    let outcome = if decision.allowed {
         let forwarding = decision.token_forwarding.as_deref();
-        match forward(proxy, down, request, &endpoint, forwarding).await {
-            Ok(response) => (response, "-", None),
-            Err(error) => {
-                let (flags, body) = failure(&error);
-                (reply::local(StatusCode::SERVICE_UNAVAILABLE, body, grpc), flags, Some(error))
-            }
-        }
+        forward(proxy, down, request, &endpoint.0, forwarding).await.map_err(|e| send_error(&e))
     } else if let Some(rejection) = decision.jwt_rejection() {
         if rejection.error == JwtError::KidAlgMismatch {
             proxy.jwks.unknown_kid();
         }
-        let realm = format!("http://{}{}", host_of(&request).unwrap_or(""), request.uri().path());
-        (reply::unauthorized(&rejection.error.to_string(), &realm, grpc), "-", None)
+        let realm = format!("http://{host}{}", request.uri().path());
+        Err(Error::Unauthenticated { message: rejection.error.to_string(), realm })
     } else {
-        (reply::local(StatusCode::FORBIDDEN, reply::RBAC_DENIED, grpc), "RBAC", None)
+        let policy = decision.policy.as_deref().map(str::to_owned);
+        Err(Error::Denied { reason: decision.to_string(), policy })
     };
-    labels.response_code = response.status().as_u16();
-    labels.response_flags = flags;
+    let (response, error) = match outcome {
+        Ok(response) => (response, None),
+        Err(error) => (error.reply(grpc), Some(error)),
+    };
+    let flags = error.as_ref().map_or(ResponseFlags::None, Error::response_flags);
+    let labels = RequestLabels { tcp: labels.with_flags(flags), response_code: response.status().as_u16() };
     proxy.metrics.record(&labels, started.elapsed());
-    info!(
-        target: "access",
-        authority = %down.authority,
-        method = %method,
-        path = %path,
-        protocol = labels.request_protocol,
-        peer = %down.peer_id,
-        source = %down.source_ip,
-        endpoint = %endpoint.name,
-        response_code = labels.response_code,
-        grpc_status = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("-"),
-        response_flags = flags,
-        rbac = if decision.allowed { "allowed" } else { "denied" },
-        policy = decision.policy.as_deref().unwrap_or("-"),
-        rule = ?decision.rule,
-        jwt = %jwt,
-        upstream_error = upstream_error.as_ref().map(|e| e.to_string()).as_deref().unwrap_or("-"),
-        decision = %decision,
-        duration_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    let mut line = access(down, Some(&endpoint));
+    line.request = Some(logged(response.status()));
+    line.decision = Some(if decision.allowed { "allow" } else { "deny" });
+    line.policy = decision.policy.as_deref();
+    line.reason = Some(&decision);
+    line.duration = started.elapsed();
+    line.error = error.as_ref().map(|e| e as &dyn std::fmt::Display);
+    line.emit("request");
     response
 }
 
-/// The response flag and the 503 body for a failed forward.
-fn failure(error: &SendError) -> (&'static str, &'static str) {
+/// The error of a failed forward.
+fn send_error(error: &SendError) -> Error {
     match error {
-        SendError::Upstream(UpstreamError::Failed { .. }) => ("UF", reply::UPSTREAM_FAILED),
-        SendError::Upstream(UpstreamError::Refused { .. }) => ("UF", reply::UPSTREAM_REFUSED),
-        SendError::Http { .. } => ("UC", reply::UPSTREAM_REFUSED),
+        SendError::Upstream(e) => crate::tcp::upstream_error(e),
+        SendError::Http { .. } => Error::UpstreamReset(error.to_string()),
     }
 }
 
@@ -166,7 +144,7 @@ async fn forward(
     proxy: &Proxy,
     down: &Downstream,
     request: Request<Incoming>,
-    endpoint: &Endpoint,
+    endpoint: &Dial,
     forwarding: Option<&TokenForwarding>,
 ) -> Result<Response<Body>, SendError> {
     let (mut parts, body) = request.into_parts();

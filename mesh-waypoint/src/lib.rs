@@ -1,16 +1,22 @@
-//! `mesh-waypoint`: the reference waypoint of the mesh. See `mesh-waypoint --help`; [`serve::run`] runs it.
+//! `mesh-waypoint`: the reference waypoint of an ambient mesh, as a library with one entry point.
 //!
-//! - [`args`]: the command line. [`identity`]: the Gateway's identity and certificate.
-//! - [`proxy`]: accepting tunnels; [`served`]: what a tunnel is addressed to, whether this waypoint serves it,
-//!   and its endpoints; [`protocol`]: HTTP or TCP.
-//! - [`http`]: policy and forwarding per request; [`tcp`]: policy and relay per connection; [`forwarding`]:
-//!   the headers of a forwarded request; [`reply`]: the waypoint's own answers; [`upstream`]: the onward hop.
-//! - [`pool`]: HTTP connections to endpoints, kept for the next request.
-//! - [`jwks`]: fetching `jwksUri` documents; [`metrics`], [`admin`]: the operational endpoints.
+//! [`run`] takes the settings ([`Config`], plain data), a configuration source (any
+//! [`ConfigSource`](mesh_runtime::source::ConfigSource): files, or a control plane) and a shutdown signal the
+//! caller owns, and serves the Services and workloads whose `istio.io/use-waypoint` names its Gateway until
+//! that signal: RequestAuthentication and AuthorizationPolicy on each HTTP request (the L4 attributes of the
+//! same policies on TCP), then forwarding over HBONE with its own identity. Everything that can go wrong is
+//! an [`Error`].
+//!
+//! Inside: accepting tunnels and resolving what each is addressed to; HTTP per request and TCP per
+//! connection; the onward hop and its connection pool; the forwarded headers and the waypoint's own answers;
+//! JWKS fetching; the admin and metrics views.
 #![forbid(unsafe_code)]
 
 mod admin;
+#[cfg(feature = "cli")]
 pub mod args;
+mod config;
+mod error;
 mod forwarding;
 mod http;
 mod identity;
@@ -20,7 +26,11 @@ mod pool;
 mod protocol;
 mod proxy;
 mod reply;
-pub mod serve;
+mod serve;
 mod served;
 mod tcp;
 mod upstream;
+
+pub use config::{Config, GatewayName, JwksConfig};
+pub use error::Error;
+pub use serve::run;

@@ -23,7 +23,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::reply::Body;
-use crate::upstream::{Endpoint, UpstreamError, Upstreams};
+use crate::upstream::{Dial, UpstreamError, Upstreams};
 
 /// Idle HTTP/1.1 connections kept per key.
 pub(crate) const MAX_IDLE: usize = 32;
@@ -182,7 +182,7 @@ impl Pool {
     pub(crate) async fn send(
         &self,
         upstreams: &Upstreams,
-        endpoint: &Endpoint,
+        endpoint: &Dial,
         source: IpAddr,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {

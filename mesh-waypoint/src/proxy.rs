@@ -14,14 +14,16 @@ use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::Snapshot;
 use mesh_policy::proxy::Connection;
 use mesh_policy::resource::ResourceId;
+use mesh_runtime::access::{AccessLog, Direction, Peer};
+use mesh_runtime::metrics::{Reporter, ServiceName, Side, TcpLabels};
 use mesh_runtime::state::MeshState;
-use tracing::info;
 
+use crate::Error;
 use crate::jwks::Jwks;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::Metrics;
 use crate::protocol::{self, Prefixed, Protocol};
-use crate::served::{self, EndpointView, Served};
-use crate::upstream::Upstreams;
+use crate::served::{self, Endpoint, Served};
+use crate::upstream::{Dial, Upstreams};
 use crate::{http, tcp};
 
 /// What every tunnel shares.
@@ -77,32 +79,50 @@ pub(crate) fn labels(
     snapshot: &Snapshot,
     down: &Downstream,
     served: &Served<'_>,
-    ep: &EndpointView<'_>,
+    ep: &Endpoint<'_>,
     request_protocol: &'static str,
-) -> RequestLabels {
+) -> TcpLabels {
     let cluster = snapshot.cluster();
     let client = cluster.workload_by_ip(down.source_ip).and_then(|id| cluster.workload(id));
-    let unknown = || "unknown".to_owned();
-    RequestLabels {
-        reporter: "waypoint",
-        source_workload: client.map_or_else(unknown, |w| served::workload_name(w).to_owned()),
-        source_workload_namespace: client.map_or_else(unknown, |w| w.namespace().to_owned()),
-        source_principal: down.peer_id.to_string(),
-        destination_workload: served::workload_name(ep.workload).to_owned(),
-        destination_workload_namespace: ep.workload.namespace().to_owned(),
-        destination_principal: if ep.workload.enrolled {
-            format!("spiffe://{}", ep.workload.principal)
-        } else {
-            unknown()
+    let source_principal = down.peer_id.to_string();
+    let destination_principal = ep.workload.enrolled.then(|| format!("spiffe://{}", ep.workload.principal));
+    let source = Side {
+        workload: client.map(served::workload_name),
+        namespace: client.map(|w| w.namespace()),
+        principal: Some(&source_principal),
+        app: client.and_then(|w| w.labels.get("app")).map(String::as_str),
+    };
+    let destination = Side {
+        workload: Some(served::workload_name(ep.workload)),
+        namespace: Some(ep.workload.namespace()),
+        principal: destination_principal.as_deref(),
+        app: ep.workload.labels.get("app").map(String::as_str),
+    };
+    let service = served.service.map(|s| ServiceName {
+        host: s.hosts.first().map_or("unknown", String::as_str),
+        name: s.id.name(),
+        namespace: s.id.namespace(),
+    });
+    let mut labels = TcpLabels::new(Reporter::Waypoint, source, destination, service);
+    labels.request_protocol = request_protocol;
+    labels
+}
+
+/// The access-log line of a tunnel (or request in it) from `down`, to `endpoint` when one was chosen.
+pub(crate) fn access<'a>(down: &'a Downstream, endpoint: Option<&'a (Dial, std::net::SocketAddr)>) -> AccessLog<'a> {
+    let src = Peer { addr: Some(&down.source_ip), identity: Some(&down.peer_id), ..Peer::default() };
+    let dst = match endpoint {
+        Some((dial, addr)) => Peer {
+            addr: Some(addr),
+            workload: Some(&dial.workload),
+            namespace: Some(&dial.namespace),
+            identity: dial.identity.as_ref().map(|i| i as &dyn std::fmt::Display),
         },
-        destination_service: served.service.and_then(|s| s.hosts.first().cloned()).unwrap_or_else(unknown),
-        destination_service_name: served.service.map_or_else(unknown, |s| s.id.name().to_owned()),
-        destination_service_namespace: served.namespace().to_owned(),
-        request_protocol,
-        response_code: 0,
-        response_flags: "-",
-        connection_security_policy: "mutual_tls",
-    }
+        None => Peer::default(),
+    };
+    let mut line = AccessLog::new(Direction::Inbound, src, dst);
+    line.hbone_addr = Some(&down.authority);
+    line
 }
 
 impl Proxy {
@@ -118,14 +138,11 @@ impl Proxy {
         let served = match served::resolve(&snapshot, &self.gateway, down.authority) {
             Ok(served) => served,
             Err(why) => {
-                info!(
-                    target: "access", authority = %down.authority, peer = %down.peer_id, source = %down.source_ip,
-                    response_code = 503, reason = %why, "tunnel refused: not served by this waypoint"
-                );
-                return Err(Rejection::UnknownHost {
-                    host: down.authority.ip().to_string(),
-                    port: down.authority.port(),
-                });
+                let error = Error::NotServed(why.to_string());
+                let mut line = access(&down, None);
+                line.error = Some(&error);
+                line.emit("tunnel refused");
+                return Err(error.rejection(down.authority));
             }
         };
         // A declared TCP port is decided now, against the endpoint the bytes will then go to.
@@ -150,12 +167,17 @@ impl Proxy {
         if decision.allowed {
             return Ok((ep.ip, ep.port));
         }
-        info!(
-            target: "access", authority = %down.authority, peer = %down.peer_id, source = %down.source_ip,
-            protocol = "tcp", policy = decision.policy.as_deref().unwrap_or("-"), rule = ?decision.rule,
-            decision = %decision, "tunnel refused by policy"
-        );
-        Err(Rejection::Denied { reason: decision.to_string() })
+        let policy = decision.policy.as_ref().map(ToString::to_string);
+        let error = Error::Denied { reason: decision.to_string(), policy };
+        self.metrics.tcp.refused(&labels(snapshot, down, served, &ep, "tcp").with_flags(error.response_flags()));
+        let endpoint = (Dial::from(&ep), SocketAddr::new(ep.ip, ep.port));
+        let mut line = access(down, Some(&endpoint));
+        line.decision = Some("deny");
+        line.policy = decision.policy.as_deref();
+        line.reason = Some(&decision);
+        line.error = Some(&error);
+        line.emit("connection denied");
+        Err(error.rejection(down.authority))
     }
 
     async fn serve(

@@ -1,102 +1,106 @@
 //! Startup, the run loop and drain.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use mesh_hbone::status::InboundRules;
 use mesh_hbone::transport::{ClientConfig, HboneClient, HboneServer, InboundRequest};
 use mesh_policy::resource::{Kind, ResourceId};
+use mesh_runtime::ops::{OpsListeners, Readiness, metrics_routes};
+use mesh_runtime::pki::Pki;
 use mesh_runtime::shutdown::Shutdown;
-use mesh_runtime::source::{ConfigSource, FileSource};
+use mesh_runtime::source::ConfigSource;
 use mesh_runtime::state::MeshState;
 use mesh_runtime::{listen, rotation, shutdown};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::admin::Views;
-use crate::args::Args;
 use crate::jwks::{FetchOptions, Jwks};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::upstream::Upstreams;
-use crate::{admin, jwks, pool};
-use mesh_runtime::pki::Pki;
+use crate::{Config, Error, jwks, pool};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs the waypoint until SIGTERM or SIGINT, then drains.
-pub async fn run(args: Args) -> Result<(), String> {
-    run_inner(args).await.map_err(|e| e.to_string())
-}
-
-async fn run_inner(args: Args) -> Result<(), BoxError> {
-    let common = &args.common;
-    let gateway = ResourceId::new(Kind::Gateway, &args.gateway.0, &args.gateway.1);
-    let pki = Pki::load(common)?;
-    let tls = jwks::tls_config(args.jwks_ca_file.as_deref())?;
+/// Runs the waypoint with `config`, its configuration from `source`, until `shutdown`; then drains and
+/// returns.
+///
+/// Every listener is bound first, so that a port in use is an error at once. The waypoint serves once the
+/// source's configuration defines its Gateway and its certificate is issued: until then its readiness
+/// answers 503 saying what it waits for, and an invalid configuration is reported (logs, `/config_dump`)
+/// while it keeps waiting. On `shutdown` readiness answers 503, the listener closes, tunnels in flight get
+/// `config.common.drain_timeout`, and the operational endpoints stop last.
+pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) -> Result<(), Error> {
+    config.common.validate()?;
+    let gateway = ResourceId::new(Kind::Gateway, &config.gateway.namespace, &config.gateway.name);
+    let pki = Pki::load(&config.common)?;
+    let tls = jwks::tls_config(config.jwks.ca_file.as_deref()).map_err(|e| Error::JwksTrust(e.to_string()))?;
     // Every listener first, so that a port in use stops the proxy at once.
-    let inbound = listen::bind("HBONE inbound", args.inbound_addr, "--inbound-addr").await?;
-    let admin_listener = listen::bind("admin", common.admin_addr, "--admin-addr").await?;
-    let metrics_listener = listen::bind("metrics", common.metrics_addr, "--metrics-addr").await?;
-    let readiness_listener = listen::bind("readiness", common.readiness_addr, "--readiness-addr").await?;
+    let inbound = listen::bind("HBONE inbound", config.inbound_addr, "--inbound-addr").await?;
+    let ops = OpsListeners::bind(&config.common.endpoints).await?;
 
-    // On SIGTERM readiness answers 503 first, then the listener closes and tunnels in flight get the drain
+    let readiness = Readiness::new();
+    let waiting = readiness.block("the configuration to define the Gateway, and its certificate");
+    // On shutdown readiness answers 503 first, then the listener closes and tunnels in flight get the drain
     // timeout; the operational endpoints stay up until the drain is over.
-    let (trigger, shutdown) = shutdown::channel();
+    let (trigger, down) = shutdown::channel();
     let (ops_trigger, ops_down) = shutdown::channel();
-    let ready = Arc::new(AtomicBool::new(false));
     tokio::spawn({
-        let ready = Arc::clone(&ready);
+        let readiness = readiness.clone();
         async move {
-            shutdown::signal().await;
-            ready.store(false, Ordering::Relaxed);
+            shutdown.wait().await;
+            readiness.drain();
             trigger.trigger();
         }
     });
 
-    let state = Arc::new(MeshState::new(common.mesh_config()));
-    let source = FileSource::new(common.config.clone(), common.reload_interval);
+    let state = Arc::new(MeshState::new(config.common.mesh.clone()));
     let description = source.describe();
     let (updates_tx, updates_rx) = mpsc::channel(4);
     tokio::spawn(Box::new(source).run(updates_tx));
     tokio::spawn(Arc::clone(&state).follow(updates_rx));
 
     let options = FetchOptions {
-        refresh: args.jwks_refresh,
-        min_refetch: args.jwks_min_refetch,
-        allow_http: args.jwks_allow_http,
-        resolve: args.jwks_resolve.clone(),
+        refresh: config.jwks.refresh,
+        min_refetch: config.jwks.min_refetch,
+        allow_http: config.jwks.allow_http,
+        resolve: config.jwks.resolve.clone(),
     };
     let jwks = Arc::new(Jwks::new(tls, options));
-    tokio::spawn(Arc::clone(&jwks).run(Arc::clone(&state), shutdown.clone()));
+    tokio::spawn(Arc::clone(&jwks).run(Arc::clone(&state), down.clone()));
     let metrics = Arc::new(Metrics::new());
-    tokio::spawn(prune_metrics(Arc::clone(&state), Arc::clone(&metrics), shutdown.clone()));
+    tokio::spawn(prune_metrics(Arc::clone(&state), Arc::clone(&metrics), down.clone()));
     let views = Views {
         state: Arc::clone(&state),
         gateway: gateway.clone(),
         pki: pki.clone(),
         jwks: Arc::clone(&jwks),
-        ready: Arc::clone(&ready),
+        readiness: readiness.clone(),
         source: description.clone(),
+        config: config.clone(),
     };
-    tokio::spawn(mesh_runtime::http::serve(admin_listener, views.admin(), ops_down.clone()));
-    tokio::spawn(mesh_runtime::http::serve(metrics_listener, admin::metrics(&metrics), ops_down.clone()));
-    tokio::spawn(mesh_runtime::http::serve(readiness_listener, views.readiness(), ops_down));
-    info!(config = %description, gateway = %gateway.qualified(), "mesh-waypoint starting");
+    let metrics_page = {
+        let metrics = Arc::clone(&metrics);
+        metrics_routes(move || metrics.render())
+    };
+    let _ops = ops.serve(views.admin(), metrics_page, &readiness, &ops_down);
+    info!(source = %description, gateway = %gateway.qualified(), "mesh-waypoint starting");
 
-    let Some(service_account) = wait_for_gateway(&state, &gateway, &shutdown).await else {
+    let Some(service_account) = wait_for_gateway(&state, &gateway, &down).await else {
         info!("stopped before the configuration defined the Gateway");
+        ops_trigger.trigger();
         return Ok(());
     };
     let identity = pki.issue(&pki.identity(gateway.namespace(), &service_account)?)?;
-    tokio::spawn(watch_identity(Arc::clone(&state), gateway.clone(), service_account, shutdown.clone()));
-    tokio::spawn(rotation::run(pki.store.clone(), Arc::clone(&pki.ca), shutdown.clone()));
-    let server_config = pki.store.server_config(&identity, pki.accepted.iter().cloned())?;
+    tokio::spawn(watch_identity(Arc::clone(&state), gateway.clone(), service_account, down.clone()));
+    tokio::spawn(rotation::run(pki.store.clone(), Arc::clone(&pki.ca), down.clone()));
+    let server_config =
+        pki.store.server_config(&identity, pki.accepted.iter().cloned()).map_err(|e| Error::Identity(e.to_string()))?;
     let server = HboneServer::with_identity(Arc::new(server_config)).with_rules(InboundRules::default().any_target());
     // Onward connections leave from the waypoint's own address (its Pod IP), which is what the destination's
     // node proxy matches `ipBlocks` against.
-    let local_ip = Some(args.inbound_addr.ip()).filter(|ip| !ip.is_unspecified());
-    let client_config = ClientConfig { connect_timeout: args.connect_timeout, local_ip, ..ClientConfig::default() };
+    let local_ip = Some(config.inbound_addr.ip()).filter(|ip| !ip.is_unspecified());
+    let client_config = ClientConfig { connect_timeout: config.connect_timeout, local_ip, ..ClientConfig::default() };
     let client = HboneClient::from_store_with_config(pki.store.clone(), identity.clone(), client_config);
     let proxy = Arc::new(Proxy {
         state: Arc::clone(&state),
@@ -104,8 +108,8 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
         upstreams: Upstreams {
             client,
             identity: identity.clone(),
-            hbone_port: args.hbone_port,
-            connect_timeout: args.connect_timeout,
+            hbone_port: config.hbone_port,
+            connect_timeout: config.connect_timeout,
             local_ip,
         },
         metrics,
@@ -113,22 +117,20 @@ async fn run_inner(args: Args) -> Result<(), BoxError> {
         next_endpoint: AtomicUsize::new(0),
         pool: pool::Pool::default(),
     });
-    if !shutdown.is_down() {
-        ready.store(true, Ordering::Relaxed);
-    }
-    info!(%identity, inbound = %args.inbound_addr, "waypoint ready");
+    waiting.release();
+    info!(%identity, inbound = %config.inbound_addr, "waypoint ready");
     let handler = move |request: InboundRequest| {
         let proxy = Arc::clone(&proxy);
         async move { proxy.accept(request) }
     };
     let until = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.wait().await }
+        let down = down.clone();
+        async move { down.wait().await }
     };
-    let drained = server.serve_until(inbound, handler, until, common.drain_timeout).await;
+    let drained = server.serve_until(inbound, handler, until, config.common.drain_timeout).await;
     ops_trigger.trigger();
-    info!(cut_off = drained?.cut_off, "drained; stopping");
-    Ok(())
+    info!(cut_off = drained.as_ref().map_or(0, |d| d.cut_off), "drained; stopping");
+    drained.map(drop).map_err(|e| Error::Serve(e.to_string()))
 }
 
 /// After each configuration change, drops the metric series of workloads that are gone.

@@ -1,8 +1,8 @@
 //! What a tunnel is addressed to, in the cluster model: a Service (or ServiceEntry) port by its VIP, or a
 //! workload by its own IP. The waypoint serves only destinations whose waypoint binding names its Gateway
 //! (which already accounts for `istio.io/waypoint-for`); anything else is refused. [`resolve`] turns a CONNECT
-//! authority into a [`Served`] destination, whose endpoints are [`EndpointView`]s borrowed from the snapshot;
-//! the one chosen becomes an owned [`Endpoint`] for the onward hop.
+//! authority into a [`Served`] destination, whose endpoints are [`Endpoint`]s borrowed from the snapshot;
+//! the one chosen becomes an owned [`Dial`] for the onward hop.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use mesh_policy::request::ServiceKind;
 use mesh_policy::resource::ResourceId;
 
 use crate::protocol::{self, Protocol};
-use crate::upstream::Endpoint;
+use crate::upstream::Dial;
 
 /// Why the waypoint does not serve an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,10 +54,10 @@ pub(crate) struct Served<'s> {
     pub(crate) protocol: Protocol,
 }
 
-/// An endpoint chosen for one request or connection, as a view of the snapshot it was chosen from: what
-/// policy and metrics read. It converts into the owned [`Endpoint`] the onward hop connects to.
+/// An endpoint chosen for one request or connection, borrowed from the snapshot it was chosen from: what
+/// policy and metrics read. The onward hop connects to its [`Dial`].
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct EndpointView<'s> {
+pub(crate) struct Endpoint<'s> {
     /// Its workload.
     pub(crate) workload: &'s Workload,
     /// Its address.
@@ -112,22 +112,22 @@ pub(crate) fn resolve<'s>(
 
 impl<'s> Served<'s> {
     /// The next endpoint, round-robin by `counter`.
-    pub(crate) fn pick(&self, counter: &AtomicUsize) -> EndpointView<'s> {
+    pub(crate) fn pick(&self, counter: &AtomicUsize) -> Endpoint<'s> {
         let i = counter.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
         let (workload, port) = self.endpoints[i];
         // `resolve` keeps only endpoints with an address.
         let ip = workload.ips.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        EndpointView { workload, ip, port }
+        Endpoint { workload, ip, port }
     }
 
     /// The endpoint at `pinned` (address and workload port) when it is still one of this destination's, else
     /// the next one: a connection decided against an endpoint is relayed to that endpoint.
-    pub(crate) fn pick_pinned(&self, counter: &AtomicUsize, pinned: Option<(IpAddr, u16)>) -> EndpointView<'s> {
+    pub(crate) fn pick_pinned(&self, counter: &AtomicUsize, pinned: Option<(IpAddr, u16)>) -> Endpoint<'s> {
         let found = pinned.and_then(|(ip, port)| {
             self.endpoints
                 .iter()
                 .find(|(w, p)| *p == port && w.ips.first() == Some(&ip))
-                .map(|&(workload, port)| EndpointView { workload, ip, port })
+                .map(|&(workload, port)| Endpoint { workload, ip, port })
         });
         found.unwrap_or_else(|| self.pick(counter))
     }
@@ -142,7 +142,7 @@ impl<'s> Served<'s> {
 
     /// The policy target of a request to `endpoint`: the namespace, the service addressed (for `targetRefs`),
     /// this waypoint (for policies on its Gateway), the endpoint's labels and address, the port dialled.
-    pub(crate) fn target(&self, endpoint: &EndpointView<'s>) -> Target<'s> {
+    pub(crate) fn target(&self, endpoint: &Endpoint<'s>) -> Target<'s> {
         let mut target = Target::new(self.namespace(), &endpoint.workload.labels)
             .with_waypoint(self.waypoint.id.namespace(), self.waypoint.id.name())
             .with_ip(endpoint.ip)
@@ -157,11 +157,13 @@ impl<'s> Served<'s> {
     }
 }
 
-impl From<&EndpointView<'_>> for Endpoint {
-    /// The endpoint, owned: it outlives the snapshot it was chosen from.
-    fn from(view: &EndpointView<'_>) -> Self {
-        Endpoint {
+impl From<&Endpoint<'_>> for Dial {
+    /// How to reach the endpoint, owned: it outlives the snapshot it was chosen from.
+    fn from(view: &Endpoint<'_>) -> Self {
+        Dial {
             name: view.workload.qualified().to_owned(),
+            workload: view.workload.id.name().to_owned(),
+            namespace: view.workload.namespace().to_owned(),
             ip: view.ip,
             port: view.port,
             identity: view.workload.enrolled.then(|| format!("spiffe://{}", view.workload.principal)),

@@ -1,16 +1,18 @@
 //! Plain TCP through the waypoint: the L4 attributes of the same policies (Envoy's network RBAC filter), then
 //! the bytes relayed to an endpoint over its own tunnel. A denial, or a failed onward hop, closes the tunnel.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use mesh_hbone::transport::{HboneStream, relay};
 use tokio::io::AsyncWriteExt;
-use tracing::info;
 
-use crate::proxy::{Downstream, Proxy, labels};
+use crate::Error;
+use crate::proxy::{Downstream, Proxy, access, labels};
 use crate::served;
-use crate::upstream::Endpoint;
+use crate::upstream::{Dial, UpstreamError};
 
 /// Serves a TCP tunnel whose first bytes, already read, are `first`. The policy is checked against the
 /// endpoint the bytes then go to: `pinned` (the one a check before the tunnel opened chose) while it is still
@@ -22,56 +24,77 @@ pub(crate) async fn serve(
     first: Bytes,
     pinned: Option<(std::net::IpAddr, u16)>,
 ) {
+    let started = Instant::now();
     let decided = {
         let snapshot = proxy.state.snapshot();
         served::resolve(&snapshot, &proxy.gateway, down.authority).map(|served| {
             let ep = served.pick_pinned(&proxy.next_endpoint, pinned);
             let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(served.target(&ep)));
-            (decision, Endpoint::from(&ep), labels(&snapshot, &down, &served, &ep, "tcp"))
+            let endpoint = (Dial::from(&ep), SocketAddr::new(ep.ip, ep.port));
+            (decision, endpoint, labels(&snapshot, &down, &served, &ep, "tcp"))
         })
     };
-    let (decision, endpoint, mut labels) = match decided {
+    let (decision, endpoint, labels) = match decided {
         Ok(d) => d,
         Err(why) => {
-            info!(target: "access", authority = %down.authority, peer = %down.peer_id, protocol = "tcp", reason = %why, "connection not served");
+            let error = Error::NotServed(why.to_string());
+            let mut line = access(&down, None);
+            line.error = Some(&error);
+            line.emit("connection failed");
             return;
         }
     };
-    let log = |outcome: &str, error: Option<String>| {
-        info!(
-            target: "access", authority = %down.authority, peer = %down.peer_id, source = %down.source_ip,
-            protocol = "tcp", endpoint = %endpoint.name, rbac = if decision.allowed { "allowed" } else { "denied" },
-            policy = decision.policy.as_deref().unwrap_or("-"), rule = ?decision.rule, decision = %decision,
-            upstream_error = error.as_deref().unwrap_or("-"), "{outcome}"
-        );
+    let policy = decision.policy.as_ref().map(ToString::to_string);
+    let log = |error: Option<&Error>, sent: u64, received: u64| {
+        let mut line = access(&down, Some(&endpoint));
+        line.decision = Some(if decision.allowed { "allow" } else { "deny" });
+        line.policy = policy.as_deref();
+        line.reason = Some(&decision);
+        line.bytes_sent = received;
+        line.bytes_recv = sent;
+        line.duration = started.elapsed();
+        line.error = error.map(|e| e as &dyn std::fmt::Display);
+        let message = match error {
+            None => "connection complete",
+            Some(e) if e.response_flags() == mesh_runtime::metrics::ResponseFlags::Denied => "connection denied",
+            Some(_) => "connection failed",
+        };
+        line.emit(message);
     };
-    proxy.metrics.tcp_opened(&labels);
+    let refused = |error: Error| {
+        proxy.metrics.tcp.refused(&labels.clone().with_flags(error.response_flags()));
+        log(Some(&error), 0, first.len() as u64);
+    };
     if !decision.allowed {
-        log("connection denied", None);
-        labels.response_flags = "RBAC";
-        proxy.metrics.tcp_closed(&labels, 0, first.len() as u64);
+        refused(Error::Denied { reason: decision.to_string(), policy: policy.clone() });
         return;
     }
-    let mut upstream = match proxy.upstreams.connect(&endpoint, down.source_ip).await {
+    let mut upstream = match proxy.upstreams.connect(&endpoint.0, down.source_ip).await {
         Ok(io) => io,
         Err(e) => {
-            log("connection failed", Some(e.to_string()));
-            labels.response_flags = "UF";
-            proxy.metrics.tcp_closed(&labels, 0, first.len() as u64);
+            refused(upstream_error(&e));
             return;
         }
     };
     if !first.is_empty()
         && let Err(e) = upstream.write_all(&first).await
     {
-        log("connection failed", Some(e.to_string()));
-        labels.response_flags = "UF";
-        proxy.metrics.tcp_closed(&labels, 0, first.len() as u64);
+        refused(Error::UpstreamReset(e.to_string()));
         return;
     }
-    log("connection", None);
-    let _ = relay(&mut stream, &mut upstream).await;
+    proxy.metrics.tcp.opened(&labels);
+    let relayed = relay(&mut stream, &mut upstream).await;
     // The tunnel's own counts include the first bytes, read before the relay, and survive a relay error.
     let (sent, received) = stream.handle().map_or((0, 0), |h| (h.bytes_sent(), h.bytes_received()));
-    proxy.metrics.tcp_closed(&labels, sent, received);
+    proxy.metrics.tcp.closed(&labels, received, sent);
+    let error = relayed.err().map(|e| Error::UpstreamReset(e.to_string()));
+    log(error.as_ref(), sent, received);
+}
+
+/// The error of a failed onward hop.
+pub(crate) fn upstream_error(e: &UpstreamError) -> Error {
+    match e {
+        UpstreamError::Refused { .. } => Error::UpstreamRefused(e.to_string()),
+        UpstreamError::Failed { .. } => Error::UpstreamFailed(e.to_string()),
+    }
 }

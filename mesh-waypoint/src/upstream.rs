@@ -14,12 +14,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-/// An endpoint to connect to, owned (it outlives the snapshot it was chosen from): made from the
-/// [`EndpointView`](crate::served::EndpointView) chosen for a request or connection.
+/// How to reach the [`Endpoint`](crate::served::Endpoint) chosen for a request or connection: its address and
+/// identity, owned, so that the onward hop (and the pooled connection) outlives the snapshot it was chosen
+/// from.
 #[derive(Debug, Clone)]
-pub(crate) struct Endpoint {
+pub(crate) struct Dial {
     /// `namespace/name` of its workload.
     pub(crate) name: String,
+    /// Its workload's own name (a Pod's), as access logs give it.
+    pub(crate) workload: String,
+    /// Its namespace.
+    pub(crate) namespace: String,
     /// Its address.
     pub(crate) ip: IpAddr,
     /// The workload port.
@@ -76,7 +81,7 @@ pub(crate) struct Upstreams {
 
 impl Upstreams {
     /// Connects to `endpoint` for a client at `source`.
-    pub(crate) async fn connect(&self, endpoint: &Endpoint, source: IpAddr) -> Result<Box<dyn Io>, UpstreamError> {
+    pub(crate) async fn connect(&self, endpoint: &Dial, source: IpAddr) -> Result<Box<dyn Io>, UpstreamError> {
         let target = SocketAddr::new(endpoint.ip, endpoint.port);
         let Some(identity) = &endpoint.identity else {
             let tcp = connect_tcp(target, self.local_ip, self.connect_timeout).await.map_err(|e| {

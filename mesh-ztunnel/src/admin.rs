@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::node::Node;
 
 /// The admin routes.
-pub fn routes(node: Arc<Node>) -> Routes {
+pub(crate) fn routes(node: Arc<Node>) -> Routes {
     let (n1, n2, n3, n4, n5, n6) = (node.clone(), node.clone(), node.clone(), node.clone(), node.clone(), node);
     Routes::new()
         .get("/config_dump", "everything, as JSON", move |_| Reply::json(&config_dump(&n1)))
@@ -116,8 +116,10 @@ fn config_dump(node: &Node) -> serde_json::Value {
         .filter_map(|id| node.pki.store.get(id).map(|c| json!({"identity": id.to_string(), "notAfter": c.not_after().as_secs(), "renewAt": c.schedule().renew_at().as_secs()})))
         .collect();
     json!({
+        "config": node.config,
+        "source": node.source,
         "node": node.name,
-        "ready": node.is_ready(),
+        "ready": node.readiness.status(),
         "generation": snapshot.generation(),
         "reload": node.state.status(),
         "localWorkloads": local,

@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use mesh_runtime::args::CommonArgs;
+use mesh_runtime::config::ConfigError;
+
+use crate::Config;
 
 /// mesh-ztunnel: the per-node L4 proxy of an ambient mesh.
 ///
@@ -67,13 +70,19 @@ pub struct Args {
 }
 
 impl Args {
-    /// The mark of the proxy's own connections, if any.
-    pub fn mark(&self) -> Option<u32> {
-        Some(self.socket_mark).filter(|m| *m != 0)
-    }
-
-    /// Whether a listener is on.
-    pub fn enabled(&self, listener: &str) -> bool {
-        !self.disabled.iter().any(|d| d == listener)
+    /// The settings, checked.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let enabled = |listener: &str| !self.disabled.iter().any(|d| d == listener);
+        Ok(Config {
+            node: self.node.clone(),
+            socks5_addr: Some(self.socks5_addr).filter(|_| enabled("socks5")),
+            outbound_addr: Some(self.outbound_addr).filter(|_| enabled("outbound")),
+            inbound_addr: self.inbound_addr,
+            inbound_plaintext_addr: Some(self.inbound_plaintext_addr).filter(|_| enabled("plaintext")),
+            listen_on_workload_ips: self.listen_on_workload_ips,
+            original_source: self.original_source,
+            socket_mark: Some(self.socket_mark).filter(|m| *m != 0),
+            common: self.common.config()?,
+        })
     }
 }

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use mesh_hbone::transport::original_dst;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::info;
 
 use crate::node::Node;
 use crate::outbound::{self, Dialled};
 use mesh_runtime::shutdown::Shutdown;
 
 /// Accepts redirected outbound connections until shutdown.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
     // A connection that reaches the listener's own port was not redirected.
     let own_port = listener.local_addr().map_or(0, |a| a.port());
     mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| {
@@ -28,7 +27,14 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr, own_port: 
     let redirected = |a: &SocketAddr| a.port() != own_port;
     let target = original_dst(&stream).ok().filter(redirected).or_else(|| stream.local_addr().ok().filter(redirected));
     let Some(target) = target else {
-        info!(src.addr = %peer, "outbound refused: the connection was not redirected, so its destination is unknown");
+        let error = crate::Error::NotRedirected;
+        let mut line = mesh_runtime::access::AccessLog::new(
+            mesh_runtime::access::Direction::Outbound,
+            mesh_runtime::access::Peer { addr: Some(&peer), ..Default::default() },
+            mesh_runtime::access::Peer::default(),
+        );
+        line.error = Some(&error);
+        line.emit("connection failed");
         return;
     };
     outbound::proxy(node, stream, peer.ip(), Dialled::Addr(target), |result, stream: TcpStream| async move {

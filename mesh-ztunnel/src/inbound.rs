@@ -16,10 +16,12 @@ use mesh_identity::spiffe::IstioIdentity;
 use mesh_policy::Decision;
 use mesh_policy::Snapshot;
 use mesh_policy::proxy::{Connection, Target};
-use tracing::info;
+use mesh_runtime::access::Direction;
+use mesh_runtime::metrics::{Reporter, ResponseFlags};
 
+use crate::Error;
 use crate::live::Closed;
-use crate::metrics::{Peers, ResponseFlags};
+use crate::metrics::Peers;
 use crate::node::{Node, side};
 use crate::outbound::reset_on_close;
 
@@ -28,61 +30,73 @@ const UPSTREAM_CONNECT: Duration = Duration::from_secs(5);
 
 /// A connection the configuration allows: the policy that decided and why.
 #[derive(Debug, Clone)]
-pub struct Allowed {
+pub(crate) struct Allowed {
     /// `namespace/name` of the deciding policy, empty when none applied.
-    pub policy: String,
+    pub(crate) policy: String,
     /// Why it is allowed.
-    pub reason: String,
-}
-
-/// A connection the configuration refuses.
-#[derive(Debug, Clone)]
-pub struct Denied {
-    /// Why.
-    pub reason: String,
-    /// `namespace/name` of the deciding policy, if one decided.
-    pub policy: Option<String>,
+    pub(crate) reason: String,
 }
 
 /// The local workload at `target`, as a policy target for its port.
-pub(crate) fn local_target<'s>(node: &Node, snapshot: &'s Snapshot, target: SocketAddr) -> Result<Target<'s>, Denied> {
+pub(crate) fn local_target<'s>(node: &Node, snapshot: &'s Snapshot, target: SocketAddr) -> Result<Target<'s>, Error> {
     node.local_workload(snapshot.cluster(), target.ip())
         .and_then(|(id, _)| snapshot.workload_target(id, target.port()))
-        .ok_or_else(|| Denied { reason: "the destination is no workload of this node".into(), policy: None })
+        .ok_or(Error::NotLocal(target))
 }
 
 /// A decision as the access log and the live re-check use it.
-pub(crate) fn settle(decision: &Decision) -> Result<Allowed, Denied> {
+pub(crate) fn settle(decision: &Decision) -> Result<Allowed, Error> {
     let policy = decision.policy.as_ref().map(ToString::to_string);
     if decision.allowed {
         Ok(Allowed { policy: policy.unwrap_or_default(), reason: decision.to_string() })
     } else {
-        Err(Denied { reason: decision.to_string(), policy })
+        Err(Error::Denied { reason: decision.to_string(), policy })
     }
 }
 
 /// Whether `snapshot` allows `peer`, connecting from `source_ip`, to reach the local workload at `target`.
-pub fn verdict(
+pub(crate) fn verdict(
     node: &Node,
     snapshot: &Snapshot,
     target: SocketAddr,
     peer: &IstioIdentity,
     source_ip: IpAddr,
-) -> Result<Allowed, Denied> {
+) -> Result<Allowed, Error> {
     let workload_target = local_target(node, snapshot, target)?;
     settle(&snapshot.authorize_connection(&Connection::new(workload_target).with_peer(peer).with_source_ip(source_ip)))
 }
 
-/// How a relay ended.
-enum Ended {
-    /// The relay finished, cleanly or not.
-    Relayed(std::io::Result<(u64, u64)>),
-    /// A new configuration denies the connection, or the drain deadline passed.
-    Closed(Closed),
+/// Records a refused CONNECT (metrics and access log) and turns it into the answer.
+fn refuse(
+    node: &Node,
+    peers: &Peers,
+    source_ip: IpAddr,
+    claimed: Option<IpAddr>,
+    target: SocketAddr,
+    error: &Error,
+) -> Rejection {
+    node.metrics.tcp.refused(&peers.labels(Reporter::Destination, error.response_flags()));
+    let mut line = peers.access(Direction::Inbound, &source_ip, &target);
+    line.claimed_addr = claimed.filter(|c| *c != source_ip);
+    line.hbone_addr = Some(&target);
+    line.error = Some(error);
+    let (policy, reason) = match error {
+        Error::Denied { policy, reason } => (policy.as_deref(), Some(reason as &dyn std::fmt::Display)),
+        _ => (None, None),
+    };
+    if error.is_denial() {
+        line.decision = Some("deny");
+        line.policy = policy;
+        line.reason = reason;
+        line.emit("connection denied");
+    } else {
+        line.emit("connection failed");
+    }
+    error.rejection(target)
 }
 
 /// Decides on one CONNECT.
-pub async fn handle(
+pub(crate) async fn handle(
     node: Arc<Node>,
     request: InboundRequest,
 ) -> Result<
@@ -94,85 +108,73 @@ pub async fn handle(
     let claimed = request.claimed_source();
     let target = request.target;
     let peer_id = request.peer.to_string();
-    let Ok(peer) = IstioIdentity::from_spiffe_id(request.peer.clone()) else {
-        let peers = Peers { source: side(None, Some(peer_id.clone())), mtls: true, ..Peers::default() };
-        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
-        info!(dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, "inbound denied: the peer's identity is not an Istio identity");
-        return Err(Rejection::Denied { reason: format!("{peer_id} is not an Istio workload identity") });
-    };
-    // Registered before the decision: a configuration that lands from now on reaches this connection.
-    let registration = node.live.register(target, Some(peer.clone()), source_ip, node.connections.track());
     let snapshot = node.state.snapshot();
     let cluster = snapshot.cluster();
     let source_workload = cluster.workload_by_ip(source_ip).and_then(|w| cluster.workload(w));
-    let Some((_, workload)) = node.local_workload(cluster, target.ip()) else {
-        info!(dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, "inbound refused: no workload of this node has the address");
-        return Err(Rejection::UpstreamConnect { target, reason: "no workload of this node has this address".into() });
-    };
+    let workload = node.local_workload(cluster, target.ip()).map(|(_, w)| w);
     let mut peers = Peers {
         source: side(source_workload, Some(peer_id.clone())),
-        destination: side(Some(workload), None),
+        destination: side(workload, None),
         service: None,
         mtls: true,
     };
-    let workload_name = workload.id.to_string();
-    let principal = format!("spiffe://{}", workload.principal);
+    let Ok(peer) = IstioIdentity::from_spiffe_id(request.peer.clone()) else {
+        return Err(refuse(&node, &peers, source_ip, claimed, target, &Error::NotIstioIdentity(peer_id)));
+    };
+    // Registered before the decision: a configuration that lands from now on reaches this connection.
+    let registration = node.live.register(target, Some(peer.clone()), source_ip, node.connections.track());
     let allowed = match verdict(&node, &snapshot, target, &peer, source_ip) {
         Ok(allowed) => allowed,
-        Err(denied) => {
-            node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
-            info!(
-                direction = "inbound", dst.addr = %target, dst.workload = %workload_name, src.addr = %source_ip,
-                src.claimed_addr = %claimed.map_or_else(String::new, |ip| ip.to_string()), src.identity = %peer_id, decision = "deny",
-                policy = denied.policy.as_deref().unwrap_or_default(), reason = %denied.reason, "connection denied"
-            );
-            return Err(Rejection::Denied { reason: denied.reason });
-        }
+        Err(error) => return Err(refuse(&node, &peers, source_ip, claimed, target, &error)),
     };
+    let destination_principal = workload.map(|w| format!("spiffe://{}", w.principal));
     drop(snapshot);
     let upstream = match node.connect(target, UPSTREAM_CONNECT).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            node.metrics.refused(&peers.labels("destination", ResponseFlags::ConnectFailure));
-            info!(dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, error = %e, "inbound: the workload refused the connection");
-            return Err(Rejection::UpstreamConnect { target, reason: e.to_string() });
+            let error = Error::Connect { target, reason: e.to_string() };
+            return Err(refuse(&node, &peers, source_ip, claimed, target, &error));
         }
     };
     if registration.is_closed() {
         // A configuration that arrived while the workload was being connected to denies it.
         reset_on_close(&upstream);
-        node.metrics.refused(&peers.labels("destination", ResponseFlags::Denied));
-        info!(direction = "inbound", dst.addr = %target, src.addr = %source_ip, src.identity = %peer_id, decision = "deny", "connection denied by the configuration that arrived while it was being connected");
-        return Err(Rejection::Denied { reason: "denied by the configuration in force".into() });
+        return Err(refuse(&node, &peers, source_ip, claimed, target, &Error::Closed(Closed::Denied)));
     }
-    peers.destination.principal = Some(principal);
-    let labels = peers.labels("destination", ResponseFlags::None);
+    if peers.destination.principal.is_none() {
+        peers.destination.principal = destination_principal;
+    }
+    let labels = peers.labels(Reporter::Destination, ResponseFlags::None);
     Ok(TakeOver(move |mut tunnel: HboneStream| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut upstream = upstream;
-            node.metrics.opened(&labels);
+            node.metrics.tcp.opened(&labels);
             let ended = tokio::select! {
-                relayed = relay(&mut tunnel, &mut upstream) => Ended::Relayed(relayed),
-                why = registration.closed() => Ended::Closed(why),
+                relayed = relay(&mut tunnel, &mut upstream) => relayed.map_err(|e| Error::Connect { target, reason: e.to_string() }),
+                why = registration.closed() => Err(Error::Closed(why)),
             };
             let counted = tunnel.handle().map_or((0, 0), |h| (h.bytes_received(), h.bytes_sent()));
-            let (received, sent, error) = match ended {
-                Ended::Relayed(Ok((received, sent))) => (received, sent, String::new()),
-                Ended::Relayed(Err(e)) => (counted.0, counted.1, e.to_string()),
-                Ended::Closed(why) => (counted.0, counted.1, why.as_str().to_owned()),
+            let (received, sent) = match &ended {
+                Ok(moved) => *moved,
+                Err(_) => counted,
             };
-            if !error.is_empty() {
+            if ended.is_err() {
                 // Cut short: the workload sees a reset, never a clean end; dropping the tunnel resets it too.
                 reset_on_close(&upstream);
             }
             drop(tunnel);
-            node.metrics.closed(&labels, received, sent);
-            info!(
-                direction = "inbound", dst.addr = %target, dst.workload = %workload_name, src.addr = %source_ip,
-                src.claimed_addr = %claimed.map_or_else(String::new, |ip| ip.to_string()), src.identity = %peer_id, decision = "allow", policy = %allowed.policy,
-                reason = %allowed.reason, bytes_received = received, bytes_sent = sent,
-                duration_ms = started.elapsed().as_millis() as u64, %error, "connection closed"
-            );
+            node.metrics.tcp.closed(&labels, received, sent);
+            let mut line = peers.access(Direction::Inbound, &source_ip, &target);
+            line.claimed_addr = claimed.filter(|c| *c != source_ip);
+            line.hbone_addr = Some(&target);
+            line.decision = Some("allow");
+            line.policy = Some(allowed.policy.as_str()).filter(|p| !p.is_empty());
+            line.reason = Some(&allowed.reason);
+            line.bytes_sent = received;
+            line.bytes_recv = sent;
+            line.duration = started.elapsed();
+            line.error = ended.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+            line.emit("connection complete");
         })
     }))
 }

@@ -1,18 +1,32 @@
-//! `mesh-ztunnel`: the reference per-node L4 proxy, composed from the mesh crates. [`serve::run`] wires
-//! configuration, identity and listeners together; each listener is a module: [`socks5`] and [`capture`]
-//! (outbound), [`inbound`] (HBONE) and [`plaintext`] (redirected plaintext inbound), with [`outbound`]
-//! deciding where a connection goes. [`node`] is what they share; [`live`] re-authorizes open connections
-//! after a configuration change; [`admin`] and [`metrics`] are the operational views.
+//! `mesh-ztunnel`: the reference per-node L4 proxy of an ambient mesh, as a library with one entry point.
+//!
+//! [`run`] takes the settings ([`Config`], plain data), a configuration source (any
+//! [`ConfigSource`](mesh_runtime::source::ConfigSource): files, or a control plane) and a shutdown signal the
+//! caller owns, and serves until that signal: every enrolled Pod of the node gets a SPIFFE identity and a
+//! certificate, mTLS over HBONE to and from other node proxies and waypoints, and L4 AuthorizationPolicy at
+//! its inbound. Everything that can go wrong is an [`Error`].
+//!
+//! Inside: the listeners are modules of their own (SOCKS5 and iptables capture outbound, HBONE and
+//! redirected plaintext inbound), with the routing of outbound connections, the node's shared state, the
+//! re-authorization of live connections after each change, and the admin and metrics views.
 #![forbid(unsafe_code)]
 
-pub mod admin;
+mod admin;
+#[cfg(feature = "cli")]
 pub mod args;
-pub mod capture;
-pub mod inbound;
-pub mod live;
-pub mod metrics;
-pub mod node;
-pub mod outbound;
-pub mod plaintext;
-pub mod serve;
-pub mod socks5;
+mod capture;
+mod config;
+mod error;
+mod inbound;
+mod live;
+mod metrics;
+mod node;
+mod outbound;
+mod plaintext;
+mod serve;
+mod socks5;
+
+pub use config::Config;
+pub use error::Error;
+pub use live::Closed;
+pub use serve::run;

@@ -35,24 +35,24 @@ struct Entry {
 
 /// A live connection, as the admin view lists it.
 #[derive(Debug, Serialize)]
-pub struct Listed {
+pub(crate) struct Listed {
     /// The destination.
-    pub target: SocketAddr,
+    pub(crate) target: SocketAddr,
     /// The peer's identity.
-    pub peer: Option<String>,
+    pub(crate) peer: Option<String>,
     /// The source address.
-    pub source_ip: IpAddr,
+    pub(crate) source_ip: IpAddr,
 }
 
 /// The registry.
 #[derive(Default)]
-pub struct Live {
+pub(crate) struct Live {
     next: AtomicU64,
     entries: Mutex<HashMap<u64, Entry>>,
 }
 
 /// A registered connection, counted for the drain; removed from the registry when dropped.
-pub struct Registration {
+pub(crate) struct Registration {
     live: Arc<Live>,
     id: u64,
     /// Cancelled by a configuration that denies the connection, or at the drain deadline.
@@ -87,12 +87,12 @@ impl Closed {
 
 impl Registration {
     /// Whether a configuration since the registration denies the connection, or the drain deadline passed.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.close.is_cancelled()
     }
 
     /// Resolves when the connection must close, saying why.
-    pub async fn closed(&self) -> Closed {
+    pub(crate) async fn closed(&self) -> Closed {
         self.close.cancelled().await;
         if self.tracked.is_closing() { Closed::Drained } else { Closed::Denied }
     }
@@ -101,7 +101,7 @@ impl Registration {
 impl Live {
     /// Lists a connection to `target` from `source_ip` (as `peer` over HBONE, none for plaintext), counted
     /// for the drain by `tracked`, until the registration is dropped.
-    pub fn register(
+    pub(crate) fn register(
         self: &Arc<Self>,
         target: SocketAddr,
         peer: Option<IstioIdentity>,
@@ -116,7 +116,7 @@ impl Live {
     }
 
     /// The live connections.
-    pub fn list(&self) -> Vec<Listed> {
+    pub(crate) fn list(&self) -> Vec<Listed> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries
             .values()
@@ -130,7 +130,7 @@ impl Live {
 
     /// Closes every connection `snapshot` no longer allows: its destination gone from the node, denied by
     /// policy, or plaintext that PeerAuthentication now refuses. Returns how many were closed.
-    pub fn enforce(&self, node: &Node, snapshot: &Snapshot) -> usize {
+    pub(crate) fn enforce(&self, node: &Node, snapshot: &Snapshot) -> usize {
         let entries: Vec<Entry> = self
             .entries
             .lock()
@@ -150,8 +150,8 @@ impl Live {
                     dst.addr = %entry.target,
                     src.identity = entry.peer.as_ref().map(|p| p.spiffe_id().to_string()).unwrap_or_default(),
                     src.addr = %entry.source_ip,
-                    reason = %denied.reason,
-                    "connection closed: the new configuration denies it"
+                    reason = %denied,
+                    "connection closing: the new configuration denies it"
                 );
                 entry.close.cancel();
                 closed += 1;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use std::net::SocketAddr;
@@ -16,40 +16,46 @@ use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::Snapshot;
 use mesh_policy::cluster::{Cluster, Workload, WorkloadId};
 use mesh_runtime::drain::Connections;
+use mesh_runtime::ops::Readiness;
 use mesh_runtime::pki::Pki;
 use mesh_runtime::state::MeshState;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use crate::Config;
 use crate::live::Live;
 use crate::metrics::{Metrics, Side};
 
 /// Everything the listeners share.
-pub struct Node {
+pub(crate) struct Node {
+    /// The settings in force.
+    pub(crate) config: Config,
+    /// What the configuration is read from.
+    pub(crate) source: String,
     /// `spec.nodeName` of the local Pods.
-    pub name: String,
+    pub(crate) name: String,
     /// The configuration in force.
-    pub state: Arc<MeshState>,
+    pub(crate) state: Arc<MeshState>,
     /// The CA and the certificates of the local workloads.
-    pub pki: Pki,
+    pub(crate) pki: Pki,
     /// Which certificate answers for which local workload IP.
-    pub identities: WorkloadIdentities,
+    pub(crate) identities: WorkloadIdentities,
     /// Tunnels to other node proxies and waypoints, opened as the local workloads.
-    pub client: HboneClient,
+    pub(crate) client: HboneClient,
     /// Inbound tunnels.
-    pub inbound_tunnels: Tunnels,
+    pub(crate) inbound_tunnels: Tunnels,
     /// Istio's TCP metrics.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Live inbound connections, re-authorized when the configuration changes.
-    pub live: Arc<Live>,
+    pub(crate) live: Arc<Live>,
     /// Every connection in flight, inbound and outbound, for the drain.
-    pub connections: Connections,
+    pub(crate) connections: Connections,
     /// The HBONE port of peers (15008).
-    pub hbone_port: u16,
-    /// Whether the first configuration and certificates are in place.
-    pub ready: AtomicBool,
+    pub(crate) hbone_port: u16,
+    /// Whether the proxy serves, and if not, why.
+    pub(crate) readiness: Readiness,
     /// The firewall mark of the proxy's own connections.
-    pub mark: Option<u32>,
+    pub(crate) mark: Option<u32>,
     /// The local workloads: IP → identity.
     local: Mutex<BTreeMap<IpAddr, SpiffeId>>,
     /// Round-robin over a service's endpoints.
@@ -57,17 +63,23 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node named `name`.
-    pub fn new(
-        name: String,
+    /// The node of `config`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Config,
         state: Arc<MeshState>,
         pki: Pki,
         identities: WorkloadIdentities,
         client: HboneClient,
-        hbone_port: u16,
+        readiness: Readiness,
+        mark: Option<u32>,
+        source: String,
     ) -> Self {
         Node {
-            name,
+            name: config.node.clone(),
+            hbone_port: config.inbound_addr.port(),
+            config,
+            source,
             state,
             pki,
             identities,
@@ -76,9 +88,8 @@ impl Node {
             metrics: Metrics::default(),
             live: Arc::default(),
             connections: Connections::new(),
-            hbone_port,
-            ready: AtomicBool::new(false),
-            mark: None,
+            readiness,
+            mark,
             local: Mutex::new(BTreeMap::new()),
             next_endpoint: AtomicUsize::new(0),
         }
@@ -86,19 +97,19 @@ impl Node {
 
     /// Whether `w` is a workload this node proxies: on this node, in the mesh, and not a Gateway's proxy (a
     /// waypoint or gateway speaks HBONE itself).
-    pub fn is_local(&self, w: &Workload) -> bool {
+    pub(crate) fn is_local(&self, w: &Workload) -> bool {
         w.node.as_deref() == Some(self.name.as_str()) && w.enrolled && w.gateway.is_none()
     }
 
     /// The local workload at `ip`.
-    pub fn local_workload<'s>(&self, cluster: &'s Cluster, ip: IpAddr) -> Option<(WorkloadId, &'s Workload)> {
+    pub(crate) fn local_workload<'s>(&self, cluster: &'s Cluster, ip: IpAddr) -> Option<(WorkloadId, &'s Workload)> {
         let id = cluster.workload_by_ip(ip)?;
         cluster.workload(id).filter(|w| self.is_local(w)).map(|w| (id, w))
     }
 
     /// Brings the local workloads in line with `snapshot`: certificates issued for new identities and dropped
     /// for gone ones, IPs mapped to identities. Returns the local IPs.
-    pub fn sync(&self, snapshot: &Snapshot) -> BTreeSet<IpAddr> {
+    pub(crate) fn sync(&self, snapshot: &Snapshot) -> BTreeSet<IpAddr> {
         let cluster = snapshot.cluster();
         let mut wanted: BTreeMap<IpAddr, SpiffeId> = BTreeMap::new();
         for (_, w) in cluster.workloads().filter(|(_, w)| self.is_local(w)) {
@@ -139,25 +150,21 @@ impl Node {
 
     /// Connects to `target` (a local workload, or a destination outside the mesh) with the proxy's mark and
     /// an upstream's fixed buffers.
-    pub async fn connect(&self, target: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectTcpError> {
+    pub(crate) async fn connect(&self, target: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectTcpError> {
         let options = SocketOptions { buffers: SocketBuffers::UPSTREAM, mark: self.mark };
         connect_tcp_with(target, None, timeout, options).await
     }
 
     /// Picks one of `n` endpoints.
-    pub fn pick(&self, n: usize) -> usize {
+    pub(crate) fn pick(&self, n: usize) -> usize {
         if n == 0 { 0 } else { self.next_endpoint.fetch_add(1, Ordering::Relaxed) % n }
-    }
-
-    /// Whether the node is ready to serve.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
     }
 }
 
 /// A workload as the metrics and access logs name it.
-pub fn side(w: Option<&Workload>, principal: Option<String>) -> Side {
+pub(crate) fn side(w: Option<&Workload>, principal: Option<String>) -> Side {
     Side {
+        name: w.map(|w| w.id.name().to_owned()),
         workload: w.map(|w| w.workload_name.clone()),
         namespace: w.map(|w| w.namespace().to_owned()),
         principal: principal.or_else(|| w.map(|w| format!("spiffe://{}", w.principal))),

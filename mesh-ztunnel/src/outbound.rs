@@ -12,16 +12,18 @@ use mesh_hbone::transport::{Destination, HboneStream, relay};
 use mesh_hbone::{ConnectRequest, HboneAddress};
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::cluster::{Cluster, ResolveError, Resolved, Workload};
+use mesh_runtime::access::Direction;
+use mesh_runtime::metrics::{Reporter, ResponseFlags};
 use tokio::io::copy_bidirectional;
 use tokio::net::TcpStream;
-use tracing::info;
 
-use crate::metrics::{Peers, ResponseFlags};
+use crate::Error;
+use crate::metrics::Peers;
 use crate::node::{Node, side};
 
 /// What the client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dialled {
+pub(crate) enum Dialled {
     /// An address.
     Addr(SocketAddr),
     /// A host name and port (SOCKS5 with a domain name).
@@ -37,58 +39,15 @@ impl std::fmt::Display for Dialled {
     }
 }
 
-/// Why an outbound connection was not opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OutboundError {
-    /// The client is not a local workload in the mesh.
-    #[error("source {0} is not a workload of this node in the mesh")]
-    UnknownSource(IpAddr),
-    /// The destination cannot be reached.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The peer proxy refused the tunnel (policy: 401, or unavailable: 503).
-    #[error("refused by {peer}: {reason}")]
-    Refused {
-        /// Which proxy.
-        peer: String,
-        /// What it answered.
-        reason: String,
-        /// Whether it was a policy denial.
-        denied: bool,
-    },
-}
-
-/// How an outbound connection failed, as the client is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Policy denied it (the source is unknown, or the peer answered 401).
-    Denied,
-    /// The peer proxy refused it for another reason.
-    Refused,
-    /// The destination cannot be reached.
-    Unreachable,
-}
-
-impl OutboundError {
-    /// The failure, as the client is told.
-    pub fn failure(&self) -> Failure {
-        match self {
-            OutboundError::Refused { denied: true, .. } | OutboundError::UnknownSource(_) => Failure::Denied,
-            OutboundError::Refused { .. } => Failure::Refused,
-            OutboundError::Unreachable(_) => Failure::Unreachable,
-        }
-    }
-}
-
 /// Makes dropping `stream` send a reset rather than a FIN: a refused connection reads as refused.
-pub fn reset_on_close(stream: &TcpStream) {
+pub(crate) fn reset_on_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 /// Where the connection goes, decided before any byte is sent.
 enum Plan {
     /// Through an HBONE tunnel.
-    Hbone { destination: Destination, authority: SocketAddr, via: String, dest_workload: Option<String> },
+    Hbone { destination: Destination, authority: SocketAddr },
     /// Plain TCP (outside the mesh).
     Passthrough(Dialled),
 }
@@ -98,9 +57,9 @@ enum Plan {
 ///
 /// A connection cut short (the tunnel reset by the peer, the upstream failing, the drain deadline) reaches
 /// the client as a reset, never as a clean end: a cut stream must not read as a complete one.
-pub async fn proxy<F, Fut>(node: Arc<Node>, mut client: TcpStream, source_ip: IpAddr, dialled: Dialled, ready: F)
+pub(crate) async fn proxy<F, Fut>(node: Arc<Node>, mut client: TcpStream, source_ip: IpAddr, dialled: Dialled, ready: F)
 where
-    F: FnOnce(Result<(), Failure>, TcpStream) -> Fut,
+    F: FnOnce(Result<(), u8>, TcpStream) -> Fut,
     Fut: Future<Output = Option<TcpStream>>,
 {
     let started = Instant::now();
@@ -110,11 +69,11 @@ where
     let source = node.local_workload(cluster, source_ip).map(|(_, w)| w);
     let mut peers = Peers { source: side(source, None), mtls: true, ..Peers::default() };
     let planned = match source {
-        None => Err(OutboundError::UnknownSource(source_ip)),
+        None => Err(Error::UnknownSource(source_ip)),
         Some(source) => Box::pin(plan(&node, cluster, source, &dialled, &mut peers)).await,
     };
     let opened = match planned {
-        Ok(Plan::Hbone { destination, authority, via, dest_workload }) => {
+        Ok(Plan::Hbone { destination, authority }) => {
             let source = source.and_then(|w| IstioIdentity::parse_principal(&w.principal).ok());
             // Boxed, as every step before the relay: a tunnel's task then holds only the relay's state.
             Box::pin(open_tunnel(
@@ -125,25 +84,29 @@ where
                 source_ip,
             ))
             .await
-            .map(|t| (Upstream::Tunnel(Box::new(t)), via, dest_workload))
+            .map(|t| (Upstream::Tunnel(Box::new(t)), destination.address.to_string(), Some(authority)))
         }
         Ok(Plan::Passthrough(target)) => {
             peers.mtls = false;
-            Box::pin(passthrough(&node, &target)).await.map(|s| (Upstream::Plain(s), "passthrough".to_owned(), None))
+            Box::pin(passthrough(&node, &target)).await.map(|s| (Upstream::Plain(s), target.to_string(), None))
         }
         Err(e) => Err(e),
     };
-    let (mut upstream, via, _) = match opened {
+    let (mut upstream, peer_addr, authority) = match opened {
         Ok(opened) => opened,
         Err(e) => {
-            let flags = match e.failure() {
-                Failure::Denied => ResponseFlags::Denied,
-                Failure::Refused | Failure::Unreachable => ResponseFlags::ConnectFailure,
-            };
-            node.metrics.refused(&peers.labels("source", flags));
-            info!(direction = "outbound", src.addr = %source_ip, src.workload = peers.source.workload.as_deref().unwrap_or("unknown"),
-                dst = %dialled, error = %e, "connection refused");
-            let _ = Box::pin(ready(Err(e.failure()), client)).await;
+            node.metrics.tcp.refused(&peers.labels(Reporter::Source, e.response_flags()));
+            {
+                let mut line = peers.access(Direction::Outbound, &source_ip, &dialled);
+                line.error = Some(&e);
+                if e.is_denial() {
+                    line.decision = Some("deny");
+                    line.emit("connection denied");
+                } else {
+                    line.emit("connection failed");
+                }
+            }
+            let _ = Box::pin(ready(Err(e.socks5_reply()), client)).await;
             return;
         }
     };
@@ -151,8 +114,8 @@ where
     drop(snapshot);
     let Some(client_back) = Box::pin(ready(Ok(()), client)).await else { return };
     client = client_back;
-    let labels = peers.labels("source", ResponseFlags::None);
-    node.metrics.opened(&labels);
+    let labels = peers.labels(Reporter::Source, ResponseFlags::None);
+    node.metrics.tcp.opened(&labels);
     let relayed = async {
         match &mut upstream {
             Upstream::Tunnel(tunnel) => {
@@ -163,7 +126,7 @@ where
     };
     let result = tokio::select! {
         result = relayed => result,
-        () = tracked.closing() => Err(std::io::Error::other("closed: the drain deadline passed")),
+        () = tracked.closing() => Err(std::io::Error::other(crate::Closed::Drained.as_str())),
     };
     let (received, sent) = match (&result, &upstream) {
         (Ok(moved), _) => *moved,
@@ -177,11 +140,14 @@ where
             reset_on_close(stream);
         }
     }
-    node.metrics.closed(&labels, received, sent);
-    info!(direction = "outbound", src.addr = %source_ip, src.workload = peers.source.workload.as_deref().unwrap_or("unknown"),
-        dst = %dialled, dst.workload = peers.destination.workload.as_deref().unwrap_or("unknown"), %via,
-        bytes_sent = received, bytes_received = sent, duration_ms = started.elapsed().as_millis() as u64,
-        error = result.err().map(|e| e.to_string()).unwrap_or_default(), "connection closed");
+    node.metrics.tcp.closed(&labels, received, sent);
+    let mut line = peers.access(Direction::Outbound, &source_ip, &peer_addr);
+    line.hbone_addr = authority.as_ref().map(|a| a as &dyn std::fmt::Display);
+    line.bytes_sent = received;
+    line.bytes_recv = sent;
+    line.duration = started.elapsed();
+    line.error = result.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+    line.emit("connection complete");
 }
 
 enum Upstream {
@@ -195,7 +161,7 @@ async fn plan(
     source: &Workload,
     dialled: &Dialled,
     peers: &mut Peers,
-) -> Result<Plan, OutboundError> {
+) -> Result<Plan, Error> {
     let resolved = match dialled {
         Dialled::Addr(addr) => cluster.resolve_addr(*addr),
         Dialled::Host(host, port) => cluster.resolve(&format!("{host}:{port}"), Some(source.namespace())),
@@ -206,9 +172,9 @@ async fn plan(
         Err(ResolveError::UnknownAddress(_) | ResolveError::UnknownHost(_)) => {
             return Ok(Plan::Passthrough(dialled.clone()));
         }
-        Err(e) => return Err(OutboundError::Unreachable(e.to_string())),
+        Err(e) => return Err(Error::Unreachable(e.to_string())),
     };
-    let route = cluster.route(resolved, Some(source)).map_err(|e| OutboundError::Unreachable(e.to_string()))?;
+    let route = cluster.route(resolved, Some(source)).map_err(|e| Error::Unreachable(e.to_string()))?;
     if let Some(s) = route.service {
         peers.service = Some((
             s.hosts.first().cloned().unwrap_or_else(|| s.id.name().to_owned()),
@@ -230,16 +196,14 @@ async fn plan(
             .iter()
             .find_map(|&w| cluster.workload(w)?.ips.first().copied())
             .or_else(|| waypoint.addresses.first().copied())
-            .ok_or_else(|| OutboundError::Unreachable(format!("waypoint {} has no address", waypoint.id)))?;
+            .ok_or_else(|| Error::Unreachable(format!("waypoint {} has no address", waypoint.id)))?;
         let authority = match dialled_addr {
             Some(a) => a,
             None => route
                 .endpoints
                 .first()
                 .and_then(|&(w, port)| Some(SocketAddr::new(*cluster.workload(w)?.ips.first()?, port)))
-                .ok_or_else(|| {
-                    OutboundError::Unreachable(format!("{dialled} has no address to send to the waypoint"))
-                })?,
+                .ok_or_else(|| Error::Unreachable(format!("{dialled} has no address to send to the waypoint")))?,
         };
         peers.destination.principal = Some(format!("spiffe://{}", waypoint.principal));
         return Ok(Plan::Hbone {
@@ -248,8 +212,6 @@ async fn plan(
                 identities: spiffe(&waypoint.principal),
             },
             authority,
-            via: format!("waypoint {}", waypoint.id.qualified()),
-            dest_workload: None,
         });
     }
     if route.endpoints.is_empty() {
@@ -257,8 +219,8 @@ async fn plan(
         return Ok(Plan::Passthrough(dialled.clone()));
     }
     let (endpoint, port) = route.endpoints[node.pick(route.endpoints.len())];
-    let w = cluster.workload(endpoint).ok_or_else(|| OutboundError::Unreachable("endpoint vanished".into()))?;
-    let ip = *w.ips.first().ok_or_else(|| OutboundError::Unreachable(format!("{} has no IP", w.id)))?;
+    let w = cluster.workload(endpoint).ok_or_else(|| Error::Unreachable("endpoint vanished".into()))?;
+    let ip = *w.ips.first().ok_or_else(|| Error::Unreachable(format!("{} has no IP", w.id)))?;
     peers.destination = side(Some(w), None);
     if !w.enrolled {
         return Ok(Plan::Passthrough(Dialled::Addr(SocketAddr::new(ip, port))));
@@ -266,8 +228,6 @@ async fn plan(
     Ok(Plan::Hbone {
         destination: Destination { address: SocketAddr::new(ip, node.hbone_port), identities: spiffe(&w.principal) },
         authority: SocketAddr::new(ip, port),
-        via: format!("node proxy of {}", w.id),
-        dest_workload: Some(w.id.to_string()),
     })
 }
 
@@ -281,31 +241,31 @@ async fn open_tunnel(
     destination: &Destination,
     authority: SocketAddr,
     source_ip: IpAddr,
-) -> Result<HboneStream, OutboundError> {
-    let source = source.ok_or(OutboundError::UnknownSource(source_ip))?;
+) -> Result<HboneStream, Error> {
+    let source = source.ok_or(Error::UnknownSource(source_ip))?;
     let request = ConnectRequest::new(HboneAddress::from(authority)).with_forwarded(Forwarded::for_source(source_ip));
     match node.client.connect_as(source, destination, request).await {
         Ok(tunnel) => Ok(tunnel.stream),
         Err(e) => {
             let denied = e.refused().is_some_and(|r| r.status == http::StatusCode::UNAUTHORIZED);
             match e.refused() {
-                Some(_) => {
-                    Err(OutboundError::Refused { peer: destination.address.to_string(), reason: e.to_string(), denied })
-                }
-                None => Err(OutboundError::Unreachable(e.to_string())),
+                Some(_) => Err(Error::Refused { peer: destination.address.to_string(), reason: e.to_string(), denied }),
+                None => Err(Error::Unreachable(e.to_string())),
             }
         }
     }
 }
 
-async fn passthrough(node: &Node, target: &Dialled) -> Result<TcpStream, OutboundError> {
+async fn passthrough(node: &Node, target: &Dialled) -> Result<TcpStream, Error> {
     let addr = match target {
         Dialled::Addr(a) => *a,
         Dialled::Host(host, port) => tokio::net::lookup_host((host.as_str(), *port))
             .await
             .ok()
             .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| OutboundError::Unreachable(format!("{host} does not resolve")))?,
+            .ok_or_else(|| Error::Unreachable(format!("{host} does not resolve")))?,
     };
-    node.connect(addr, Duration::from_secs(10)).await.map_err(|e| OutboundError::Unreachable(e.to_string()))
+    node.connect(addr, Duration::from_secs(10))
+        .await
+        .map_err(|e| Error::Connect { target: addr, reason: e.to_string() })
 }

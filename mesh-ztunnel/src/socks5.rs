@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::debug;
 
 use crate::node::Node;
-use crate::outbound::{self, Dialled, Failure};
+use crate::outbound::{self, Dialled};
 use mesh_runtime::shutdown::Shutdown;
 
 /// How long a client may take over its greeting and request.
@@ -20,15 +20,13 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Reply codes.
 const SUCCEEDED: u8 = 0x00;
-const GENERAL_FAILURE: u8 = 0x01;
-const NOT_ALLOWED: u8 = 0x02;
-const HOST_UNREACHABLE: u8 = 0x04;
+const GENERAL_FAILURE: u8 = crate::error::socks5_reply::GENERAL_FAILURE;
 const COMMAND_NOT_SUPPORTED: u8 = 0x07;
 const ADDRESS_TYPE_NOT_SUPPORTED: u8 = 0x08;
 
 /// A malformed or unsupported SOCKS5 exchange.
 #[derive(Debug, thiserror::Error)]
-pub enum Socks5Error {
+pub(crate) enum Socks5Error {
     /// Not SOCKS version 5.
     #[error("not SOCKS5 (version byte {0})")]
     Version(u8),
@@ -50,7 +48,7 @@ pub enum Socks5Error {
 }
 
 /// Accepts SOCKS5 clients until shutdown.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
     mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| handle(Arc::clone(&node), stream, peer))
         .await;
 }
@@ -76,9 +74,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
     outbound::proxy(node, stream, peer.ip(), dialled, |result, mut stream| async move {
         let code = match result {
             Ok(()) => SUCCEEDED,
-            Err(Failure::Denied) => NOT_ALLOWED,
-            Err(Failure::Refused) => GENERAL_FAILURE,
-            Err(Failure::Unreachable) => HOST_UNREACHABLE,
+            Err(code) => code,
         };
         stream.write_all(&reply(code)).await.ok()?;
         (code == SUCCEEDED).then_some(stream)
@@ -87,7 +83,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Reads the greeting and the request, answers the greeting, and returns the destination.
-pub async fn handshake(stream: &mut TcpStream) -> Result<Dialled, Socks5Error> {
+pub(crate) async fn handshake(stream: &mut TcpStream) -> Result<Dialled, Socks5Error> {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).await?;
     if head[0] != 5 {
