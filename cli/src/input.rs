@@ -24,30 +24,16 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    if path != Path::new("-") && path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for entry in entries {
-            let manifest = entry.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json");
-            if entry.is_dir() || manifest {
-                collect(&entry, out)?;
-            }
-        }
-        return Ok(());
-    }
-    out.push(path.to_owned());
-    Ok(())
-}
-
 /// Every manifest file named, directories expanded in name order.
 pub(crate) fn files(paths: &[PathBuf]) -> Result<Vec<File>, String> {
+    // Files and directories as the proxies read them; `-` where it stands.
     let mut all = Vec::new();
     for p in paths {
-        collect(p, &mut all)?;
+        if p == Path::new("-") {
+            all.push(p.clone());
+        } else {
+            all.extend(mesh_runtime::source::manifest_files(std::slice::from_ref(p)).map_err(|e| e.to_string())?);
+        }
     }
     all.iter()
         .map(|p| {
@@ -59,12 +45,7 @@ pub(crate) fn files(paths: &[PathBuf]) -> Result<Vec<File>, String> {
 
 /// The mesh's settings from the command line.
 pub(crate) fn config(m: &Manifests) -> MeshConfig {
-    MeshConfig {
-        root_namespace: m.root_namespace.clone(),
-        trust_domain: m.trust_domain.clone(),
-        trust_domain_aliases: m.trust_domain_aliases.clone(),
-        ..MeshConfig::default()
-    }
+    m.model.mesh_config()
 }
 
 /// A mesh with every manifest applied (all or nothing: every invalid document is reported by file, document and

@@ -40,19 +40,13 @@ enum Command {
 /// Where the manifests come from, and the mesh's settings.
 #[derive(Args, Clone)]
 struct Manifests {
-    /// A manifest file, a directory (its *.yaml, *.yml and *.json files, recursively), or `-` for stdin.
-    /// Repeatable.
+    /// A manifest file, a directory (its *.yaml, *.yml and *.json files, recursively, hidden ones skipped, as
+    /// the proxies read their --config), or `-` for stdin. Repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     files: Vec<PathBuf>,
-    /// The root namespace.
-    #[arg(long, default_value = "istio-system")]
-    root_namespace: String,
-    /// The mesh's trust domain.
-    #[arg(long, default_value = "cluster.local")]
-    trust_domain: String,
-    /// A trust-domain alias. Repeatable.
-    #[arg(long = "trust-domain-alias", value_name = "DOMAIN")]
-    trust_domain_aliases: Vec<String>,
+    /// Root namespace, trust domain and aliases: the proxies' options of the same names.
+    #[command(flatten)]
+    model: mesh_runtime::args::ModelArgs,
     /// The JWKS document behind a jwksUri: URI=FILE. Repeatable.
     #[arg(long = "jwks", value_name = "URI=FILE")]
     jwks: Vec<String>,

@@ -101,3 +101,29 @@ async fn a_reload_tightens_policy_and_a_broken_file_keeps_it() {
     })
     .await;
 }
+
+/// As the node proxy: an invalid configuration at start stops the waypoint with every error, file and field,
+/// before it binds anything; so does a trust domain that is not one.
+#[test]
+fn an_invalid_configuration_at_start_stops_the_waypoint_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: payments}\nspec: {action: MAYBE}\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mesh-waypoint"))
+            .args(["-f", dir.path().to_str().unwrap(), "--gateway", "payments/waypoint"])
+            .args(["--inbound-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", "127.0.0.1:0", "--readiness-addr", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stderr) = run(&[]);
+    assert!(!ok && stderr.contains("bad.yaml") && stderr.contains("action"), "{stderr}");
+    let (ok, stderr) = run(&["--trust-domain", "Not A Domain"]);
+    assert!(!ok && stderr.contains("mesh.trust_domain"), "{stderr}");
+}

@@ -30,3 +30,8 @@ pub use config::Config;
 pub use error::Error;
 pub use live::Closed;
 pub use serve::run;
+
+/// The workspace README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

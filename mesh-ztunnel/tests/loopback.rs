@@ -180,6 +180,12 @@ fn a_reload_that_tightens_policy_closes_a_live_connection_and_a_broken_file_chan
     assert_eq!(dump["generation"].as_u64(), Some(before));
     let errors = dump["reload"]["last_errors"].to_string();
     assert!(errors.contains("broken.yaml") && errors.contains("action"), "{errors}");
+    // The settings in force, as plain data, and why the proxy is (not) ready.
+    assert_eq!(dump["config"]["node"], "node-b");
+    assert_eq!(dump["config"]["common"]["mesh"]["trust_domain"], "cluster.local");
+    assert_eq!(dump["config"]["common"]["drain_timeout"].as_str().map(|d| d.ends_with('s')), Some(true));
+    assert_eq!(dump["ready"]["ready"], true);
+    assert!(dump["source"].as_str().is_some_and(|s| s.starts_with("files ")), "{}", dump["source"]);
     assert_eq!(echo(&mut live, "still here")?, "still here");
     let again = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
     assert!(again.is_ok(), "the configuration in force still allows accounts");
