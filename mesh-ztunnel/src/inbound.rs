@@ -81,13 +81,13 @@ fn refuse(
     line.hbone_addr = Some(&target);
     line.error = Some(error);
     let (policy, reason) = match error {
-        Error::Denied { policy, reason } => (policy.as_deref(), Some(reason as &dyn std::fmt::Display)),
-        _ => (None, None),
+        Error::Denied { policy, reason } => (policy.as_deref(), reason as &dyn std::fmt::Display),
+        other => (None, other as &dyn std::fmt::Display),
     };
     if error.is_denial() {
         line.decision = Some("deny");
         line.policy = policy;
-        line.reason = reason;
+        line.reason = Some(reason);
         line.emit("connection denied");
     } else {
         line.emit("connection failed");

@@ -46,11 +46,14 @@ fn refuse(node: &Node, peers: &Peers, peer: SocketAddr, target: &dyn std::fmt::D
     node.metrics.tcp.refused(&peers.labels(Reporter::Destination, error.response_flags()));
     let mut line = peers.access(Direction::Inbound, &peer, target);
     line.error = Some(error);
-    if let Error::Denied { policy, reason } = error {
-        line.policy = policy.as_deref();
-        line.reason = Some(reason);
-    }
     if error.is_denial() {
+        match error {
+            Error::Denied { policy, reason } => {
+                line.policy = policy.as_deref();
+                line.reason = Some(reason);
+            }
+            other => line.reason = Some(other),
+        }
         line.decision = Some("deny");
         line.emit("connection denied");
     } else {
