@@ -145,6 +145,9 @@ pub(crate) async fn handle(
         peers.destination.principal = destination_principal;
     }
     let labels = peers.labels(Reporter::Destination, ResponseFlags::None);
+    // What the access line names is looked up again when the tunnel ends: a tunnel holds only its labels.
+    let peer_id = peers.source.principal.take().unwrap_or_default();
+    drop(peers);
     Ok(TakeOver(move |mut tunnel: HboneStream| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move {
             let mut upstream = upstream;
@@ -164,6 +167,19 @@ pub(crate) async fn handle(
             }
             drop(tunnel);
             node.metrics.tcp.closed(&labels, received, sent);
+            let snapshot = node.state.snapshot();
+            let cluster = snapshot.cluster();
+            let source_workload = cluster.workload_by_ip(source_ip).and_then(|w| cluster.workload(w));
+            let workload = node.local_workload(cluster, target.ip()).map(|(_, w)| w);
+            let mut peers = Peers {
+                source: side(source_workload, Some(peer_id)),
+                destination: side(workload, None),
+                service: None,
+                mtls: true,
+            };
+            if peers.destination.principal.is_none() {
+                peers.destination.principal = Some(labels.destination_principal.clone());
+            }
             let mut line = peers.access(Direction::Inbound, &source_ip, &target);
             line.claimed_addr = claimed.filter(|c| *c != source_ip);
             line.hbone_addr = Some(&target);
