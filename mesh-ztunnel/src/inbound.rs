@@ -37,6 +37,15 @@ pub(crate) struct Allowed {
     pub(crate) reason: String,
 }
 
+impl Allowed {
+    /// Gives the decision, the deciding policy and the reason on `line`.
+    pub(crate) fn explain<'a>(&'a self, line: &mut mesh_runtime::access::AccessLog<'a>) {
+        line.decision = Some("allow");
+        line.policy = Some(self.policy.as_str()).filter(|p| !p.is_empty());
+        line.reason = Some(&self.reason);
+    }
+}
+
 /// The local workload at `target`, as a policy target for its port.
 pub(crate) fn local_target<'s>(node: &Node, snapshot: &'s Snapshot, target: SocketAddr) -> Result<Target<'s>, Error> {
     node.local_workload(snapshot.cluster(), target.ip())
@@ -183,9 +192,7 @@ pub(crate) async fn handle(
             let mut line = peers.access(Direction::Inbound, &source_ip, &target);
             line.claimed_addr = claimed.filter(|c| *c != source_ip);
             line.hbone_addr = Some(&target);
-            line.decision = Some("allow");
-            line.policy = Some(allowed.policy.as_str()).filter(|p| !p.is_empty());
-            line.reason = Some(&allowed.reason);
+            allowed.explain(&mut line);
             line.bytes_sent = received;
             line.bytes_recv = sent;
             line.duration = started.elapsed();

@@ -119,9 +119,7 @@ async fn handle(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
     }
     node.metrics.tcp.closed(&labels, received, sent);
     let mut line = peers.access(Direction::Inbound, &peer, &target);
-    line.decision = Some("allow");
-    line.policy = Some(allowed.policy.as_str()).filter(|p| !p.is_empty());
-    line.reason = Some(&allowed.reason);
+    allowed.explain(&mut line);
     line.bytes_sent = received;
     line.bytes_recv = sent;
     line.duration = started.elapsed();
