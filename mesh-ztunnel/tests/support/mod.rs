@@ -83,7 +83,11 @@ impl Setup {
     pub fn node(&self, name: &str, n: u8, extra: &[&str]) -> Result<NodeProxy> {
         let ip = self.block.node(n);
         let log = self.dir.path().join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_mesh-ztunnel"))
+        // A benchmark may compare another build of the proxy in the same run (MESH_ZTUNNEL_BENCH_BIN).
+        let binary = std::env::var_os("MESH_ZTUNNEL_BENCH_BIN")
+            .filter(|_| cfg!(not(test)) || std::env::var_os("CI").is_none())
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_mesh-ztunnel").into());
+        let child = Command::new(binary)
             .args(["--node", name, "--listen-on-workload-ips", "--reload-interval", "100ms"])
             .arg("--config")
             .arg(self.config_dir())
