@@ -51,8 +51,18 @@ pub struct CommonArgs {
     /// .json files (hidden ones skipped, as `mesh-policy -f` reads them). Repeatable. Reloaded when they
     /// change; an invalid document at start stops the proxy, later it is reported and the configuration in
     /// force stays.
-    #[arg(long = "config", short = 'f', value_name = "PATH", required = true)]
+    #[arg(long = "config", short = 'f', value_name = "PATH", required_unless_present = "kubernetes")]
     pub config: Vec<PathBuf>,
+
+    /// Read the configuration from the Kubernetes API instead of files: Namespaces, Services, Pods,
+    /// ServiceEntries, WorkloadEntries, Gateways and the security CRDs, listed and watched (the API server of
+    /// --kubeconfig, else KUBECONFIG or ~/.kube/config, else the in-cluster service account).
+    #[arg(long, conflicts_with = "config")]
+    pub kubernetes: bool,
+
+    /// The kubeconfig file to reach the API server with (its current context), for --kubernetes.
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
 
     /// How often the configuration files are checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_nonzero_duration)]

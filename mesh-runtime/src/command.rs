@@ -1,6 +1,7 @@
 //! What the proxies' `main` functions share: logs, the settings from the command line, the configuration
-//! files checked once before anything starts (a typo stops the start with every error, file, document and
-//! field, rather than leaving a proxy waiting), the runtime, and SIGTERM / SIGINT as the shutdown signal.
+//! source (the files of `--config`, checked once before anything starts, so that a typo stops the start with
+//! every error, file, document and field; or the Kubernetes API with `--kubernetes`), the runtime, and
+//! SIGTERM / SIGINT as the shutdown signal.
 
 use std::fmt::Display;
 use std::process::ExitCode;
@@ -9,15 +10,15 @@ use crate::args::CommonArgs;
 use crate::config::CommonConfig;
 use crate::logging;
 use crate::shutdown::{self, Shutdown};
-use crate::source::FileSource;
+use crate::source::{ConfigSource, FileSource};
 use crate::state::MeshState;
 
-/// Runs a proxy from its command line: `run` gets the settings, the configuration files and a shutdown
+/// Runs a proxy from its command line: `run` gets the settings, the configuration source and a shutdown
 /// signal that SIGTERM or SIGINT triggers. Exits 1 with the reason if the settings or the files are invalid,
 /// a listener cannot be bound, or the proxy fails.
 pub fn run_proxy<F, Fut, E>(name: &str, common: &CommonArgs, run: F) -> ExitCode
 where
-    F: FnOnce(CommonConfig, FileSource, Shutdown) -> Fut,
+    F: FnOnce(CommonConfig, Box<dyn ConfigSource>, Shutdown) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
@@ -31,23 +32,41 @@ where
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
-    let source = common.file_source();
-    if let Err(e) = check_files(&source, &config) {
-        return fail(&e);
-    }
     let runtime = match common.runtime() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async {
+        let source = match source(common, &config).await {
+            Ok(source) => source,
+            Err(e) => return Err(e),
+        };
         let (trigger, shutdown) = shutdown::channel();
         tokio::spawn(trigger.on_signal());
-        run(config, source, shutdown).await
+        run(config, source, shutdown).await.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// The source the command line names: the Kubernetes API with `--kubernetes`, else the files of `--config`,
+/// checked once now.
+async fn source(common: &CommonArgs, config: &CommonConfig) -> Result<Box<dyn ConfigSource>, String> {
+    if common.kubernetes {
+        #[cfg(feature = "kubernetes")]
+        {
+            let source =
+                crate::kubernetes::KubeSource::connect(common.kubeconfig.clone()).await.map_err(|e| e.to_string())?;
+            return Ok(Box::new(source));
+        }
+        #[cfg(not(feature = "kubernetes"))]
+        return Err("--kubernetes: this build has no Kubernetes support (the `kubernetes` feature)".to_owned());
+    }
+    let files = common.file_source();
+    check_files(&files, config)?;
+    Ok(Box::new(files))
 }
 
 /// Reads the files and compiles them once: an unreadable or invalid configuration is an error listing every

@@ -5,6 +5,7 @@
 //! - [`source`]: where configuration comes from. [`source::ConfigSource`] is the one interface a source
 //!   implements (files and directories today, a Kubernetes API watcher next); it sends the whole set of
 //!   documents at start and after every change.
+//!   With the `kubernetes` feature, `kubernetes::KubeSource` lists and watches the Kubernetes API.
 //! - [`state`]: the [`Mesh`](mesh_policy::Mesh) behind a lock, the current [`Snapshot`](mesh_policy::Snapshot)
 //!   published to every task, and the outcome of the last reload. An invalid document is reported (file,
 //!   document, field) and the last good configuration stays in force.
@@ -32,6 +33,8 @@ pub mod command;
 pub mod config;
 pub mod drain;
 pub mod http;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod listen;
 #[cfg(feature = "cli")]
 pub mod logging;

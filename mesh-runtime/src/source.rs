@@ -53,6 +53,17 @@ pub enum SourceError {
         /// The directory where the limit was reached.
         path: String,
     },
+    /// A configuration server cannot be reached, or refuses a request (the Kubernetes API, say). The source
+    /// retries; the configuration in force stays.
+    #[error("{server}: {kind}: {reason}; retrying, the configuration in force stays")]
+    Unreachable {
+        /// The server, described.
+        server: String,
+        /// What it was reading.
+        kind: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A file is empty: being written, or truncated. It is not applied (removing every resource it held would
     /// be an outage); the configuration in force stays until it has content.
     #[error("{path} is empty (being written?); the configuration in force is kept until it has content")]
@@ -72,6 +83,16 @@ pub trait ConfigSource: Send + 'static {
     fn describe(&self) -> String;
     /// Runs the source: one update now, then one after each change.
     fn run(self: Box<Self>, updates: mpsc::Sender<ConfigUpdate>) -> SourceTask;
+}
+
+impl ConfigSource for Box<dyn ConfigSource> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn run(self: Box<Self>, updates: mpsc::Sender<ConfigUpdate>) -> SourceTask {
+        (*self).run(updates)
+    }
 }
 
 /// Files and directories (their `.yaml`, `.yml` and `.json` files, as [`manifest_files`] lists them), polled

@@ -7,65 +7,10 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Block, Ending, Result, Setup, To, backend, closed_within, echo, ending_within, read_text, socks5};
-
-/// The cluster: `payments` in ambient mode; accounts and probe on node-a, ledger on node-b behind a Service.
-fn cluster(b: Block) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Namespace
-metadata: {{name: payments, labels: {{istio.io/dataplane-mode: ambient}}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: accounts-0, namespace: payments, labels: {{app: accounts}}}}
-spec: {{serviceAccountName: accounts, nodeName: node-a}}
-status: {{phase: Running, podIP: {accounts}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: probe, namespace: payments, labels: {{run: probe}}}}
-spec: {{serviceAccountName: probe, nodeName: node-a}}
-status: {{phase: Running, podIP: {probe}}}
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: ledger-0, namespace: payments, labels: {{app: ledger}}}}
-spec:
-  serviceAccountName: ledger
-  nodeName: node-b
-  containers: [{{name: ledger, ports: [{{name: http, containerPort: 8080}}]}}]
-status: {{phase: Running, podIP: {ledger}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: ledger, namespace: payments}}
-spec:
-  clusterIP: {vip}
-  selector: {{app: ledger}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
-"#,
-        accounts = b.ip(1, 10),
-        probe = b.ip(1, 40),
-        ledger = b.ip(2, 20),
-        vip = b.ip(100, 20),
-    )
-}
-
-fn allow(principal: &str) -> String {
-    format!(
-        r#"apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: ledger-allow, namespace: payments}}
-spec:
-  selector: {{matchLabels: {{app: ledger}}}}
-  action: ALLOW
-  rules: [{{from: [{{source: {{principals: ["{principal}"]}}}}], to: [{{operation: {{ports: ["8080"]}}}}]}}]
-"#
-    )
-}
-
-const ACCOUNTS: &str = "cluster.local/ns/payments/sa/accounts";
+use support::{
+    ACCOUNTS, Block, Ending, Result, Setup, To, allow, backend, closed_within, cluster, echo, ending_within, read_text,
+    socks5,
+};
 
 fn setup(block: u8) -> Result<(Setup, support::NodeProxy, support::NodeProxy)> {
     let b = Block(block);

@@ -79,8 +79,14 @@ impl Setup {
         Ok(())
     }
 
-    /// Starts the node proxy `name` at 127.<block>.0.<n>.
+    /// Starts the node proxy `name` at 127.<block>.0.<n>, reading the configuration directory.
     pub fn node(&self, name: &str, n: u8, extra: &[&str]) -> Result<NodeProxy> {
+        let config = self.config_dir().into_os_string();
+        self.node_from(name, n, &["--config".into(), config], extra)
+    }
+
+    /// Starts the node proxy `name` at 127.<block>.0.<n>, reading the configuration as `source` says.
+    pub fn node_from(&self, name: &str, n: u8, source: &[std::ffi::OsString], extra: &[&str]) -> Result<NodeProxy> {
         let ip = self.block.node(n);
         let log = self.dir.path().join(format!("{name}.log"));
         // A benchmark may compare another build of the proxy in the same run (MESH_ZTUNNEL_BENCH_BIN).
@@ -89,8 +95,7 @@ impl Setup {
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_mesh-ztunnel").into());
         let child = Command::new(binary)
             .args(["--node", name, "--listen-on-workload-ips", "--reload-interval", "100ms"])
-            .arg("--config")
-            .arg(self.config_dir())
+            .args(source)
             .arg("--ca-dir")
             .arg(self.ca_dir())
             .args(["--socks5-addr", &format!("{ip}:15080")])
@@ -337,3 +342,61 @@ pub fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// The cluster: `payments` in ambient mode; accounts and probe on node-a, ledger on node-b behind a Service.
+pub fn cluster(b: Block) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: payments, labels: {{istio.io/dataplane-mode: ambient}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: accounts-0, namespace: payments, labels: {{app: accounts}}}}
+spec: {{serviceAccountName: accounts, nodeName: node-a}}
+status: {{phase: Running, podIP: {accounts}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: probe, namespace: payments, labels: {{run: probe}}}}
+spec: {{serviceAccountName: probe, nodeName: node-a}}
+status: {{phase: Running, podIP: {probe}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: ledger-0, namespace: payments, labels: {{app: ledger}}}}
+spec:
+  serviceAccountName: ledger
+  nodeName: node-b
+  containers: [{{name: ledger, ports: [{{name: http, containerPort: 8080}}]}}]
+status: {{phase: Running, podIP: {ledger}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ledger, namespace: payments}}
+spec:
+  clusterIP: {vip}
+  selector: {{app: ledger}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+"#,
+        accounts = b.ip(1, 10),
+        probe = b.ip(1, 40),
+        ledger = b.ip(2, 20),
+        vip = b.ip(100, 20),
+    )
+}
+
+pub fn allow(principal: &str) -> String {
+    format!(
+        r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ledger-allow, namespace: payments}}
+spec:
+  selector: {{matchLabels: {{app: ledger}}}}
+  action: ALLOW
+  rules: [{{from: [{{source: {{principals: ["{principal}"]}}}}], to: [{{operation: {{ports: ["8080"]}}}}]}}]
+"#
+    )
+}
+
+pub const ACCOUNTS: &str = "cluster.local/ns/payments/sa/accounts";

@@ -1,0 +1,65 @@
+//! The node proxy configured from the Kubernetes API (`--kubernetes`): two node proxies read the payments
+//! cluster from an API server double, carry accounts' connection to the ledger, and refuse it as soon as the
+//! API deletes the policy that allowed it.
+
+mod support;
+
+#[path = "../../mesh-runtime/tests/support/api_server.rs"]
+mod api_server;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use api_server::{ApiServer, kubeconfig, plural};
+use support::{ACCOUNTS, Block, Result, Setup, To, allow, backend, cluster, read_text, socks5};
+
+#[test]
+fn node_proxies_follow_the_kubernetes_api() -> Result {
+    let b = Block(47);
+    // The configuration directory stays empty: everything comes from the API.
+    let setup = Setup::new(47, "")?;
+    backend(SocketAddr::new(b.ip(2, 20), 8080), "ledger\n")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let server = ApiServer::default();
+    let manifests = format!("{}---\n{}", cluster(b), allow(ACCOUNTS));
+    for document in serde_yaml_ng::Deserializer::from_str(&manifests) {
+        let object: serde_json::Value = serde::Deserialize::deserialize(document)?;
+        let kind = object["kind"].as_str().unwrap_or_default().to_owned();
+        server.apply(plural(&kind), object);
+    }
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let _context = runtime.enter();
+    let serving = server.serve(listener);
+    let file = setup.config_dir().join("kubeconfig.yaml");
+    std::fs::write(&file, kubeconfig(&url))?;
+    let source = ["--kubernetes".into(), "--kubeconfig".into(), file.into_os_string()];
+    let a = setup.node_from("node-a", 1, &source, &[])?;
+    let node_b = setup.node_from("node-b", 2, &source, &[])?;
+
+    // Allowed by the policy the API serves.
+    let mut ledger = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
+        .map_err(|code| format!("refused with {code}; node-b log:\n{}", node_b.log_text()))?;
+    assert_eq!(read_text(&mut ledger, 7)?, "ledger\n");
+    drop(ledger);
+    let dump: serde_json::Value = serde_json::from_str(&node_b.admin("/config_dump")?)?;
+    assert!(dump["source"].as_str().is_some_and(|s| s.contains("Kubernetes API")), "{}", dump["source"]);
+
+    // The API replaces the policy with one that allows nobody: the next connection is refused.
+    let before = node_b.generation()?;
+    let nobody: serde_json::Value = serde_yaml_ng::from_str(&allow("cluster.local/ns/payments/sa/nobody"))?;
+    server.apply("authorizationpolicies", nobody);
+    node_b.wait_generation_past(before)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let outcome = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+        if outcome.is_err() || Instant::now() > deadline {
+            break outcome.err();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(refused, Some(2), "the policy the API now serves denies accounts; node-b log:\n{}", node_b.log_text());
+    serving.abort();
+    Ok(())
+}
