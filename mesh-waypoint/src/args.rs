@@ -46,6 +46,12 @@ pub struct Args {
     #[arg(long, value_name = "PORT", default_value_t = 15008)]
     pub hbone_port: u16,
 
+    /// Also accept Istio's sandwich binding on ADDR, a loopback address (127.0.0.1:15088): the waypoint Pod's
+    /// node proxy delivers each tunnel as a plain connection opening with a PROXY v2 header (identity in TLV
+    /// 0xD0), as for a Gateway with ambient.istio.io/waypoint-inbound-binding: PROXY/15088.
+    #[arg(long, value_name = "ADDR")]
+    pub proxy_protocol_addr: Option<SocketAddr>,
+
     /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
     pub connect_timeout: Duration,
@@ -82,6 +88,7 @@ impl Args {
             gateway: GatewayName { namespace: self.gateway.0.clone(), name: self.gateway.1.clone() },
             inbound_addr: self.inbound_addr,
             hbone_port: self.hbone_port,
+            proxy_protocol_addr: self.proxy_protocol_addr,
             connect_timeout: self.connect_timeout,
             jwks: JwksConfig {
                 ca_file: self.jwks_ca_file.clone(),

@@ -20,6 +20,10 @@ pub struct Config {
     pub inbound_addr: SocketAddr,
     /// The port destination node proxies accept HBONE on (15008).
     pub hbone_port: u16,
+    /// Istio's sandwich binding (`ambient.istio.io/waypoint-inbound-binding: PROXY/15088`): the listener the
+    /// waypoint Pod's own node proxy delivers tunnels to, each a plain connection opening with a PROXY
+    /// protocol v2 header that carries the client's identity. A loopback address (`127.0.0.1:15088`), or none.
+    pub proxy_protocol_addr: Option<SocketAddr>,
     /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
     #[serde(serialize_with = "as_text")]
     pub connect_timeout: Duration,
@@ -75,6 +79,7 @@ impl Config {
             gateway: GatewayName { namespace: namespace.into(), name: name.into() },
             inbound_addr: SocketAddr::from(([0, 0, 0, 0], 15008)),
             hbone_port: 15008,
+            proxy_protocol_addr: None,
             connect_timeout: Duration::from_secs(5),
             jwks: JwksConfig::default(),
             common: CommonConfig::default(),

@@ -30,6 +30,12 @@ pub enum Error {
     /// The TLS configuration of the waypoint's identity could not be made.
     #[error("the waypoint's identity: {0}")]
     Identity(String),
+    /// The PROXY protocol listener is not on loopback, where only the Pod's own node proxy reaches it.
+    #[error(
+        "the PROXY protocol listener {0} must be on a loopback address (127.0.0.1:15088): its header names the \
+         client's identity, which only the Pod's own node proxy may do"
+    )]
+    ProxyNotLoopback(std::net::SocketAddr),
     /// The HBONE listener failed.
     #[error("the HBONE listener: {0}")]
     Serve(String),

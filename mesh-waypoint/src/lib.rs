@@ -26,6 +26,7 @@ mod pool;
 mod protocol;
 mod proxy;
 mod reply;
+mod sandwich;
 mod serve;
 mod served;
 mod tcp;

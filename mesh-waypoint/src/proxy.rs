@@ -23,6 +23,7 @@ use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::protocol::{self, Prefixed, Protocol};
 use crate::served::{self, Endpoint, Served};
+use crate::tcp::Downlink;
 use crate::upstream::{Dial, Upstreams};
 use crate::{http, tcp};
 
@@ -125,6 +126,10 @@ pub(crate) fn access<'a>(down: &'a Downstream, endpoint: Option<&'a (Dial, std::
     line
 }
 
+/// How a tunnel is to be served once admitted: what its port carries, and for a declared TCP port the
+/// endpoint the check chose.
+pub(crate) type Admitted = (Protocol, Option<(IpAddr, u16)>);
+
 impl Proxy {
     /// Decides on a CONNECT.
     pub(crate) fn accept(self: &Arc<Self>, request: InboundRequest) -> Result<TakeOver<Serve>, Rejection> {
@@ -134,24 +139,29 @@ impl Proxy {
             source_ip: request.source_ip(),
             authority: request.target,
         };
+        let (protocol, pinned) = self.admit(&down).map_err(|e| e.rejection(down.authority))?;
+        let me = Arc::clone(self);
+        let serve: Serve = Box::new(move |stream| Box::pin(me.serve(down, protocol, Downlink::Tunnel(stream), pinned)));
+        Ok(TakeOver(serve))
+    }
+
+    /// Whether this waypoint serves what `down` is addressed to, and, for a declared TCP port, whether policy
+    /// allows it (decided now, against the endpoint the bytes will then go to). A refusal is logged here.
+    pub(crate) fn admit(&self, down: &Downstream) -> Result<Admitted, Error> {
         let snapshot = self.state.snapshot();
         let served = match served::resolve(&snapshot, &self.gateway, down.authority) {
             Ok(served) => served,
             Err(why) => {
                 let error = Error::NotServed(why.to_string());
-                let mut line = access(&down, None);
+                let mut line = access(down, None);
                 line.error = Some(&error);
                 line.emit("tunnel refused");
-                return Err(error.rejection(down.authority));
+                return Err(error);
             }
         };
-        // A declared TCP port is decided now, against the endpoint the bytes will then go to.
         let pinned =
-            if served.protocol == Protocol::Tcp { Some(self.check_tcp(&snapshot, &served, &down)?) } else { None };
-        let protocol = served.protocol;
-        let me = Arc::clone(self);
-        let serve: Serve = Box::new(move |stream| Box::pin(me.serve(down, protocol, stream, pinned)));
-        Ok(TakeOver(serve))
+            if served.protocol == Protocol::Tcp { Some(self.check_tcp(&snapshot, &served, down)?) } else { None };
+        Ok((served.protocol, pinned))
     }
 
     /// A declared TCP port: the policy decides before the tunnel opens, for the endpoint chosen (returned, so
@@ -161,7 +171,7 @@ impl Proxy {
         snapshot: &mesh_policy::Snapshot,
         served: &Served<'_>,
         down: &Downstream,
-    ) -> Result<(IpAddr, u16), Rejection> {
+    ) -> Result<(IpAddr, u16), Error> {
         let ep = served.pick(&self.next_endpoint);
         let decision = snapshot.authorize_tcp_at_waypoint(&down.connection(served.target(&ep)));
         if decision.allowed {
@@ -177,14 +187,15 @@ impl Proxy {
         line.reason = Some(&decision);
         line.error = Some(&error);
         line.emit("connection denied");
-        Err(error.rejection(down.authority))
+        Err(error)
     }
 
-    async fn serve(
+    /// Serves an admitted tunnel, whichever way it arrived.
+    pub(crate) async fn serve(
         self: Arc<Self>,
         down: Downstream,
         protocol: Protocol,
-        mut stream: HboneStream,
+        mut stream: Downlink,
         pinned: Option<(IpAddr, u16)>,
     ) {
         let down = Arc::new(down);

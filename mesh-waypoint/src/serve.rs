@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use mesh_hbone::status::InboundRules;
 use mesh_hbone::transport::{ClientConfig, HboneClient, HboneServer, InboundRequest};
 use mesh_policy::resource::{Kind, ResourceId};
+use mesh_runtime::drain::Connections;
 use mesh_runtime::ops::{OpsListeners, Readiness, metrics_routes};
 use mesh_runtime::pki::Pki;
 use mesh_runtime::shutdown::Shutdown;
@@ -20,7 +21,7 @@ use crate::jwks::{FetchOptions, Jwks};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::upstream::Upstreams;
-use crate::{Config, Error, jwks, pool};
+use crate::{Config, Error, jwks, pool, sandwich};
 
 /// Runs the waypoint with `config`, its configuration from `source`, until `shutdown`; then drains and
 /// returns.
@@ -37,6 +38,11 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
     let tls = jwks::tls_config(config.jwks.ca_file.as_deref()).map_err(|e| Error::JwksTrust(e.to_string()))?;
     // Every listener first, so that a port in use stops the proxy at once.
     let inbound = listen::bind("HBONE inbound", config.inbound_addr, "--inbound-addr").await?;
+    let sandwich = match config.proxy_protocol_addr {
+        Some(addr) if !addr.ip().is_loopback() => return Err(Error::ProxyNotLoopback(addr)),
+        Some(addr) => Some(listen::bind("PROXY protocol", addr, "--proxy-protocol-addr").await?),
+        None => None,
+    };
     let ops = OpsListeners::bind(&config.common.endpoints).await?;
 
     let readiness = Readiness::new();
@@ -117,8 +123,12 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
         next_endpoint: AtomicUsize::new(0),
         pool: pool::Pool::default(),
     });
+    let sandwiched = Connections::new();
+    if let Some(listener) = sandwich {
+        tokio::spawn(sandwich::serve(Arc::clone(&proxy), listener, down.clone(), sandwiched.clone()));
+    }
     waiting.release();
-    info!(%identity, inbound = %config.inbound_addr, "waypoint ready");
+    info!(%identity, inbound = %config.inbound_addr, proxy_protocol = ?config.proxy_protocol_addr, "waypoint ready");
     let handler = move |request: InboundRequest| {
         let proxy = Arc::clone(&proxy);
         async move { proxy.accept(request) }
@@ -127,7 +137,10 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
         let down = down.clone();
         async move { down.wait().await }
     };
-    let drained = server.serve_until(inbound, handler, until, config.common.drain_timeout).await;
+    let (drained, _) = tokio::join!(server.serve_until(inbound, handler, until, config.common.drain_timeout), async {
+        down.wait().await;
+        sandwiched.drain(config.common.drain_timeout).await
+    });
     ops_trigger.trigger();
     info!(cut_off = drained.as_ref().map_or(0, |d| d.cut_off), "drained; stopping");
     drained.map(drop).map_err(|e| Error::Serve(e.to_string()))

@@ -622,6 +622,16 @@ impl ClientProxy {
     }
 }
 
+/// Sends one HTTP/1.1 request over `stream`.
+pub async fn http1_over<S>(stream: S, request: Request<String>) -> Answer
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    read(sender.send_request(request).await.unwrap()).await
+}
+
 async fn read(response: Response<Incoming>) -> Answer {
     let (parts, body) = response.into_parts();
     let collected = body.collect().await.unwrap();
