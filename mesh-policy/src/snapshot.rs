@@ -283,6 +283,9 @@ impl Snapshot {
 
     /// The waypoint's decision for a plain TCP connection it proxies (see [`Snapshot::check_waypoint_tcp`]).
     pub fn authorize_tcp_at_waypoint(&self, connection: &Connection<'_>) -> Decision {
+        if let Err(e) = self.known_names(&connection.target) {
+            return Decision::new(false, Action::Deny, Reason::Text(e.to_string()), Enforcement::Waypoint);
+        }
         match Attributes::proxy(connection, None, None) {
             Ok(attrs) => self.tcp_waypoint_decision(&connection.target, &attrs),
             Err(e) => Decision::new(false, Action::Deny, Reason::Text(e.to_string()), Enforcement::Waypoint),
@@ -316,6 +319,7 @@ impl Snapshot {
     /// does not start with `/` is an error.
     pub fn authorize_request(&self, request: &Request<'_>, now: u64) -> Result<Decision, RequestError> {
         let target = &request.connection.target;
+        self.known_names(target).map_err(RequestError)?;
         let headers = HeaderPairs(request.http.headers);
         let (verified, forwarding) = match self.authenticate(target, headers, request.http.path, Some(now)) {
             Ok(Some((token, forwarding))) => (Some(token), Some(forwarding)),
@@ -390,6 +394,35 @@ impl Snapshot {
                 Ok(self.waypoint_decision(&target, &mut attrs, forwarding))
             }
         }
+    }
+
+    /// Fails when the manifests define cluster objects but not the Service, ServiceEntry or waypoint Gateway
+    /// `target` names: a misspelled name would otherwise find no policy and be allowed. Without cluster
+    /// objects (policies alone) every name is taken as given, as a check request's is.
+    fn known_names(&self, target: &Target<'_>) -> Result<(), FieldError> {
+        if self.cluster.is_empty() {
+            return Ok(());
+        }
+        if let Some((name, kind)) = target.service
+            && self.cluster.service_in(target.namespace, name, kind).is_none()
+        {
+            let kind = match kind {
+                crate::request::ServiceKind::Service => crate::resource::Kind::Service,
+                crate::request::ServiceKind::ServiceEntry => crate::resource::Kind::ServiceEntry,
+            };
+            let id = ResourceId::new(kind, target.namespace, name);
+            return Err(FieldError::new("destination.service", format!("the manifests define no {id}")));
+        }
+        // Waypoints are few: a scan, without building an id on the hot path.
+        if let Some((namespace, name)) = target.waypoint
+            && !self.cluster.waypoints().any(|w| w.id.namespace() == namespace && w.id.name() == name)
+        {
+            return Err(FieldError::new(
+                "destination.waypoint",
+                format!("the manifests define no waypoint Gateway {namespace}/{name}"),
+            ));
+        }
+        Ok(())
     }
 
     fn authenticate<'h>(

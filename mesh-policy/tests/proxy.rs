@@ -449,3 +449,68 @@ fn plaintext_is_refused_exactly_where_the_effective_mtls_mode_is_strict() {
         }
     }
 }
+
+/// A waypoint target built by hand with a misspelled Service, ServiceEntry or Gateway finds no policy: once the
+/// manifests define cluster objects, such a name is an error (an HTTP request) or a denial (TCP), never an
+/// allow, as the same mistake in a check request is.
+#[test]
+fn a_misspelled_name_on_the_proxy_paths_is_refused_not_allowed() {
+    let idp = Idp::new("k1");
+    let mut mesh = mesh(&idp);
+    let policies_only = mesh.snapshot();
+    mesh.apply_yaml(CLUSTER).unwrap();
+    mesh.apply_yaml(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop, labels: {istio.io/use-waypoint: waypoint}}
+spec: {clusterIP: 10.96.0.10, selector: {app: web}, ports: [{name: http, port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+"#,
+    )
+    .unwrap();
+    let snapshot = mesh.snapshot();
+    let web = IstioIdentity::parse_principal("cluster.local/ns/shop/sa/web").unwrap();
+    let no_labels = BTreeMap::new();
+    let empty = headers(&[]);
+    let get = |target: Target<'_>| {
+        let request = Request::new(
+            Connection::new(target).with_peer(&web),
+            HttpView { method: "GET", path: "/", host: Some("api.shop"), headers: &empty },
+        );
+        snapshot.authorize_request(&request, NOW)
+    };
+    let right = Target::new("shop", &no_labels).with_service("api").with_waypoint("shop", "waypoint");
+    let decided = get(right).unwrap();
+    assert!(
+        !decided.allowed && decided.reason.to_string().contains("no ALLOW policy matched (1 applies)"),
+        "{decided}"
+    );
+
+    for (target, named) in [
+        (Target::new("shop", &no_labels).with_service("apii").with_waypoint("shop", "waypoint"), "Service shop/apii"),
+        (
+            Target::new("shop", &no_labels).with_service_entry("api").with_waypoint("shop", "waypoint"),
+            "ServiceEntry shop/api",
+        ),
+        (Target::new("shop", &no_labels).with_service("api").with_waypoint("shop", "waypont"), "shop/waypont"),
+    ] {
+        let error = get(target).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains(named) && error.contains("the manifests define no"), "{named}: {error:?}");
+        let tcp = snapshot.authorize_tcp_at_waypoint(&Connection::new(target).with_peer(&web));
+        assert!(!tcp.allowed && tcp.reason.to_string().contains(named), "{named}: {tcp}");
+    }
+
+    // With policies alone there is nothing to check names against: they are taken as given.
+    let request = Request::new(
+        Connection::new(Target::new("shop", &no_labels).with_service("other")).with_peer(&web),
+        HttpView { method: "GET", path: "/", host: None, headers: &empty },
+    );
+    assert!(policies_only.authorize_request(&request, NOW).is_ok());
+}
