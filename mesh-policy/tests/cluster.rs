@@ -198,3 +198,106 @@ fn the_trace_result_has_the_shared_shape() {
         serde_json::from_value::<TraceRequest>(json!({"source": {"pod": "a/b"}, "destination": "x:1", "htp": {}}));
     assert!(typo.is_err());
 }
+
+/// A third-party waypoint class (kgateway's, mesh-waypoint's): its GatewayClass (or the Gateway) carries
+/// `ambient.istio.io/waypoint-inbound-binding`, as istiod reads it. Its Gateways are waypoints, the namespaces
+/// they admit are the bound listener's, and its Pods are ambient workloads (the sandwich), where Istio's own
+/// waypoint Pods are not.
+#[test]
+fn a_gateway_of_a_class_with_an_inbound_binding_is_a_waypoint_reached_through_its_node_proxy() {
+    use mesh_policy::cluster::InboundBinding;
+    let manifests = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: payments, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: mesh-waypoint, annotations: {ambient.istio.io/waypoint-inbound-binding: PROXY/15088}}
+spec: {controllerName: mesh-rs.dev/waypoint}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: sandwich, namespace: payments}
+spec:
+  gatewayClassName: mesh-waypoint
+  listeners:
+  - {name: proxy, port: 15088, protocol: istio.io/PROXY, allowedRoutes: {namespaces: {from: All}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: payments}
+spec: {gatewayClassName: other, listeners: [{name: http, port: 80, protocol: HTTP}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: annotated, namespace: payments, annotations: {ambient.istio.io/waypoint-inbound-binding: NONE}}
+spec: {gatewayClassName: other, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: garbled, namespace: payments, annotations: {ambient.istio.io/waypoint-inbound-binding: "PROXY/port"}}
+spec: {gatewayClassName: other}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: istio, namespace: payments}
+spec: {gatewayClassName: istio-waypoint, listeners: [{name: mesh, port: 15008, protocol: HBONE}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: sandwich-0, namespace: payments, labels: {gateway.networking.k8s.io/gateway-name: sandwich}}
+spec: {serviceAccountName: sandwich}
+status: {podIP: 10.0.3.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: istio-0, namespace: payments, labels: {gateway.networking.k8s.io/gateway-name: istio}}
+spec: {serviceAccountName: istio}
+status: {podIP: 10.0.3.2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop, labels: {istio.io/use-waypoint: sandwich, istio.io/use-waypoint-namespace: payments}}
+spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
+"#;
+    let mut mesh = Mesh::default();
+    mesh.apply_yaml(manifests).unwrap();
+    let snapshot = mesh.snapshot();
+    let cluster = snapshot.cluster();
+    let waypoint = |name: &str| cluster.waypoint(&ResourceId::new(Kind::Gateway, "payments", name));
+    let sandwich = waypoint("sandwich").expect("a Gateway of a class with a binding is a waypoint");
+    assert_eq!(sandwich.binding, Some(InboundBinding { proxy_protocol: true, port: Some(15088) }));
+    assert_eq!(waypoint("annotated").map(|w| w.binding), Some(Some(InboundBinding { proxy_protocol: false, port: None })));
+    assert!(waypoint("ingress").is_none(), "no binding, not Istio's class: not a waypoint");
+    assert!(waypoint("garbled").is_none(), "an invalid binding is ignored, as istiod ignores it");
+    assert_eq!(waypoint("istio").map(|w| w.binding), Some(None));
+
+    // The bound listener admits every namespace: the shop's Service may use the payments waypoint.
+    let cart = cluster.service_in("shop", "cart", Default::default()).and_then(|s| cluster.service(s)).unwrap();
+    assert_eq!(cart.waypoint.waypoint().map(|w| w.qualified().to_string()), Some("payments/sandwich".to_owned()));
+
+    // The sandwich waypoint's Pod is an ambient workload; Istio's waypoint Pod is not.
+    let enrolled = |ip: &str| {
+        let id = cluster.workload_by_ip(ip.parse().unwrap()).unwrap();
+        cluster.workload(id).unwrap().enrolled
+    };
+    assert!(enrolled("10.0.3.1"));
+    assert!(!enrolled("10.0.3.2"));
+
+    for (value, parsed) in [
+        ("PROXY/15088", Some(InboundBinding { proxy_protocol: true, port: Some(15088) })),
+        ("PROXY", Some(InboundBinding { proxy_protocol: true, port: None })),
+        ("NONE/9000", Some(InboundBinding { proxy_protocol: false, port: Some(9000) })),
+        ("HBONE", None),
+        ("PROXY/1/2", None),
+        ("PROXY/70000", None),
+        ("", None),
+    ] {
+        assert_eq!(InboundBinding::parse(value), parsed, "{value:?}");
+    }
+}

@@ -11,6 +11,9 @@ pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 /// On a Gateway: the service account its deployment runs as (default: the Gateway's name).
 pub const GATEWAY_SERVICE_ACCOUNT: &str = "gateway.istio.io/service-account";
+/// On a Gateway, else on its GatewayClass: how the waypoint's node proxy delivers tunnels to a third-party
+/// waypoint, `<protocol>` or `<protocol>/<port>` (`PROXY/15088`: Istio's sandwich binding).
+pub const WAYPOINT_INBOUND_BINDING: &str = "ambient.istio.io/waypoint-inbound-binding";
 /// On a Service, ServiceEntry or namespace (the service's own label winning): `"true"` (any true of Go's
 /// `strconv.ParseBool`) sends traffic from ingress gateways through the service's waypoint too.
 pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";

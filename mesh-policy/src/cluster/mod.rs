@@ -15,8 +15,8 @@ mod validate;
 
 pub use labels::{Addressed, WaypointFor};
 pub use model::{
-    Cluster, IngressWaypoint, ServiceId, ServicePort, ServiceView, TargetPort, Unusable, Waypoint, WaypointBinding,
-    WaypointId, WaypointLabel, Workload, WorkloadId, WorkloadKind,
+    Cluster, InboundBinding, IngressWaypoint, ServiceId, ServicePort, ServiceView, TargetPort, Unusable, Waypoint,
+    WaypointBinding, WaypointId, WaypointLabel, Workload, WorkloadId, WorkloadKind,
 };
 pub use resolve::{ResolveError, Resolved};
 pub use route::Route;

@@ -290,7 +290,44 @@ pub struct Waypoint {
     pub addresses: Vec<IpAddr>,
     /// The Pods of its deployment.
     pub workloads: Vec<WorkloadId>,
+    /// How a third-party waypoint's own node proxy delivers tunnels to it (the
+    /// `ambient.istio.io/waypoint-inbound-binding` annotation); `None` for Istio's own waypoints, which
+    /// terminate HBONE themselves.
+    pub binding: Option<InboundBinding>,
     admits: Admits,
+}
+
+/// A third-party waypoint's inbound binding, as istiod's `makeInboundBinding` reads the annotation (the
+/// Gateway's, else its GatewayClass's): `PROXY` or `NONE`, and the port when given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundBinding {
+    /// `PROXY`: the node proxy opens each delivered connection with a PROXY protocol v2 header carrying the
+    /// client's identity (the "sandwich"); `NONE`: plain bytes.
+    pub proxy_protocol: bool,
+    /// The waypoint Pod's port the node proxy delivers to (`15088` in `PROXY/15088`); `None` when not given.
+    pub port: Option<u16>,
+}
+
+impl InboundBinding {
+    /// Parses `PROXY`, `PROXY/15088`, `NONE`, ...; `None` for anything else, which istiod ignores with a
+    /// warning.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split('/');
+        let protocol = parts.next()?;
+        let port = match parts.next() {
+            Some(port) => Some(port.parse::<u16>().ok()?),
+            None => None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        let proxy_protocol = match protocol {
+            "PROXY" => true,
+            "NONE" => false,
+            _ => return None,
+        };
+        Some(InboundBinding { proxy_protocol, port })
+    }
 }
 
 /// The namespaces a waypoint's HBONE listener admits (`allowedRoutes.namespaces`), as istiod's
@@ -385,13 +422,13 @@ impl Cluster {
         let mut classes = BTreeMap::new();
         for o in &objects {
             if let ClusterObject::GatewayClass(gc) = o {
-                classes.insert(name_of(&gc.metadata), &gc.metadata.labels);
+                classes.insert(name_of(&gc.metadata), &gc.metadata);
             }
         }
         for o in &objects {
             if let ClusterObject::Gateway(g) = o {
-                let class_labels = classes.get(g.spec.gateway_class_name.as_str()).copied().unwrap_or(NO_LABELS);
-                c.add_gateway(g, class_labels, config);
+                let class = classes.get(g.spec.gateway_class_name.as_str()).copied();
+                c.add_gateway(g, class, config);
             }
         }
         for o in &objects {
@@ -425,12 +462,8 @@ impl Cluster {
         c
     }
 
-    fn add_gateway(
-        &mut self,
-        g: &objects::GatewayObject,
-        class_labels: &BTreeMap<String, String>,
-        config: &MeshConfig,
-    ) {
+    fn add_gateway(&mut self, g: &objects::GatewayObject, class: Option<&objects::Meta>, config: &MeshConfig) {
+        let class_labels = class.map_or(NO_LABELS, |c| &c.labels);
         let ns = namespace_of(&g.metadata);
         let name = name_of(&g.metadata);
         let id = ResourceId::new(Kind::Gateway, ns, name);
@@ -438,14 +471,27 @@ impl Cluster {
         if let Some(mode) = g.metadata.labels.get(labels::DATAPLANE_MODE) {
             self.gateway_modes.insert(id.clone(), mode.clone());
         }
-        if g.spec.gateway_class_name != config.waypoint_gateway_class {
+        // istiod's makeInboundBinding: the Gateway's annotation, else its GatewayClass's; an invalid value is
+        // ignored, as istiod ignores it.
+        let binding = g
+            .metadata
+            .annotations
+            .get(labels::WAYPOINT_INBOUND_BINDING)
+            .or_else(|| class.and_then(|c| c.annotations.get(labels::WAYPOINT_INBOUND_BINDING)))
+            .and_then(|v| InboundBinding::parse(v));
+        // Istio's own class, or a third-party waypoint class that declares how tunnels reach it.
+        if g.spec.gateway_class_name != config.waypoint_gateway_class && binding.is_none() {
             return;
         }
         let service_account =
             g.metadata.annotations.get(labels::GATEWAY_SERVICE_ACCOUNT).cloned().unwrap_or_else(|| name.to_owned());
-        // istiod's makeAllowedRoutes: the HBONE listener on port 15008, else `Same`.
-        let listener =
-            g.spec.listeners.iter().find(|l| l.protocol.as_deref() == Some("HBONE") && l.port == Some(15008));
+        // istiod's makeAllowedRoutes: the listener on the binding's port, else the HBONE listener on port 15008,
+        // else `Same`.
+        let bound =
+            binding.and_then(|b| b.port).and_then(|port| g.spec.listeners.iter().find(|l| l.port == Some(port)));
+        let listener = bound.or_else(|| {
+            g.spec.listeners.iter().find(|l| l.protocol.as_deref() == Some("HBONE") && l.port == Some(15008))
+        });
         let admits = match listener.and_then(|l| l.allowed_routes.as_ref()).and_then(|r| r.namespaces.as_ref()) {
             None => Admits::Same,
             Some(n) => match (n.from.as_deref(), &n.selector) {
@@ -474,6 +520,7 @@ impl Cluster {
             service_account,
             addresses,
             workloads: Vec::new(),
+            binding,
             admits,
         };
         self.waypoints.insert(id, waypoint);
@@ -493,8 +540,10 @@ impl Cluster {
     /// Pod's own label, when the manifest shows it, is what the CNI then reads.
     fn gateway_pod_enrolled(&self, namespace: &str, gateway: &str, pod_labels: &BTreeMap<String, String>) -> bool {
         let id = ResourceId::new(Kind::Gateway, namespace, gateway);
-        if self.waypoints.contains_key(&id) {
-            return false;
+        if let Some(waypoint) = self.waypoints.get(&id) {
+            // Istio's waypoints speak HBONE themselves; a third-party waypoint is an ambient workload, reached
+            // through its own node proxy, enrolled as any Pod is.
+            return waypoint.binding.is_some() && self.enrolled(namespace, pod_labels);
         }
         let mode = pod_labels.get(labels::DATAPLANE_MODE).or_else(|| self.gateway_modes.get(&id));
         let mut labels = pod_labels.clone();
