@@ -8,7 +8,7 @@ use clap::Parser;
 use mesh_runtime::args::{CommonArgs, parse_nonzero_duration};
 use mesh_runtime::config::ConfigError;
 
-use crate::config::{Config, GatewayName, JwksConfig};
+use crate::config::{Config, GatewayName, JwksConfig, Onward};
 
 /// The waypoint: an L7 proxy for the Services and workloads whose `istio.io/use-waypoint` label names its
 /// Gateway.
@@ -52,6 +52,12 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub proxy_protocol_addr: Option<SocketAddr>,
 
+    /// How requests go on to endpoints: hbone (to each endpoint's node proxy, with the waypoint's certificate)
+    /// or plain (to the endpoint's address, for the waypoint Pod's own node proxy to tunnel: the sandwich).
+    /// Default: plain with --proxy-protocol-addr, else hbone.
+    #[arg(long, value_name = "MODE", value_parser = ["hbone", "plain"])]
+    pub onward: Option<String>,
+
     /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
     pub connect_timeout: Duration,
@@ -89,6 +95,12 @@ impl Args {
             inbound_addr: self.inbound_addr,
             hbone_port: self.hbone_port,
             proxy_protocol_addr: self.proxy_protocol_addr,
+            onward: match self.onward.as_deref() {
+                Some("plain") => Onward::Plain,
+                Some(_) => Onward::Hbone,
+                None if self.proxy_protocol_addr.is_some() => Onward::Plain,
+                None => Onward::Hbone,
+            },
             connect_timeout: self.connect_timeout,
             jwks: JwksConfig {
                 ca_file: self.jwks_ca_file.clone(),

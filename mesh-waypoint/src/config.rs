@@ -24,6 +24,8 @@ pub struct Config {
     /// waypoint Pod's own node proxy delivers tunnels to, each a plain connection opening with a PROXY
     /// protocol v2 header that carries the client's identity. A loopback address (`127.0.0.1:15088`), or none.
     pub proxy_protocol_addr: Option<SocketAddr>,
+    /// How requests go on to endpoints.
+    pub onward: Onward,
     /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
     #[serde(serialize_with = "as_text")]
     pub connect_timeout: Duration,
@@ -31,6 +33,19 @@ pub struct Config {
     pub jwks: JwksConfig,
     /// What both proxies share: model options, CA, operational endpoints, drain.
     pub common: CommonConfig,
+}
+
+/// How the waypoint reaches endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Onward {
+    /// Over HBONE to each endpoint's node proxy, with the waypoint's own certificate: Istio's waypoints, which
+    /// are not ambient workloads themselves.
+    Hbone,
+    /// Plain TCP to each endpoint's address: the waypoint Pod is an ambient workload (Istio's sandwich binding)
+    /// and its own node proxy captures the connection and tunnels it with the waypoint's identity. HBONE here
+    /// would be tunnelled twice.
+    Plain,
 }
 
 /// A Gateway's namespace and name.
@@ -80,6 +95,7 @@ impl Config {
             inbound_addr: SocketAddr::from(([0, 0, 0, 0], 15008)),
             hbone_port: 15008,
             proxy_protocol_addr: None,
+            onward: Onward::Hbone,
             connect_timeout: Duration::from_secs(5),
             jwks: JwksConfig::default(),
             common: CommonConfig::default(),

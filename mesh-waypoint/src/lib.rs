@@ -32,6 +32,6 @@ mod served;
 mod tcp;
 mod upstream;
 
-pub use config::{Config, GatewayName, JwksConfig};
+pub use config::{Config, GatewayName, JwksConfig, Onward};
 pub use error::Error;
 pub use serve::run;

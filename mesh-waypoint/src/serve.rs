@@ -117,6 +117,7 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
             hbone_port: config.hbone_port,
             connect_timeout: config.connect_timeout,
             local_ip,
+            onward: config.onward,
         },
         metrics,
         jwks,

@@ -77,13 +77,16 @@ pub(crate) struct Upstreams {
     pub(crate) connect_timeout: Duration,
     /// The waypoint's own address, which onward connections leave from (none: the kernel's choice).
     pub(crate) local_ip: Option<IpAddr>,
+    /// HBONE to endpoints' node proxies, or plain TCP for the waypoint Pod's own node proxy to tunnel.
+    pub(crate) onward: crate::Onward,
 }
 
 impl Upstreams {
     /// Connects to `endpoint` for a client at `source`.
     pub(crate) async fn connect(&self, endpoint: &Dial, source: IpAddr) -> Result<Box<dyn Io>, UpstreamError> {
         let target = SocketAddr::new(endpoint.ip, endpoint.port);
-        let Some(identity) = &endpoint.identity else {
+        let identity = endpoint.identity.as_ref().filter(|_| self.onward == crate::Onward::Hbone);
+        let Some(identity) = identity else {
             let tcp = connect_tcp(target, self.local_ip, self.connect_timeout).await.map_err(|e| {
                 UpstreamError::Failed { endpoint: endpoint.name.clone(), address: target, reason: e.to_string() }
             })?;

@@ -510,7 +510,12 @@ impl NodeProxy {
 /// An HTTP backend answering every request with JSON: its method, path and headers. A gRPC request (content
 /// type `application/grpc`) gets the JSON as its message and `grpc-status: 0` in trailers.
 pub async fn http_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    http_backend_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// The same backend, at `addr`.
+pub async fn http_backend_at(addr: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
