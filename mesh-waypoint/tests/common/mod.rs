@@ -329,8 +329,12 @@ impl Waypoint {
     pub async fn start(net: Net, pki: &Pki, config: &Path, hbone_port: u16, extra: &[&str]) -> Waypoint {
         let ip = net.waypoint();
         let addr = |port: u16| SocketAddr::new(ip, port);
-        let (inbound, admin, metrics, readiness) =
-            (addr(free_port(ip)), addr(free_port(ip)), addr(free_port(ip)), addr(free_port(ip)));
+        // Four distinct free ports: each is held until all are chosen, so none is picked twice.
+        let held: Vec<std::net::TcpListener> =
+            (0..4).map(|_| std::net::TcpListener::bind(SocketAddr::new(ip, 0)).unwrap()).collect();
+        let port = |i: usize| held[i].local_addr().unwrap().port();
+        let (inbound, admin, metrics, readiness) = (addr(port(0)), addr(port(1)), addr(port(2)), addr(port(3)));
+        drop(held);
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("waypoint.log");
         let child = Command::new(env!("CARGO_BIN_EXE_mesh-waypoint"))
