@@ -34,6 +34,8 @@ pub struct Readiness {
 struct ReadyState {
     next: AtomicU64,
     waiting: Mutex<BTreeMap<u64, String>>,
+    /// Conditions worth saying that do not stop serving, by topic.
+    notes: Mutex<BTreeMap<String, String>>,
     draining: std::sync::atomic::AtomicBool,
 }
 
@@ -54,6 +56,9 @@ pub struct ReadyStatus {
     pub waiting_for: Vec<String>,
     /// Whether it is draining.
     pub draining: bool,
+    /// What is wrong without stopping it from serving (the configuration source unreachable, the last update
+    /// refused), by topic.
+    pub notes: BTreeMap<String, String>,
 }
 
 impl Readiness {
@@ -70,6 +75,18 @@ impl Readiness {
         Blocker { ready: self.clone(), id }
     }
 
+    /// Says `text` about `topic` on `/healthz/ready` and in the status without taking the proxy out of
+    /// service: the configuration in force is still enforced (a proxy that left service whenever its control
+    /// plane did would take every replica down with it).
+    pub fn note(&self, topic: &str, text: impl Into<String>) {
+        self.notes().insert(topic.to_owned(), text.into());
+    }
+
+    /// Withdraws what was said about `topic`.
+    pub fn clear_note(&self, topic: &str) {
+        self.notes().remove(topic);
+    }
+
     /// Not ready from now on: the drain has started.
     pub fn drain(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
@@ -84,7 +101,7 @@ impl Readiness {
     pub fn status(&self) -> ReadyStatus {
         let draining = self.inner.draining.load(Ordering::Relaxed);
         let waiting_for: Vec<String> = self.waiting().values().cloned().collect();
-        ReadyStatus { ready: !draining && waiting_for.is_empty(), waiting_for, draining }
+        ReadyStatus { ready: !draining && waiting_for.is_empty(), waiting_for, draining, notes: self.notes().clone() }
     }
 
     /// `/healthz/ready`.
@@ -92,14 +109,15 @@ impl Readiness {
         let ready = self.clone();
         Routes::new().get("/healthz/ready", "200 when serving; 503 saying why not", move |_| {
             let status = ready.status();
+            let notes: String = status.notes.iter().map(|(topic, text)| format!("{topic}: {text}\n")).collect();
             if status.ready {
-                Reply::text("ready\n")
+                Reply::text(format!("ready\n{notes}"))
             } else if status.draining {
                 Reply::status(StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n")
             } else {
                 Reply::status(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready: waiting for {}\n", status.waiting_for.join(", ")),
+                    format!("not ready: waiting for {}\n{notes}", status.waiting_for.join(", ")),
                 )
             }
         })
@@ -107,6 +125,10 @@ impl Readiness {
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, String>> {
         self.inner.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.inner.notes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -181,5 +203,19 @@ mod tests {
         let late = ready.block("anything");
         drop(late);
         assert!(!ready.is_ready());
+    }
+
+    #[test]
+    fn a_note_is_said_without_leaving_service() {
+        let ready = Readiness::new();
+        ready.note("configuration source", "the Kubernetes API is unreachable");
+        let status = ready.status();
+        assert!(status.ready, "{status:?}");
+        assert_eq!(
+            status.notes.get("configuration source").map(String::as_str),
+            Some("the Kubernetes API is unreachable")
+        );
+        ready.clear_note("configuration source");
+        assert!(ready.status().notes.is_empty());
     }
 }

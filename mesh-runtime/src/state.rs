@@ -9,7 +9,13 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use crate::ops::Readiness;
 use crate::source::{ConfigUpdate, Document};
+
+/// The readiness topic of a configuration source that cannot be read.
+pub const SOURCE_NOTE: &str = "configuration source";
+/// The readiness topic of a configuration update that was refused.
+pub const REFUSED_NOTE: &str = "configuration refused";
 
 /// The outcome of the last reload, as the admin view shows it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -115,17 +121,28 @@ impl MeshState {
     }
 
     /// Applies each update from `updates` until the channel closes. Parsing and compiling run on a blocking
-    /// thread, so a large reload never stalls the tasks that carry traffic.
-    pub async fn follow(self: Arc<Self>, mut updates: mpsc::Receiver<ConfigUpdate>) {
+    /// thread, so a large reload never stalls the tasks that carry traffic. What goes wrong is said on
+    /// `readiness` (topics [`SOURCE_NOTE`] and [`REFUSED_NOTE`]) until an update applies; the proxy keeps
+    /// serving the configuration in force meanwhile.
+    pub async fn follow(self: Arc<Self>, mut updates: mpsc::Receiver<ConfigUpdate>, readiness: Readiness) {
         while let Some(update) = updates.recv().await {
             match update {
                 Ok(documents) => {
+                    readiness.clear_note(SOURCE_NOTE);
                     let state = Arc::clone(&self);
-                    if let Err(e) = tokio::task::spawn_blocking(move || state.apply(&documents)).await {
-                        error!(error = %e, "applying the configuration failed; the configuration in force is kept");
+                    match tokio::task::spawn_blocking(move || state.apply(&documents)).await {
+                        Ok(Ok(_)) => readiness.clear_note(REFUSED_NOTE),
+                        Ok(Err(errors)) => readiness
+                            .note(REFUSED_NOTE, format!("{} (the configuration in force is kept)", errors.join("; "))),
+                        Err(e) => {
+                            error!(error = %e, "applying the configuration failed; the configuration in force is kept")
+                        }
                     }
                 }
-                Err(e) => self.unreadable(&e.to_string()),
+                Err(e) => {
+                    readiness.note(SOURCE_NOTE, e.to_string());
+                    self.unreadable(&e.to_string());
+                }
             }
         }
     }
@@ -155,6 +172,49 @@ mod tests {
         // The same documents again make no new snapshot.
         let again = state.apply(&good).map(|s| s.generation());
         assert_eq!(again.ok(), Some(before));
+    }
+
+    #[tokio::test]
+    async fn what_goes_wrong_is_said_on_readiness_until_an_update_applies() {
+        use std::collections::BTreeMap;
+        let state = Arc::new(MeshState::new(MeshConfig::default()));
+        let readiness = Readiness::new();
+        let (tx, rx) = mpsc::channel(1);
+        let following = tokio::spawn(Arc::clone(&state).follow(rx, readiness.clone()));
+        let until = |check: fn(&BTreeMap<String, String>) -> bool| {
+            let readiness = readiness.clone();
+            async move {
+                for _ in 0..500 {
+                    if check(&readiness.status().notes) {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                false
+            }
+        };
+        let unreachable = crate::source::SourceError::Unreachable {
+            server: "the Kubernetes API at https://10.96.0.1".into(),
+            kind: "Pod".into(),
+            reason: "connection refused".into(),
+        };
+        let _ = tx.send(Err(unreachable)).await;
+        assert!(until(|n| n.get(SOURCE_NOTE).is_some_and(|t| t.contains("connection refused"))).await);
+        assert!(readiness.is_ready(), "the configuration in force is still served");
+        let bad = DENY_ALL.replace("spec: {}", "spec: {action: MAYBE}");
+        let _ = tx.send(Ok(vec![Document { name: "bad.yaml".into(), text: bad }])).await;
+        assert!(
+            until(|n| !n.contains_key(SOURCE_NOTE)
+                && n.get(REFUSED_NOTE).is_some_and(|t| t.contains("bad.yaml") && t.contains("kept")))
+            .await,
+            "the source answers again, its update refused: {:?}",
+            readiness.status()
+        );
+        let _ = tx.send(Ok(vec![Document { name: "good.yaml".into(), text: DENY_ALL.into() }])).await;
+        assert!(until(BTreeMap::is_empty).await, "an applied update clears every note: {:?}", readiness.status());
+        drop(tx);
+        let _ = following.await;
+        assert_eq!(state.status().applied, 1);
     }
 
     #[test]

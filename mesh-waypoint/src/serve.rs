@@ -64,7 +64,7 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
     let description = source.describe();
     let (updates_tx, updates_rx) = mpsc::channel(4);
     tokio::spawn(Box::new(source).run(updates_tx));
-    tokio::spawn(Arc::clone(&state).follow(updates_rx));
+    tokio::spawn(Arc::clone(&state).follow(updates_rx, readiness.clone()));
 
     let options = FetchOptions {
         refresh: config.jwks.refresh,

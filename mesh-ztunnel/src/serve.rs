@@ -85,7 +85,7 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
     let (updates_tx, updates_rx) = mpsc::channel(4);
     info!(source = %description, node = %config.node, "waiting for the first configuration");
     tasks.spawn(Box::new(source).run(updates_tx));
-    tasks.spawn(Arc::clone(&state).follow(updates_rx));
+    tasks.spawn(Arc::clone(&state).follow(updates_rx, readiness.clone()));
     let mut snapshots = state.subscribe();
     while state.status().applied == 0 {
         tokio::select! {

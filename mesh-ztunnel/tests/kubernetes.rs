@@ -1,6 +1,6 @@
 //! The node proxy configured from the Kubernetes API (`--kubernetes`): two node proxies read the payments
-//! cluster from an API server double, carry accounts' connection to the ledger, and refuse it as soon as the
-//! API deletes the policy that allowed it.
+//! cluster from an API server double, carry accounts' connection to the ledger, refuse it as soon as the API
+//! serves a policy that denies it, and keep enforcing that policy, saying so on readiness, once the API is gone.
 
 mod support;
 
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use api_server::{ApiServer, kubeconfig, plural};
-use support::{ACCOUNTS, Block, Result, Setup, To, allow, backend, cluster, read_text, socks5};
+use support::{ACCOUNTS, Block, Result, Setup, To, allow, backend, cluster, http_get, read_text, socks5};
 
 #[test]
 fn node_proxies_follow_the_kubernetes_api() -> Result {
@@ -60,6 +60,21 @@ fn node_proxies_follow_the_kubernetes_api() -> Result {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(refused, Some(2), "the policy the API now serves denies accounts; node-b log:\n{}", node_b.log_text());
-    serving.abort();
+
+    // The API goes away: the proxy keeps serving what it has, and its readiness says why.
+    server.stop(serving);
+    let readiness = SocketAddr::new(node_b.ip, 15021);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (code, body) = loop {
+        let (code, body) = http_get(readiness, "/healthz/ready")?;
+        if body.contains("configuration source") || Instant::now() > deadline {
+            break (code, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("configuration source") && body.contains("Kubernetes API"), "{body}");
+    let still = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;
+    assert_eq!(still.err(), Some(2), "the last policy is still enforced");
     Ok(())
 }
