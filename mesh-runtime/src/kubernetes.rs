@@ -119,17 +119,8 @@ impl KubeSource {
     /// The API server of `kubeconfig` (its current context), else the one the environment names: `KUBECONFIG`
     /// or `~/.kube/config`, or the in-cluster service account when running in a Pod.
     pub async fn connect(kubeconfig: Option<PathBuf>) -> Result<Self, KubeSourceError> {
-        let config = match kubeconfig {
-            Some(path) => {
-                let file = kube::config::Kubeconfig::read_from(&path)
-                    .map_err(|e| KubeSourceError::Config(format!("{}: {e}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| KubeSourceError::Config(format!("{}: {e}", path.display())))?
-            }
-            None => kube::Config::infer().await.map_err(|e| KubeSourceError::Config(e.to_string()))?,
-        };
-        Self::from_config(config)
+        let (client, url) = client(kubeconfig).await?;
+        Ok(KubeSource::new(client, url))
     }
 
     /// The API server `config` describes.
@@ -145,6 +136,24 @@ impl KubeSource {
         self.settle = settle;
         self
     }
+}
+
+/// A client of the API server of `kubeconfig` (its current context), else of the one the environment names, as
+/// [`KubeSource::connect`] finds it; with the server's URL, for logs.
+pub async fn client(kubeconfig: Option<PathBuf>) -> Result<(kube::Client, String), KubeSourceError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(&path)
+                .map_err(|e| KubeSourceError::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| KubeSourceError::Config(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| KubeSourceError::Config(e.to_string()))?,
+    };
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|e| KubeSourceError::Client(e.to_string()))?;
+    Ok((client, url))
 }
 
 /// What the source holds of one kind.

@@ -58,6 +58,11 @@ pub struct Args {
     #[arg(long, value_name = "MODE", value_parser = ["hbone", "plain"])]
     pub onward: Option<String>,
 
+    /// With --kubernetes: report the status of this GatewayClass and of its Gateways (Accepted, Programmed, and
+    /// the waypoint Service's address), as a Gateway API implementation does, for istiod and users to see.
+    #[arg(long, value_name = "CLASS", requires = "kubernetes")]
+    pub gateway_class: Option<String>,
+
     /// How long connecting to an endpoint's node proxy (TCP and TLS) may take before the client gets 503.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_nonzero_duration)]
     pub connect_timeout: Duration,

@@ -16,6 +16,8 @@ mod admin;
 #[cfg(feature = "cli")]
 pub mod args;
 mod config;
+#[cfg(feature = "kubernetes")]
+pub mod controller;
 mod error;
 mod forwarding;
 mod http;

@@ -37,6 +37,36 @@ struct Cluster {
     version: u64,
     /// By URL path (`/api/v1/pods`).
     resources: HashMap<String, Resource>,
+    /// Every status patch: the object's URL and the patch.
+    patches: Vec<(String, Value)>,
+}
+
+/// What an object URL names: the resource's list path, the object's key (`namespace/name`), a subresource.
+fn object_path(path: &str) -> Option<(String, String, Option<String>)> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (prefix, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => (format!("/api/{version}"), rest),
+        ["apis", group, version, rest @ ..] => (format!("/apis/{group}/{version}"), rest),
+        _ => return None,
+    };
+    let owned = |s: &&str| (*s).to_owned();
+    match rest {
+        ["namespaces", namespace, plural, name, sub @ ..] => {
+            Some((format!("{prefix}/{plural}"), format!("{namespace}/{name}"), sub.first().map(owned)))
+        }
+        [plural, name, sub @ ..] if *plural != "namespaces" || sub.is_empty() => {
+            Some((format!("{prefix}/{plural}"), format!("/{name}"), sub.first().map(owned)))
+        }
+        _ => None,
+    }
+}
+
+fn json_response(status: u16, value: &Value) -> Response<BoxBody<Bytes, Infallible>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(value.to_string())).boxed())
+        .unwrap()
 }
 
 /// The API server double.
@@ -106,14 +136,56 @@ impl ApiServer {
         resource.watchers.clear();
     }
 
+    /// The status patches received so far.
+    pub fn patches(&self) -> Vec<(String, Value)> {
+        self.cluster.lock().unwrap().patches.clone()
+    }
+
+    /// A request for one object: GET it, or PATCH its status (recorded, merged, and sent to watchers).
+    fn answer_object(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        body: &[u8],
+    ) -> Option<Response<BoxBody<Bytes, Infallible>>> {
+        let (list, key, sub) = object_path(path)?;
+        let not_found = || {
+            json_response(
+                404,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": format!("{key} not found")}),
+            )
+        };
+        let mut cluster = self.cluster.lock().unwrap();
+        if method == hyper::Method::GET && sub.is_none() {
+            let found = cluster.resources.get(&list).and_then(|r| r.objects.get(&key)).cloned();
+            return Some(found.map_or_else(not_found, |o| json_response(200, &o)));
+        }
+        if method == hyper::Method::PATCH && sub.as_deref() == Some("status") {
+            let patch: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            cluster.patches.push((path.to_owned(), patch.clone()));
+            cluster.version += 1;
+            let version = cluster.version;
+            let Some(resource) = cluster.resources.get_mut(&list) else { return Some(not_found()) };
+            let Some(object) = resource.objects.get_mut(&key) else { return Some(not_found()) };
+            object["status"] = patch["status"].clone();
+            object["metadata"]["resourceVersion"] = json!(version.to_string());
+            let object = object.clone();
+            resource.log.push((version, "MODIFIED", object.clone()));
+            let line = Bytes::from(format!("{}\n", json!({"type": "MODIFIED", "object": object})));
+            resource.watchers.retain(|w| w.send(line.clone()).is_ok());
+            return Some(json_response(200, &object));
+        }
+        None
+    }
+
     pub fn lists(&self, api_version: &str, plural: &str) -> usize {
         self.cluster.lock().unwrap().resources.get(&path_of(api_version, plural)).map_or(0, |r| r.lists)
     }
 
-    fn answer(&self, request: &Request<Incoming>) -> Response<BoxBody<Bytes, Infallible>> {
-        let path = request.uri().path().to_owned();
-        let query: HashMap<String, String> = request
-            .uri()
+    fn answer(&self, uri: &hyper::Uri) -> Response<BoxBody<Bytes, Infallible>> {
+        let path = uri.path().to_owned();
+        let query: HashMap<String, String> = uri
             .query()
             .unwrap_or("")
             .split('&')
@@ -171,8 +243,14 @@ impl ApiServer {
                 let server = server.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
-                        let response = server.answer(&request);
-                        async move { Ok::<_, Infallible>(response) }
+                        let server = server.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let object = server.answer_object(&parts.method, parts.uri.path(), &body);
+                            let response = object.unwrap_or_else(|| server.answer(&parts.uri));
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
