@@ -272,7 +272,10 @@ spec: {clusterIP: 10.96.0.30, ports: [{name: http, port: 80}]}
     let waypoint = |name: &str| cluster.waypoint(&ResourceId::new(Kind::Gateway, "payments", name));
     let sandwich = waypoint("sandwich").expect("a Gateway of a class with a binding is a waypoint");
     assert_eq!(sandwich.binding, Some(InboundBinding { proxy_protocol: true, port: Some(15088) }));
-    assert_eq!(waypoint("annotated").map(|w| w.binding), Some(Some(InboundBinding { proxy_protocol: false, port: None })));
+    assert_eq!(
+        waypoint("annotated").map(|w| w.binding),
+        Some(Some(InboundBinding { proxy_protocol: false, port: None }))
+    );
     assert!(waypoint("ingress").is_none(), "no binding, not Istio's class: not a waypoint");
     assert!(waypoint("garbled").is_none(), "an invalid binding is ignored, as istiod ignores it");
     assert_eq!(waypoint("istio").map(|w| w.binding), Some(None));

@@ -41,8 +41,8 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:15008")]
     pub inbound_addr: SocketAddr,
 
-    /// The port destination node proxies accept HBONE on (allowed requests are forwarded to
-    /// <endpoint pod IP>:<this port>).
+    /// The port destination node proxies accept HBONE on (allowed requests are forwarded to this port of the
+    /// endpoint Pod's IP).
     #[arg(long, value_name = "PORT", default_value_t = 15008)]
     pub hbone_port: u16,
 

@@ -1,6 +1,6 @@
 //! Serde types that mirror the Kubernetes custom resources, field for field.
 //!
-//! These are what a manifest *says*. Nothing here is evaluated: [`crate::compile`] turns a validated resource into
+//! These are what a manifest *says*. Nothing here is evaluated: compilation turns a validated resource into
 //! the form the enforcement points run. Unknown fields are rejected everywhere, because a typo such as
 //! `principal:` for `principals:` would otherwise drop a constraint and widen access. A null item in any list
 //! (which serde would read as an empty object, an empty rule matching everything) is refused before these types
