@@ -22,6 +22,7 @@
 //! keys and signatures from *ring*'s system generator, the one behind that provider; rotation jitter is the
 //! caller's. See `crypto`.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "x509")]
 pub mod bundle;

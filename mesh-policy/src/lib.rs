@@ -40,6 +40,7 @@
 //! the enforcement point that enforces it, and an index keeps them by where they attach. Every change makes
 //! an immutable [`Snapshot`] that checks ([`Snapshot::check`]) and traces ([`Snapshot::trace`]) run against.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod analyze;
 pub mod cluster;

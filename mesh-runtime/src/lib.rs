@@ -23,6 +23,7 @@
 //! - With the `cli` feature, for binaries: [`args`] (the shared command line), [`logging`] (log output) and
 //!   [`command`] (a proxy's `main`: settings, files checked at start, runtime, SIGTERM).
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod access;
 #[cfg(feature = "cli")]
