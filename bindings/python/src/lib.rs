@@ -288,6 +288,44 @@ impl Mesh {
         Ok(Decision { inner: decision })
     }
 
+    /// Checks a list (or tuple) of request dicts in one call, against one snapshot and one `now`; returns a
+    /// Decision per request, in order. The requests are read while holding the GIL, then checked with it
+    /// released. An invalid request raises InvalidRequestError naming its index and field.
+    #[pyo3(signature = (requests, now = None))]
+    fn check_many(
+        &self,
+        py: Python<'_>,
+        requests: &Bound<'_, PyAny>,
+        now: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<Decision>> {
+        let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = requests.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = requests.cast::<PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            return Err(request_error(format!("requests: expected a list of dicts, not {}", type_name(requests))));
+        };
+        let texts = items
+            .iter()
+            .enumerate()
+            .map(|(i, request)| request_text(request).map_err(|e| request_error(format!("requests[{i}]: {e}"))))
+            .collect::<PyResult<Vec<String>>>()?;
+        let now = seconds(now)?;
+        let snapshot = self.snapshot(py)?;
+        let decisions = py.detach(|| {
+            texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let req: CheckRequest =
+                        parse_shape(text, "check").map_err(|e| request_error(format!("requests[{i}]: {e}")))?;
+                    snapshot.check_at(&req, now).map_err(|e| request_error(format!("requests[{i}]: {e}")))
+                })
+                .collect::<PyResult<Vec<_>>>()
+        })?;
+        Ok(decisions.into_iter().map(|inner| Decision { inner }).collect())
+    }
+
     /// Traces a connection (or, with `http`, a request) from a source workload to a destination address through
     /// every hop; returns a Trace. Tokens are validated at `request["now"]`, else `now`, else the current time.
     #[pyo3(signature = (request, now = None))]
@@ -329,20 +367,28 @@ impl Mesh {
 
 /// A request dict as JSON text, written without running Python code.
 fn request_json(request: &Bound<'_, PyAny>) -> PyResult<String> {
+    request_text(request).map_err(request_error)
+}
+
+fn request_text(request: &Bound<'_, PyAny>) -> Result<String, String> {
     if !request.is_instance_of::<PyDict>() {
-        return Err(request_error(format!("request: expected a dict, not {}", type_name(request))));
+        return Err(format!("request: expected a dict, not {}", type_name(request)));
     }
     let mut text = String::new();
-    write_json(request, &mut String::new(), 0, &mut text).map_err(request_error)?;
+    write_json(request, &mut String::new(), 0, &mut text)?;
     Ok(text)
 }
 
 /// A request of the shared shapes from its JSON text, with the path of a field that does not fit.
 fn parse_request<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> PyResult<T> {
+    parse_shape(text, what).map_err(request_error)
+}
+
+fn parse_shape<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, String> {
     let mut de = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        request_error(format!("invalid {what} request: {path}: {}", e.into_inner()))
+        format!("invalid {what} request: {path}: {}", e.into_inner())
     })
 }
 

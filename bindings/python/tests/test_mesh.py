@@ -179,3 +179,25 @@ spec:
     assert finding.message in report["warnings"][0]
     assert finding.fix
     assert finding.to_dict()["code"] == "ztunnel-allow-never-matches"
+
+
+def test_check_many_decides_each_request_as_check_does():
+    mesh = Mesh()
+    mesh.apply_yaml(LEDGER)
+    requests = [l4(), l4(port=9090), l4(principal="cluster.local/ns/payments/sa/probe")]
+    decisions = mesh.check_many(requests)
+    assert [d.to_dict() for d in decisions] == [mesh.check(r).to_dict() for r in requests]
+    assert [d.allowed for d in decisions] == [True, False, False]
+    assert [d.allowed for d in mesh.check_many(tuple(requests))] == [True, False, False]
+    assert mesh.check_many([]) == []
+
+
+def test_check_many_names_the_invalid_request():
+    mesh = Mesh()
+    mesh.apply_yaml(LEDGER)
+    with pytest.raises(InvalidRequestError, match=r"requests\[1\]: .*destination\.port"):
+        mesh.check_many([l4(), {"destination": {"namespace": "payments", "port": "http"}}])
+    with pytest.raises(InvalidRequestError, match=r"requests\[0\]: request: expected a dict"):
+        mesh.check_many(["not a dict"])
+    with pytest.raises(InvalidRequestError, match=r"expected a list of dicts"):
+        mesh.check_many(l4())

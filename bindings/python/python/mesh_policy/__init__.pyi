@@ -177,6 +177,11 @@ class Mesh:
     def check(self, request: dict[str, Any], now: Optional[float] = None) -> Decision:
         """Check a request in the shared check-request shape. Raw tokens are validated at `now` (Unix seconds;
         default: the current time). Raises InvalidRequestError."""
+    def check_many(
+        self, requests: Union[list[dict[str, Any]], tuple[dict[str, Any], ...]], now: Optional[float] = None
+    ) -> list[Decision]:
+        """Check many requests in one call, against one snapshot and one `now`; a Decision per request, in
+        order. Raises InvalidRequestError naming the index of an invalid request."""
     def trace(self, request: dict[str, Any], now: Optional[float] = None) -> Trace:
         """Follow a connection or request across every hop (the shape of shared/spec/trace.md)."""
     def analyze(self) -> list[Finding]:
