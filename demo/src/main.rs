@@ -37,13 +37,13 @@ fn main() -> ExitCode {
         // The reference binaries' own entry points.
         Some(Command::Ztunnel(args)) => {
             let config = args.config();
-            mesh_runtime::command::run_proxy("mesh-ztunnel", &args.common, |_, source, shutdown| async move {
+            mesh_runtime::command::run_proxy("mesh-ztunnel", &args.common, |source, shutdown| async move {
                 mesh_ztunnel::run(config?, source, shutdown).await
             })
         }
         Some(Command::Waypoint(args)) => {
             let config = args.config();
-            mesh_runtime::command::run_proxy("mesh-waypoint", &args.common, |_, source, shutdown| async move {
+            mesh_runtime::command::run_proxy("mesh-waypoint", &args.common, |source, shutdown| async move {
                 mesh_waypoint::run(config?, source, shutdown).await
             })
         }

@@ -13,12 +13,12 @@ use crate::shutdown::{self, Shutdown};
 use crate::source::{ConfigSource, FileSource};
 use crate::state::MeshState;
 
-/// Runs a proxy from its command line: `run` gets the settings, the configuration source and a shutdown
-/// signal that SIGTERM or SIGINT triggers. Exits 1 with the reason if the settings or the files are invalid,
+/// Runs a proxy from its command line: `run` gets the configuration source and a shutdown signal that
+/// SIGTERM or SIGINT triggers. Exits 1 with the reason if the settings or the files are invalid,
 /// a listener cannot be bound, or the proxy fails.
 pub fn run_proxy<F, Fut, E>(name: &str, common: &CommonArgs, run: F) -> ExitCode
 where
-    F: FnOnce(CommonConfig, Box<dyn ConfigSource>, Shutdown) -> Fut,
+    F: FnOnce(Box<dyn ConfigSource>, Shutdown) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
@@ -37,13 +37,10 @@ where
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async {
-        let source = match source(common, &config).await {
-            Ok(source) => source,
-            Err(e) => return Err(e),
-        };
+        let source = source(common, &config).await?;
         let (trigger, shutdown) = shutdown::channel();
         tokio::spawn(trigger.on_signal());
-        run(config, source, shutdown).await.map_err(|e| e.to_string())
+        run(source, shutdown).await.map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

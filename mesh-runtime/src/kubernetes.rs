@@ -125,8 +125,7 @@ impl KubeSource {
 
     /// The API server `config` describes.
     pub fn from_config(config: kube::Config) -> Result<Self, KubeSourceError> {
-        let url = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config).map_err(|e| KubeSourceError::Client(e.to_string()))?;
+        let (client, url) = build(config)?;
         Ok(KubeSource::new(client, url))
     }
 
@@ -151,6 +150,10 @@ pub async fn client(kubeconfig: Option<PathBuf>) -> Result<(kube::Client, String
         }
         None => kube::Config::infer().await.map_err(|e| KubeSourceError::Config(e.to_string()))?,
     };
+    build(config)
+}
+
+fn build(config: kube::Config) -> Result<(kube::Client, String), KubeSourceError> {
     let url = config.cluster_url.to_string();
     let client = kube::Client::try_from(config).map_err(|e| KubeSourceError::Client(e.to_string()))?;
     Ok((client, url))

@@ -41,8 +41,6 @@ pub async fn signal() {
     wait_for_signal().await;
 }
 
-impl Trigger {}
-
 impl Shutdown {
     /// Resolves once shutdown has started.
     pub async fn wait(&self) {

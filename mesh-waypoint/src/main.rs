@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     let config = args.config();
     let status_of = args.gateway_class.clone();
     let kubeconfig = args.common.kubeconfig.clone();
-    mesh_runtime::command::run_proxy("mesh-waypoint", &args.common, |_, source, shutdown| async move {
+    mesh_runtime::command::run_proxy("mesh-waypoint", &args.common, |source, shutdown| async move {
         let config = config.map_err(|e| e.to_string())?;
         if let Some(class) = status_of {
             report_status(kubeconfig, class, shutdown.clone()).await?;

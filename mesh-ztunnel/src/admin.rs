@@ -118,7 +118,7 @@ fn config_dump(node: &Node) -> serde_json::Value {
     json!({
         "config": node.config,
         "source": node.source,
-        "node": node.name,
+        "node": node.config.node,
         "ready": node.readiness.status(),
         "generation": snapshot.generation(),
         "reload": node.state.status(),

@@ -9,7 +9,7 @@ use mesh_ztunnel::args::Args;
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = args.config();
-    mesh_runtime::command::run_proxy("mesh-ztunnel", &args.common, |_, source, shutdown| async move {
+    mesh_runtime::command::run_proxy("mesh-ztunnel", &args.common, |source, shutdown| async move {
         mesh_ztunnel::run(config?, source, shutdown).await
     })
 }

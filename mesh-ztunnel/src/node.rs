@@ -32,8 +32,6 @@ pub(crate) struct Node {
     pub(crate) config: Config,
     /// What the configuration is read from.
     pub(crate) source: String,
-    /// `spec.nodeName` of the local Pods.
-    pub(crate) name: String,
     /// The configuration in force.
     pub(crate) state: Arc<MeshState>,
     /// The CA and the certificates of the local workloads.
@@ -50,8 +48,6 @@ pub(crate) struct Node {
     pub(crate) live: Arc<Live>,
     /// Every connection in flight, inbound and outbound, for the drain.
     pub(crate) connections: Connections,
-    /// The HBONE port of peers (15008).
-    pub(crate) hbone_port: u16,
     /// Whether the proxy serves, and if not, why.
     pub(crate) readiness: Readiness,
     /// The firewall mark of the proxy's own connections.
@@ -76,8 +72,6 @@ impl Node {
         source: String,
     ) -> Self {
         Node {
-            name: config.node.clone(),
-            hbone_port: config.inbound_addr.port(),
             config,
             source,
             state,
@@ -98,7 +92,7 @@ impl Node {
     /// Whether `w` is a workload this node proxies: on this node, in the mesh, and not a Gateway's proxy (a
     /// waypoint or gateway speaks HBONE itself).
     pub(crate) fn is_local(&self, w: &Workload) -> bool {
-        w.node.as_deref() == Some(self.name.as_str()) && w.enrolled && w.gateway.is_none()
+        w.node.as_deref() == Some(self.config.node.as_str()) && w.enrolled && w.gateway.is_none()
     }
 
     /// The local workload at `ip`.
@@ -153,6 +147,11 @@ impl Node {
     pub(crate) async fn connect(&self, target: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectTcpError> {
         let options = SocketOptions { buffers: SocketBuffers::UPSTREAM, mark: self.mark };
         connect_tcp_with(target, None, timeout, options).await
+    }
+
+    /// The HBONE port of peers: this proxy's own (15008).
+    pub(crate) fn hbone_port(&self) -> u16 {
+        self.config.inbound_addr.port()
     }
 
     /// Picks one of `n` endpoints.

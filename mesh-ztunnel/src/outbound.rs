@@ -208,7 +208,7 @@ async fn plan(
         peers.destination.principal = Some(format!("spiffe://{}", waypoint.principal));
         return Ok(Plan::Hbone {
             destination: Destination {
-                address: SocketAddr::new(ip, node.hbone_port),
+                address: SocketAddr::new(ip, node.hbone_port()),
                 identities: spiffe(&waypoint.principal),
             },
             authority,
@@ -226,7 +226,7 @@ async fn plan(
         return Ok(Plan::Passthrough(Dialled::Addr(SocketAddr::new(ip, port))));
     }
     Ok(Plan::Hbone {
-        destination: Destination { address: SocketAddr::new(ip, node.hbone_port), identities: spiffe(&w.principal) },
+        destination: Destination { address: SocketAddr::new(ip, node.hbone_port()), identities: spiffe(&w.principal) },
         authority: SocketAddr::new(ip, port),
     })
 }
