@@ -110,9 +110,15 @@ impl Index {
             if (p.dry_run && !with_dry_run) || !enforced(p) {
                 continue;
             }
+            if p.scope == Scope::Mesh {
+                index.root_ns.ztunnel_all.push(p.clone());
+                continue;
+            }
             let ns = index.entry(p.id.namespace());
             match &p.scope {
                 Scope::Namespace => ns.ztunnel_all.push(p.clone()),
+                // Mesh: above. Listed: found through the workloads that name it (`WorkloadPolicies::resolve`).
+                Scope::Mesh | Scope::Listed => {}
                 Scope::Selector(labels) => ns.ztunnel_selected.insert(p.clone(), labels),
                 Scope::Targets(targets) => {
                     let mut seen = FxHashSet::default();

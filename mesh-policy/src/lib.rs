@@ -67,6 +67,7 @@ pub mod resource;
 pub mod scenario;
 pub mod snapshot;
 pub mod trace;
+pub mod xds;
 
 pub use analyze::{Finding, Involved, Severity};
 pub use compile::DRY_RUN_ANNOTATION;

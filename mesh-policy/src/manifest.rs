@@ -87,6 +87,9 @@ pub struct Manifest {
     /// GatewayClass), with the
     /// index of their document.
     pub cluster: Vec<(usize, ClusterObject)>,
+    /// istiod's L4 authorizations, from a node proxy's state ([`crate::xds::State`]), with the index of their
+    /// document.
+    pub authorizations: Vec<(usize, crate::xds::Authorization)>,
     /// Everything else.
     pub skipped: Vec<Skipped>,
 }
@@ -192,6 +195,32 @@ fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut Vec<ManifestError>) {
     if !value.is_mapping() {
         errors.push(ManifestError::NotAnObject { document, message: "not a Kubernetes object (a mapping)".into() });
+        return;
+    }
+    let state_keys = ["workloads", "services", "policies"];
+    if value.get("apiVersion").is_none()
+        && value.get("kind").is_none()
+        && state_keys.iter().any(|k| value.get(*k).is_some())
+    {
+        // A node proxy's state, as Istio's ztunnel dumps it (`istioctl ztunnel-config all -o json`).
+        // Through JSON's data model, where enums are written as maps (`{"Exact": "..."}`), as ztunnel writes them.
+        let state = serde_json::to_value(&value)
+            .map_err(|e| vec![FieldError::new("", e.to_string())])
+            .and_then(|json| {
+                serde_path_to_error::deserialize::<_, crate::xds::State>(json)
+                    .map_err(|e| vec![FieldError::new(e.path().to_string(), e.inner().to_string())])
+            });
+        match state {
+            Ok(state) => {
+                manifest.cluster.extend(crate::xds::objects(&state).into_iter().map(|o| (document, o)));
+                manifest.authorizations.extend(state.policies.into_iter().map(|a| (document, a)));
+            }
+            Err(errs) => errors.push(ManifestError::Invalid {
+                document,
+                resource: "ztunnel state (workloads, services, policies)".into(),
+                errors: errs,
+            }),
+        }
         return;
     }
     let (Some(api_version), Some(kind)) = (str_field(&value, "apiVersion"), str_field(&value, "kind")) else {

@@ -184,6 +184,29 @@ impl Mesh {
                 }
             }
         }
+        for (document, authorization) in &parsed.authorizations {
+            match compile::xds_authorization(authorization) {
+                Ok(c) => {
+                    let id = c.id().clone();
+                    if let Some(first) = first_document.insert(id.clone(), *document) {
+                        errors.push(ManifestError::Invalid {
+                            document: *document,
+                            resource: id.to_string(),
+                            errors: vec![FieldError::new(
+                                "name",
+                                format!("defined in document {first} and again in document {document}"),
+                            )],
+                        });
+                        continue;
+                    }
+                    report.applied.push(id);
+                    resources.push((c, Vec::new()));
+                }
+                Err((id, errs)) => {
+                    errors.push(ManifestError::Invalid { document: *document, resource: id.to_string(), errors: errs })
+                }
+            }
+        }
         for (document, object) in parsed.cluster {
             let meta = object.metadata();
             let kind = object.kind();

@@ -80,7 +80,13 @@ impl Snapshot {
         let cluster = Cluster::build(resources.cluster.values().map(|o| &**o), &config);
         let workloads = cluster
             .workloads()
-            .map(|(_, w)| eval::WorkloadPolicies::resolve(&index, &Target::new(w.namespace(), &w.labels)))
+            .map(|(_, w)| {
+                let mut resolved = eval::WorkloadPolicies::resolve(&index, &Target::new(w.namespace(), &w.labels));
+                if !w.authorization_policies.is_empty() {
+                    resolved.add_listed(&w.authorization_policies, &resources.policies);
+                }
+                resolved
+            })
             .collect();
         Snapshot { generation, config, resources, authenticators, index, shadow, cluster, workloads }
     }
@@ -440,7 +446,9 @@ impl Snapshot {
         let resolved = target
             .resolved
             .filter(|(generation, _)| *generation == self.generation)
-            .and_then(|(_, id)| self.workloads.get(id.0));
+            .map(|(_, id)| id)
+            .or_else(|| self.listing_workload(target))
+            .and_then(|id| self.workloads.get(id.0));
         let mut decision = match resolved {
             Some(policies) => eval::ztunnel_resolved(policies, target.port, attrs),
             None => eval::ztunnel(&self.index, target, attrs),
@@ -449,6 +457,14 @@ impl Snapshot {
             decision.dry_run = Some(Box::new(eval::ztunnel(shadow, target, attrs)));
         }
         decision
+    }
+
+    /// The workload of istiod's form at the target's address, when it names policies of its own: a target
+    /// described by namespace and labels alone would miss them.
+    fn listing_workload(&self, target: &Target<'_>) -> Option<crate::cluster::WorkloadId> {
+        let id = self.cluster.workload_by_ip(target.ip?)?;
+        let w = self.cluster.workload(id)?;
+        (!w.authorization_policies.is_empty() && w.namespace() == target.namespace).then_some(id)
     }
 
     fn tcp_waypoint_decision(&self, target: &Target<'_>, attrs: &Attributes<'_>) -> Decision {

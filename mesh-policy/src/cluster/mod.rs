@@ -46,6 +46,11 @@ pub enum ClusterObject {
     Gateway(GatewayObject),
     /// A GatewayClass.
     GatewayClass(GatewayClassObject),
+    /// A workload as istiod sends it to node proxies ([`crate::xds`]), with its namespace and name (the Pod's,
+    /// or the entry's) as metadata.
+    XdsWorkload(objects::Meta, Box<crate::xds::Workload>),
+    /// A service as istiod sends it to node proxies ([`crate::xds`]), with its namespace and name as metadata.
+    XdsService(objects::Meta, Box<crate::xds::Service>),
 }
 
 impl ClusterObject {
@@ -59,6 +64,8 @@ impl ClusterObject {
             ClusterObject::WorkloadEntry(_) => Kind::WorkloadEntry,
             ClusterObject::Gateway(_) => Kind::Gateway,
             ClusterObject::GatewayClass(_) => Kind::GatewayClass,
+            ClusterObject::XdsWorkload(_, w) => crate::xds::workload_kind(w),
+            ClusterObject::XdsService(_, s) => crate::xds::service_kind(s),
         }
     }
 
@@ -72,6 +79,7 @@ impl ClusterObject {
             ClusterObject::WorkloadEntry(o) => &o.metadata,
             ClusterObject::Gateway(o) => &o.metadata,
             ClusterObject::GatewayClass(o) => &o.metadata,
+            ClusterObject::XdsWorkload(m, _) | ClusterObject::XdsService(m, _) => m,
         }
     }
 

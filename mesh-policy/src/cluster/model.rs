@@ -66,6 +66,12 @@ pub struct Workload {
     /// The workload's name as Istio's telemetry names it (`source_workload`, `destination_workload`): a Pod's
     /// Deployment, CronJob or other controller, else the Pod itself; a WorkloadEntry's or ServiceEntry's name.
     pub workload_name: String,
+    /// The policies istiod attached to the workload by selector (`WorkloadSelector` scope), for a workload of
+    /// istiod's form ([`crate::xds`]); empty for Kubernetes objects, whose selectors the index matches.
+    pub authorization_policies: Vec<ResourceId>,
+    /// For a workload of istiod's form: each service it is an endpoint of (`namespace/hostname`), with the
+    /// workload port of each service port.
+    pub service_ports: BTreeMap<String, BTreeMap<u16, u16>>,
 }
 
 impl Workload {
@@ -181,6 +187,14 @@ impl ServiceView {
     /// is not the service's, or names a container port the workload does not have.
     pub fn target_port(&self, port: u16, workload: &Workload) -> Option<u16> {
         let p = self.port(port)?;
+        if !workload.service_ports.is_empty()
+            && let Some(host) = self.hosts.first()
+            && let Some(&target) =
+                workload.service_ports.get(&format!("{}/{host}", self.id.namespace())).and_then(|m| m.get(&port))
+            && target != 0
+        {
+            return Some(target);
+        }
         if workload.kind == WorkloadKind::ServiceEntryEndpoint || workload.kind == WorkloadKind::WorkloadEntry {
             // WorkloadEntry / inline endpoint `ports` map a port name to the endpoint's port.
             if let Some(mapped) = p.name.as_ref().and_then(|n| workload.named_ports.get(n)) {
@@ -378,6 +392,8 @@ pub struct Cluster {
     /// namespace → name → (Service, ServiceEntry): lookups by name without building an id.
     by_namespace: FxHashMap<Box<str>, NamesInNamespace>,
     workload_by_id: BTreeMap<ResourceId, WorkloadId>,
+    /// How tunnels reach workloads of istiod's form that are third-party waypoints (`applicationTunnel`).
+    xds_tunnels: BTreeMap<ResourceId, InboundBinding>,
     objects: usize,
 }
 
@@ -431,8 +447,17 @@ impl Cluster {
                 c.add_gateway(g, class, config);
             }
         }
+        let mut xds_waypoints = Vec::new();
+        let mut uids = FxHashMap::default();
         for o in &objects {
             match o {
+                ClusterObject::XdsWorkload(m, w) => {
+                    let id = c.add_xds_workload(m, w, config);
+                    uids.insert(w.uid.as_str(), id);
+                    if let Some(wp) = &w.waypoint {
+                        xds_waypoints.push((Err(id), wp));
+                    }
+                }
                 ClusterObject::Pod(p) => c.add_pod(p, config),
                 ClusterObject::WorkloadEntry(we) => {
                     let ns = namespace_of(&we.metadata);
@@ -447,6 +472,12 @@ impl Cluster {
             match o {
                 ClusterObject::Service(s) => c.add_service(s),
                 ClusterObject::ServiceEntry(se) => c.add_service_entry(se, config),
+                ClusterObject::XdsService(m, s) => {
+                    let id = c.add_xds_service(m, s, &uids);
+                    if let Some(wp) = &s.waypoint {
+                        xds_waypoints.push((Ok(id), wp));
+                    }
+                }
                 _ => {}
             }
         }
@@ -459,7 +490,184 @@ impl Cluster {
             }
         }
         c.bind_waypoints();
+        for (on, waypoint) in xds_waypoints {
+            c.bind_xds_waypoint(on, waypoint, config);
+        }
         c
+    }
+
+    fn add_xds_workload(&mut self, meta: &objects::Meta, w: &crate::xds::Workload, config: &MeshConfig) -> WorkloadId {
+        use crate::xds::{InboundProtocol, NetworkMode};
+        let ns = namespace_of(meta);
+        let service_account = if w.service_account.is_empty() { "default" } else { &w.service_account };
+        let trust_domain = if w.trust_domain.is_empty() { &config.trust_domain } else { &w.trust_domain };
+        let mut labels = BTreeMap::new();
+        for (key, value) in [
+            ("service.istio.io/canonical-name", &w.canonical_name),
+            ("service.istio.io/canonical-revision", &w.canonical_revision),
+        ]
+        {
+            if !value.is_empty() {
+                labels.insert(key.to_owned(), value.clone());
+            }
+        }
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for ip in &w.workload_ips {
+            let ip = ip.to_canonical();
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        let id = WorkloadId(self.workloads.len());
+        let rid = ResourceId::new(crate::xds::workload_kind(w), ns, name_of(meta));
+        if let Some(t) = &w.application_tunnel {
+            let proxy_protocol = t.protocol == crate::xds::TunnelProtocol::PROXY;
+            self.xds_tunnels.insert(rid.clone(), InboundBinding { proxy_protocol, port: t.port });
+        }
+        self.push_workload(Workload {
+            id: rid,
+            kind: match crate::xds::workload_kind(w) {
+                Kind::WorkloadEntry => WorkloadKind::WorkloadEntry,
+                Kind::ServiceEntry => WorkloadKind::ServiceEntryEndpoint,
+                _ => WorkloadKind::Pod,
+            },
+            labels,
+            principal: format!("{trust_domain}/ns/{ns}/sa/{service_account}"),
+            service_account: service_account.to_owned(),
+            node: Some(w.node.clone()).filter(|n| !n.is_empty()),
+            ips,
+            named_ports: BTreeMap::new(),
+            enrolled: w.protocol == InboundProtocol::HBONE && w.network_mode == NetworkMode::Standard,
+            waypoint: WaypointBinding::None,
+            gateway: None,
+            workload_name: if w.workload_name.is_empty() { name_of(meta).to_owned() } else { w.workload_name.clone() },
+            authorization_policies: w
+                .authorization_policies
+                .iter()
+                .filter_map(|p| p.split_once('/'))
+                .map(|(ns, name)| ResourceId::new(Kind::AuthorizationPolicy, ns, name))
+                .collect(),
+            service_ports: w
+                .services
+                .iter()
+                .map(|(key, ports)| (key.clone(), ports.iter().map(|p| (p.service_port, p.target_port)).collect()))
+                .collect(),
+        });
+        id
+    }
+
+    fn add_xds_service(
+        &mut self,
+        meta: &objects::Meta,
+        s: &crate::xds::Service,
+        uids: &FxHashMap<&str, WorkloadId>,
+    ) -> ServiceId {
+        let key = s.key();
+        let mut endpoints: Vec<WorkloadId> = Vec::new();
+        // Endpoints as the config dump lists them, their port mappings kept on the workload.
+        for (uid, e) in &s.endpoints {
+            let Some(&id) = uids.get(e.workload_uid.as_str()).or_else(|| uids.get(uid.as_str())) else { continue };
+            let ports = self.workloads[id.0].service_ports.entry(key.clone()).or_default();
+            for (port, target) in &e.port {
+                ports.entry(*port).or_insert(*target);
+            }
+            endpoints.push(id);
+        }
+        // Endpoints as xDS gives them: the workloads that name the service.
+        for (i, w) in self.workloads.iter().enumerate() {
+            if w.service_ports.contains_key(&key) && !endpoints.contains(&WorkloadId(i)) {
+                endpoints.push(WorkloadId(i));
+            }
+        }
+        endpoints.sort();
+        let vips = s
+            .vips
+            .iter()
+            .filter_map(|v| crate::xds::network_ip(v).map(IpNet::from))
+            .chain(s.cidr_vips.iter().filter_map(|v| crate::xds::network_cidr(v)))
+            .collect();
+        let ports = s
+            .ports
+            .iter()
+            .map(|(port, target)| ServicePort {
+                port: *port,
+                name: None,
+                target: TargetPort::Number(if *target == 0 { *port } else { *target }),
+                protocol: None,
+                app_protocol: None,
+            })
+            .collect();
+        let id = ServiceId(self.services.len());
+        self.push_service(ServiceView {
+            id: ResourceId::new(crate::xds::service_kind(s), namespace_of(meta), name_of(meta)),
+            hosts: vec![s.hostname.clone()],
+            vips,
+            ports,
+            labels: BTreeMap::new(),
+            selector: None,
+            endpoints,
+            waypoint: WaypointBinding::None,
+            ingress: IngressWaypoint::default(),
+            external: false,
+        });
+        id
+    }
+
+    /// Binds a workload (`Err`) or service (`Ok`) of istiod's form to the waypoint istiod named for it: the
+    /// Service at that host name or address is the waypoint's (its Gateway has the Service's name). A waypoint
+    /// that is not in the model stays named, so traffic fails rather than bypassing it.
+    fn bind_xds_waypoint(
+        &mut self,
+        on: Result<ServiceId, WorkloadId>,
+        address: &crate::xds::GatewayAddress,
+        config: &MeshConfig,
+    ) {
+        use crate::xds::GatewayDestination;
+        let service = match &address.destination {
+            GatewayDestination::Hostname { hostname, .. } => self.by_host.get(&hostname.to_ascii_lowercase()).copied(),
+            GatewayDestination::Address(_) => address.destination.ip().and_then(|ip| self.by_vip.get(&ip).copied()),
+        };
+        let waypoint = match (service, &address.destination) {
+            (Some(sid), _) => {
+                let s = &self.services[sid.0];
+                ResourceId::new(Kind::Gateway, s.id.namespace(), s.id.name())
+            }
+            (None, GatewayDestination::Hostname { namespace, hostname }) => {
+                ResourceId::new(Kind::Gateway, namespace, hostname.split('.').next().unwrap_or(hostname))
+            }
+            (None, GatewayDestination::Address(a)) => ResourceId::new(Kind::Gateway, "", a),
+        };
+        if let Some(sid) = service
+            && !self.waypoints.contains_key(&waypoint)
+        {
+            let s = &self.services[sid.0];
+            let first = s.endpoints.first().and_then(|w| self.workloads.get(w.0));
+            let service_account = first.map_or_else(|| s.id.name().to_owned(), |w| w.service_account.clone());
+            let principal = first.map_or_else(
+                || format!("{}/ns/{}/sa/{service_account}", config.trust_domain, s.id.namespace()),
+                |w| w.principal.clone(),
+            );
+            let binding = s.endpoints.iter().filter_map(|w| self.workloads.get(w.0)).find_map(|w| {
+                self.xds_tunnels.get(&w.id).copied()
+            });
+            let wp = Waypoint {
+                id: waypoint.clone(),
+                waypoint_for: WaypointFor::All,
+                service_account,
+                principal,
+                addresses: s.vips.iter().filter(|n| n.prefix_len() == n.max_prefix_len()).map(IpNet::addr).collect(),
+                workloads: s.endpoints.clone(),
+                binding,
+                admits: Admits::All,
+            };
+            self.waypoints.insert(waypoint.clone(), wp);
+        }
+        let (object, binding) = match on {
+            Ok(sid) => (self.services[sid.0].id.clone(), &mut self.services[sid.0].waypoint),
+            Err(wid) => (self.workloads[wid.0].id.clone(), &mut self.workloads[wid.0].waypoint),
+        };
+        let label = WaypointLabel { on: object, value: waypoint.name().to_owned() };
+        *binding = WaypointBinding::Uses { waypoint, label };
     }
 
     fn add_gateway(&mut self, g: &objects::GatewayObject, class: Option<&objects::Meta>, config: &MeshConfig) {
@@ -602,6 +810,8 @@ impl Cluster {
             enrolled,
             waypoint: WaypointBinding::None,
             gateway,
+            authorization_policies: Vec::new(),
+            service_ports: BTreeMap::new(),
         });
     }
 
@@ -637,6 +847,8 @@ impl Cluster {
             enrolled,
             waypoint: WaypointBinding::None,
             gateway: None,
+            authorization_policies: Vec::new(),
+            service_ports: BTreeMap::new(),
         };
         let id = WorkloadId(self.workloads.len());
         self.push_workload(w);

@@ -16,6 +16,8 @@ pub(super) fn object(o: &ClusterObject) -> Vec<FieldError> {
     };
     match o {
         ClusterObject::Namespace(_) | ClusterObject::GatewayClass(_) => {}
+        ClusterObject::XdsWorkload(_, w) => errors.extend(crate::xds::validate_workload(w)),
+        ClusterObject::XdsService(_, s) => errors.extend(crate::xds::validate_service(s)),
         ClusterObject::Service(s) => {
             if let Some(v) = s.spec.cluster_ip.as_deref().filter(|v| !is_headless(v)) {
                 ip(&mut errors, "spec.clusterIP".into(), v);

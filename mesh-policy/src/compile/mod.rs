@@ -5,6 +5,7 @@ mod authorization;
 pub(crate) mod fields;
 mod peer_authentication;
 mod request_authentication;
+mod xds;
 
 use std::sync::Arc;
 
@@ -74,4 +75,9 @@ pub fn resource(
         Some(c) if p.errors.is_empty() => Ok((c, p.warnings)),
         _ => Err((id, p.errors)),
     }
+}
+
+/// Validates and compiles one of istiod's L4 authorizations ([`crate::xds::Authorization`]).
+pub(crate) fn xds_authorization(a: &crate::xds::Authorization) -> Result<Compiled, (ResourceId, Vec<FieldError>)> {
+    xds::compile(a).map(|p| Compiled::AuthorizationPolicy(Arc::new(p)))
 }

@@ -115,6 +115,31 @@ impl WorkloadPolicies {
     }
 }
 
+impl WorkloadPolicies {
+    /// Adds the policies a workload of istiod's form names (its `WorkloadSelector` authorizations), after those
+    /// found by scope. A name the snapshot does not hold denies every connection to the workload until the
+    /// policy arrives: it may be a DENY policy in flight, and skipping it (as ztunnel does) could widen access.
+    pub(crate) fn add_listed(
+        &mut self,
+        names: &[crate::resource::ResourceId],
+        policies: &std::collections::BTreeMap<crate::resource::ResourceId, PolicyRef>,
+    ) {
+        let mut all: Vec<PolicyRef> = self.ztunnel.to_vec();
+        for name in names {
+            match policies.get(name) {
+                Some(p) if p.dry_run => {}
+                Some(p) => {
+                    if !all.iter().any(|q| q.id == p.id) {
+                        all.push(p.clone());
+                    }
+                }
+                None => all.push(std::sync::Arc::new(crate::model::policy::CompiledPolicy::unknown(name.clone()))),
+            }
+        }
+        self.ztunnel = all.into();
+    }
+}
+
 /// PeerAuthentication (looked up only for a plaintext peer), then the policies `walk_policies` visits.
 #[inline]
 fn ztunnel_over<'a, 'p>(

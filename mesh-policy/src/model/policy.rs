@@ -42,6 +42,11 @@ pub enum Scope {
     Selector(BTreeMap<String, String>),
     /// `targetRefs`: enforced by the waypoint serving those targets.
     Targets(Vec<Target>),
+    /// istiod's `Global` scope: every workload of the mesh, whatever the policy's namespace. Enforced by ztunnel.
+    Mesh,
+    /// istiod's `WorkloadSelector` scope: the workloads that name the policy (their `authorizationPolicies`).
+    /// Enforced by ztunnel.
+    Listed,
 }
 
 /// A resource a policy attaches to with `targetRefs`.
@@ -67,6 +72,28 @@ pub enum TargetKind {
 }
 
 impl CompiledPolicy {
+    /// Stands for a policy a workload names that is not known (yet): a DENY whose one rule matches every
+    /// connection, under the policy's name.
+    pub(crate) fn unknown(id: ResourceId) -> Self {
+        let rule = CompiledRule {
+            when: vec![Constraint {
+                test: Test::Fixed(true, "the policy's content (named by the workload, not received yet)".into()),
+                negated: false,
+                values: Vec::new(),
+            }],
+            ..CompiledRule::default()
+        };
+        CompiledPolicy {
+            id,
+            action: Action::Deny,
+            provider: None,
+            dry_run: false,
+            scope: Scope::Listed,
+            rules: vec![rule],
+            tcp_rules: None,
+        }
+    }
+
     /// Whether the policy is enforced by ztunnel (no `targetRefs`) rather than a waypoint.
     pub fn is_ztunnel(&self) -> bool {
         !matches!(self.scope, Scope::Targets(_))
