@@ -204,9 +204,8 @@ fn object(document: usize, value: Value, manifest: &mut Manifest, errors: &mut V
     {
         // A node proxy's state, as Istio's ztunnel dumps it (`istioctl ztunnel-config all -o json`).
         // Through JSON's data model, where enums are written as maps (`{"Exact": "..."}`), as ztunnel writes them.
-        let state = serde_json::to_value(&value)
-            .map_err(|e| vec![FieldError::new("", e.to_string())])
-            .and_then(|json| {
+        let state =
+            serde_json::to_value(&value).map_err(|e| vec![FieldError::new("", e.to_string())]).and_then(|json| {
                 serde_path_to_error::deserialize::<_, crate::xds::State>(json)
                     .map_err(|e| vec![FieldError::new(e.path().to_string(), e.inner().to_string())])
             });

@@ -626,7 +626,8 @@ pub(crate) fn workload_name(w: &Workload) -> String {
 /// `(kind, name...)` of a uid `<cluster>/<group>/<Kind>/<namespace>/<name...>`.
 fn uid_parts(uid: &str) -> Option<(&str, &str)> {
     let mut parts = uid.splitn(5, '/');
-    let (_cluster, _group, kind, _ns, rest) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (_cluster, _group, kind, _ns, rest) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     Some((kind, rest))
 }
 
@@ -648,7 +649,9 @@ pub(crate) fn objects(state: &State) -> Vec<crate::cluster::ClusterObject> {
         .workloads
         .iter()
         .map(|w| ClusterObject::XdsWorkload(meta(&w.namespace, workload_name(w)), Box::new(w.clone())));
-    let services =
-        state.services.iter().map(|s| ClusterObject::XdsService(meta(&s.namespace, s.name.clone()), Box::new(s.clone())));
+    let services = state
+        .services
+        .iter()
+        .map(|s| ClusterObject::XdsService(meta(&s.namespace, s.name.clone()), Box::new(s.clone())));
     workloads.chain(services).collect()
 }

@@ -16,7 +16,11 @@ fn workload(ns: &str, name: &str, ip: &str, sa: &str, policies: &[&str]) -> serd
     })
 }
 
-fn load(workloads: Vec<serde_json::Value>, services: serde_json::Value, policies: serde_json::Value) -> Result<Arc<Snapshot>, Box<dyn std::error::Error>> {
+fn load(
+    workloads: Vec<serde_json::Value>,
+    services: serde_json::Value,
+    policies: serde_json::Value,
+) -> Result<Arc<Snapshot>, Box<dyn std::error::Error>> {
     let dump = serde_json::json!({"workloads": workloads, "services": services, "policies": policies});
     let mut mesh = Mesh::default();
     mesh.apply_yaml(&dump.to_string())?;
@@ -173,7 +177,8 @@ fn what_would_widen_access_is_refused_naming_the_field() {
     ]});
     let err = Mesh::default().apply_yaml(&bad.to_string()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("rules[0][0][0].namespaces[0]") && err.contains("destinationPorts"), "{err}");
-    let unknown = serde_json::json!({"policies": [{"name": "p", "namespace": "a", "scope": "Everywhere", "action": "Deny"}]});
+    let unknown =
+        serde_json::json!({"policies": [{"name": "p", "namespace": "a", "scope": "Everywhere", "action": "Deny"}]});
     let err = Mesh::default().apply_yaml(&unknown.to_string()).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("policies[0].scope"), "{err}");
 }
@@ -181,9 +186,11 @@ fn what_would_widen_access_is_refused_naming_the_field() {
 #[test]
 fn services_take_their_endpoints_and_ports_from_workloads_and_their_waypoint_from_istiod() -> R {
     let mut ledger = workload("ledger", "ledger-0", "10.0.0.7", "ledger", &[]);
-    ledger["services"] = serde_json::json!({"ledger/ledger.ledger.svc.cluster.local": [{"servicePort": 80, "targetPort": 8080}]});
+    ledger["services"] =
+        serde_json::json!({"ledger/ledger.ledger.svc.cluster.local": [{"servicePort": 80, "targetPort": 8080}]});
     let mut waypoint = workload("ledger", "waypoint-0", "10.0.0.8", "waypoint", &[]);
-    waypoint["services"] = serde_json::json!({"ledger/waypoint.ledger.svc.cluster.local": [{"servicePort": 15008, "targetPort": 15008}]});
+    waypoint["services"] =
+        serde_json::json!({"ledger/waypoint.ledger.svc.cluster.local": [{"servicePort": 15008, "targetPort": 15008}]});
     let s = load(
         vec![ledger, waypoint],
         serde_json::json!([

@@ -505,8 +505,7 @@ impl Cluster {
         for (key, value) in [
             ("service.istio.io/canonical-name", &w.canonical_name),
             ("service.istio.io/canonical-revision", &w.canonical_revision),
-        ]
-        {
+        ] {
             if !value.is_empty() {
                 labels.insert(key.to_owned(), value.clone());
             }
@@ -647,9 +646,11 @@ impl Cluster {
                 || format!("{}/ns/{}/sa/{service_account}", config.trust_domain, s.id.namespace()),
                 |w| w.principal.clone(),
             );
-            let binding = s.endpoints.iter().filter_map(|w| self.workloads.get(w.0)).find_map(|w| {
-                self.xds_tunnels.get(&w.id).copied()
-            });
+            let binding = s
+                .endpoints
+                .iter()
+                .filter_map(|w| self.workloads.get(w.0))
+                .find_map(|w| self.xds_tunnels.get(&w.id).copied());
             let wp = Waypoint {
                 id: waypoint.clone(),
                 waypoint_for: WaypointFor::All,

@@ -90,7 +90,8 @@ fn constraints(m: &Match) -> Vec<Constraint> {
     }
     for (values, negated) in [(&m.service_accounts, false), (&m.not_service_accounts, true)] {
         if !values.is_empty() {
-            let pairs = values.iter().map(|s| (s.namespace.as_str().into(), s.service_account.as_str().into())).collect();
+            let pairs =
+                values.iter().map(|s| (s.namespace.as_str().into(), s.service_account.as_str().into())).collect();
             let written = values.iter().map(|s| format!("{}/{}", s.namespace, s.service_account).into()).collect();
             push(Test::ServiceAccount(pairs), negated, written);
         }
