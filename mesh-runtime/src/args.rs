@@ -51,7 +51,7 @@ pub struct CommonArgs {
     /// .json files (hidden ones skipped, as `mesh-policy -f` reads them). Repeatable. Reloaded when they
     /// change; an invalid document at start stops the proxy, later it is reported and the configuration in
     /// force stays.
-    #[arg(long = "config", short = 'f', value_name = "PATH", required_unless_present = "kubernetes")]
+    #[arg(long = "config", short = 'f', value_name = "PATH")]
     pub config: Vec<PathBuf>,
 
     /// Read the configuration from the Kubernetes API instead of files: Namespaces, Services, Pods,

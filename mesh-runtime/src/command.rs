@@ -22,6 +22,22 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
+    run_proxy_with(name, common, None, run)
+}
+
+/// [`run_proxy`] with a configuration source the caller made (istiod's xDS, say) in place of the one the common
+/// arguments name.
+pub fn run_proxy_with<F, Fut, E>(
+    name: &str,
+    common: &CommonArgs,
+    source: Option<Box<dyn ConfigSource>>,
+    run: F,
+) -> ExitCode
+where
+    F: FnOnce(Box<dyn ConfigSource>, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Display,
+{
     logging::init(common.log_format);
     let fail = |what: &dyn Display| {
         tracing::error!(error = %what, "{name} stopped");
@@ -37,7 +53,10 @@ where
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
     let result = runtime.block_on(async {
-        let source = source(common, &config).await?;
+        let source = match source {
+            Some(given) => given,
+            None => self::source(common, &config).await?,
+        };
         let (trigger, shutdown) = shutdown::channel();
         tokio::spawn(trigger.on_signal());
         run(source, shutdown).await.map_err(|e| e.to_string())
@@ -60,6 +79,11 @@ async fn source(common: &CommonArgs, config: &CommonConfig) -> Result<Box<dyn Co
         }
         #[cfg(not(feature = "kubernetes"))]
         return Err("--kubernetes: this build has no Kubernetes support (the `kubernetes` feature)".to_owned());
+    }
+    if common.config.is_empty() {
+        return Err("no configuration source: name manifests with --config, or use --kubernetes (or istiod's \
+                    XDS_ADDRESS, for mesh-ztunnel)"
+            .to_owned());
     }
     let files = common.file_source();
     check_files(&files, config)?;

@@ -64,9 +64,85 @@ pub struct Args {
     #[arg(long = "disable", value_name = "LISTENER", value_parser = ["socks5", "outbound", "plaintext"])]
     pub disabled: Vec<String>,
 
+    /// istiod: the configuration from its delta xDS instead of --config or --kubernetes.
+    #[command(flatten)]
+    pub istiod: IstiodArgs,
+
     /// Configuration, identity, operational endpoints, logs and drain (shared with mesh-waypoint).
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Where istiod is, read from the environment Istio's ztunnel chart sets (the flags override it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct IstiodArgs {
+    /// istiod's xDS address, `host:port` over TLS (Istio: `istiod.istio-system.svc:15012`), or
+    /// `http://host:port` without TLS. Empty: no xDS.
+    #[arg(long, value_name = "ADDR", env = "XDS_ADDRESS")]
+    pub xds_address: Option<String>,
+
+    /// The PEM root istiod's certificate is verified with.
+    #[arg(long, value_name = "FILE", env = "XDS_ROOT_CA", default_value = "./var/run/secrets/istio/root-cert.pem")]
+    pub xds_root_ca: std::path::PathBuf,
+
+    /// The service-account token sent to istiod (audience `istio-ca`), read again on every call.
+    #[arg(long, value_name = "FILE", default_value = "./var/run/secrets/tokens/istio-token")]
+    pub xds_token: std::path::PathBuf,
+
+    /// The cluster id sent to istiod (`clusterid`); else `CLUSTER_ID`, else `Kubernetes`.
+    #[arg(long, value_name = "ID", env = "ISTIO_META_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// This proxy's Pod name, for its node id.
+    #[arg(long, value_name = "NAME", env = "POD_NAME", default_value = "")]
+    pub pod_name: String,
+
+    /// This proxy's namespace, for its node id.
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE", default_value = "")]
+    pub pod_namespace: String,
+
+    /// This proxy's Pod address, for its node id.
+    #[arg(long, value_name = "IP", env = "INSTANCE_IP", default_value = "")]
+    pub instance_ip: String,
+}
+
+impl IstiodArgs {
+    /// istiod's delta xDS as a configuration source, when an address is given; `ISTIO_META_*` variables of
+    /// `environment` go into the node's metadata, as Istio's ztunnel sends them.
+    pub fn source(
+        &self,
+        node_name: &str,
+        environment: impl Iterator<Item = (String, String)>,
+    ) -> Option<mesh_xds::ads::XdsSource> {
+        let address = self.xds_address.as_deref().filter(|a| !a.trim().is_empty())?;
+        let mut metadata = std::collections::BTreeMap::new();
+        let mut cluster_env = None;
+        for (key, value) in environment {
+            if key == "CLUSTER_ID" {
+                cluster_env = Some(value.clone());
+            }
+            if let Some(name) = key.strip_prefix("ISTIO_META_") {
+                metadata.insert(name.to_owned(), value);
+            }
+        }
+        let cluster_id = self.cluster_id.clone().or(cluster_env).unwrap_or_else(|| "Kubernetes".into());
+        let plaintext = address.starts_with("http://");
+        let control_plane = mesh_xds::ControlPlane {
+            address: address.to_owned(),
+            root_ca: (!plaintext).then(|| self.xds_root_ca.clone()),
+            token: Some(self.xds_token.clone()).filter(|t| t.exists()),
+            cluster_id,
+            connect_timeout: std::time::Duration::from_secs(5),
+        };
+        let node = mesh_xds::ads::NodeInfo {
+            instance_ip: self.instance_ip.clone(),
+            pod_name: self.pod_name.clone(),
+            pod_namespace: self.pod_namespace.clone(),
+            node_name: node_name.to_owned(),
+            metadata,
+        };
+        Some(mesh_xds::ads::XdsSource::new(control_plane, node))
+    }
 }
 
 impl Args {
