@@ -17,7 +17,7 @@ use mesh_xds::proto::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, 
 use mesh_xds::proto::{security, workload};
 use mesh_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 use prost::Message;
-use support::{ACCOUNTS, Block, Result, Setup, To, backend, http_get, read_text, socks5};
+use support::{ACCOUNTS, Block, Result, Setup, To, backend, read_text, readiness_saying, socks5};
 use tokio::sync::mpsc;
 
 type Response = std::result::Result<DeltaDiscoveryResponse, tonic::Status>;
@@ -203,15 +203,7 @@ fn node_proxies_follow_istiod() -> Result {
     // istiod goes away: the proxy keeps enforcing what it has, and readiness says why.
     istiod.stop()?;
     server.abort();
-    let readiness = SocketAddr::new(node_b.ip, 15021);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (code, body) = loop {
-        let (code, body) = http_get(readiness, "/healthz/ready")?;
-        if body.contains("configuration source") || Instant::now() > deadline {
-            break (code, body);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (code, body) = readiness_saying(SocketAddr::new(node_b.ip, 15021), "configuration source")?;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("istiod"), "{body}");
     assert_eq!(connect()?.err(), Some(2), "the DENY is still enforced");

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use api_server::{ApiServer, kubeconfig, plural};
-use support::{ACCOUNTS, Block, Result, Setup, To, allow, backend, cluster, http_get, read_text, socks5};
+use support::{ACCOUNTS, Block, Result, Setup, To, allow, backend, cluster, read_text, readiness_saying, socks5};
 
 #[test]
 fn node_proxies_follow_the_kubernetes_api() -> Result {
@@ -63,15 +63,7 @@ fn node_proxies_follow_the_kubernetes_api() -> Result {
 
     // The API goes away: the proxy keeps serving what it has, and its readiness says why.
     server.stop(serving);
-    let readiness = SocketAddr::new(node_b.ip, 15021);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (code, body) = loop {
-        let (code, body) = http_get(readiness, "/healthz/ready")?;
-        if body.contains("configuration source") || Instant::now() > deadline {
-            break (code, body);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (code, body) = readiness_saying(SocketAddr::new(node_b.ip, 15021), "configuration source")?;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("configuration source") && body.contains("Kubernetes API"), "{body}");
     let still = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?;

@@ -400,3 +400,18 @@ spec:
 }
 
 pub const ACCOUNTS: &str = "cluster.local/ns/payments/sa/accounts";
+
+/// `/healthz/ready` of `readiness` once its body mentions `needle` (or after 20 s): the status and the body.
+pub fn readiness_saying(
+    readiness: SocketAddr,
+    needle: &str,
+) -> std::result::Result<(u16, String), Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = http_get(readiness, "/healthz/ready")?;
+        if body.contains(needle) || Instant::now() > deadline {
+            return Ok((code, body));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
