@@ -47,7 +47,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -234,7 +233,7 @@ impl GatewayDestination {
     /// The address of an `Address` destination.
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
-            GatewayDestination::Address(a) => a.rsplit_once('/').map_or(a.as_str(), |(_, ip)| ip).parse().ok(),
+            GatewayDestination::Address(a) => network_ip(a),
             GatewayDestination::Hostname { .. } => None,
         }
     }
@@ -392,17 +391,6 @@ pub enum StringMatch {
     Suffix(String),
     /// Any non-empty value.
     Presence(),
-}
-
-impl fmt::Display for StringMatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StringMatch::Exact(v) => f.write_str(v),
-            StringMatch::Prefix(v) => write!(f, "{v}*"),
-            StringMatch::Suffix(v) => write!(f, "*{v}"),
-            StringMatch::Presence() => f.write_str("*"),
-        }
-    }
 }
 
 /// A peer's namespace and service account, in any trust domain.
@@ -637,7 +625,7 @@ pub(crate) fn service_kind(s: &Service) -> Kind {
     if s.hostname.starts_with(&service_host) { Kind::Service } else { Kind::ServiceEntry }
 }
 
-/// The cluster objects and compiled policies of a state, or every error naming its resource and field.
+/// The cluster objects of a state's workloads and services, named as the model names them.
 pub(crate) fn objects(state: &State) -> Vec<crate::cluster::ClusterObject> {
     use crate::cluster::{ClusterObject, objects::Meta};
     let meta = |namespace: &str, name: String| Meta {

@@ -230,9 +230,6 @@ impl XdsSource {
         self.control_plane.authorize(&mut request).map_err(|e| e.to_string())?;
         let mut responses = client.delta_aggregated_resources(request).await.map_err(|e| status_text(&e))?.into_inner();
         info!(server = %self.control_plane.url(), node = %self.node.id(), "xDS stream open");
-        // Which types have had a response on this stream: the first response of a reconnected stream answers the
-        // initial versions, and the removals it carries apply.
-        let mut answered_here = BTreeSet::new();
         loop {
             let response = match responses.message().await {
                 Ok(Some(r)) => r,
@@ -248,7 +245,6 @@ impl XdsSource {
             *backoff = Duration::from_millis(20);
             let errors = held.apply(&response);
             held.answered.insert(response.type_url.clone());
-            answered_here.insert(response.type_url.clone());
             let reply = if errors.is_empty() {
                 debug!(type_url = %response.type_url, nonce = %response.nonce, resources = response.resources.len(), removed = response.removed_resources.len(), "ACK");
                 DeltaDiscoveryRequest {

@@ -189,8 +189,11 @@ impl ServiceView {
         let p = self.port(port)?;
         if !workload.service_ports.is_empty()
             && let Some(host) = self.hosts.first()
-            && let Some(&target) =
-                workload.service_ports.get(&format!("{}/{host}", self.id.namespace())).and_then(|m| m.get(&port))
+            && let Some(&target) = workload
+                .service_ports
+                .iter()
+                .find(|(key, _)| key.split_once('/') == Some((self.id.namespace(), host.as_str())))
+                .and_then(|(_, ports)| ports.get(&port))
             && target != 0
         {
             return Some(target);
@@ -392,12 +395,34 @@ pub struct Cluster {
     /// namespace → name → (Service, ServiceEntry): lookups by name without building an id.
     by_namespace: FxHashMap<Box<str>, NamesInNamespace>,
     workload_by_id: BTreeMap<ResourceId, WorkloadId>,
-    /// How tunnels reach workloads of istiod's form that are third-party waypoints (`applicationTunnel`).
-    xds_tunnels: BTreeMap<ResourceId, InboundBinding>,
     objects: usize,
 }
 
 const NO_LABELS: &BTreeMap<String, String> = &BTreeMap::new();
+
+/// The workloads of istiod's form while a [`Cluster`] is built.
+#[derive(Default)]
+struct XdsIndex<'a> {
+    /// By uid.
+    uids: FxHashMap<&'a str, WorkloadId>,
+    /// By each service they name (`namespace/hostname`).
+    naming: FxHashMap<&'a str, Vec<WorkloadId>>,
+    /// How tunnels reach those that are third-party waypoints (`applicationTunnel`).
+    tunnels: FxHashMap<WorkloadId, InboundBinding>,
+}
+
+impl<'a> XdsIndex<'a> {
+    fn add(&mut self, id: WorkloadId, w: &'a crate::xds::Workload) {
+        self.uids.insert(&w.uid, id);
+        for key in w.services.keys() {
+            self.naming.entry(key).or_default().push(id);
+        }
+        if let Some(t) = &w.application_tunnel {
+            let proxy_protocol = t.protocol == crate::xds::TunnelProtocol::PROXY;
+            self.tunnels.insert(id, InboundBinding { proxy_protocol, port: t.port });
+        }
+    }
+}
 
 /// A namespace's services by name: the Service and the ServiceEntry of that name.
 type NamesInNamespace = FxHashMap<Box<str>, [Option<ServiceId>; 2]>;
@@ -447,13 +472,15 @@ impl Cluster {
                 c.add_gateway(g, class, config);
             }
         }
+        // Workloads of istiod's form: by uid, by the services they name, and how tunnels reach those that are
+        // third-party waypoints; the waypoints istiod names, bound once everything is in.
+        let mut xds = XdsIndex::default();
         let mut xds_waypoints = Vec::new();
-        let mut uids = FxHashMap::default();
         for o in &objects {
             match o {
                 ClusterObject::XdsWorkload(m, w) => {
                     let id = c.add_xds_workload(m, w, config);
-                    uids.insert(w.uid.as_str(), id);
+                    xds.add(id, w);
                     if let Some(wp) = &w.waypoint {
                         xds_waypoints.push((Err(id), wp));
                     }
@@ -473,7 +500,7 @@ impl Cluster {
                 ClusterObject::Service(s) => c.add_service(s),
                 ClusterObject::ServiceEntry(se) => c.add_service_entry(se, config),
                 ClusterObject::XdsService(m, s) => {
-                    let id = c.add_xds_service(m, s, &uids);
+                    let id = c.add_xds_service(m, s, &xds);
                     if let Some(wp) = &s.waypoint {
                         xds_waypoints.push((Ok(id), wp));
                     }
@@ -491,7 +518,7 @@ impl Cluster {
         }
         c.bind_waypoints();
         for (on, waypoint) in xds_waypoints {
-            c.bind_xds_waypoint(on, waypoint, config);
+            c.bind_xds_waypoint(on, waypoint, &xds.tunnels, config);
         }
         c
     }
@@ -518,13 +545,8 @@ impl Cluster {
             }
         }
         let id = WorkloadId(self.workloads.len());
-        let rid = ResourceId::new(crate::xds::workload_kind(w), ns, name_of(meta));
-        if let Some(t) = &w.application_tunnel {
-            let proxy_protocol = t.protocol == crate::xds::TunnelProtocol::PROXY;
-            self.xds_tunnels.insert(rid.clone(), InboundBinding { proxy_protocol, port: t.port });
-        }
         self.push_workload(Workload {
-            id: rid,
+            id: ResourceId::new(crate::xds::workload_kind(w), ns, name_of(meta)),
             kind: match crate::xds::workload_kind(w) {
                 Kind::WorkloadEntry => WorkloadKind::WorkloadEntry,
                 Kind::ServiceEntry => WorkloadKind::ServiceEntryEndpoint,
@@ -555,17 +577,14 @@ impl Cluster {
         id
     }
 
-    fn add_xds_service(
-        &mut self,
-        meta: &objects::Meta,
-        s: &crate::xds::Service,
-        uids: &FxHashMap<&str, WorkloadId>,
-    ) -> ServiceId {
+    fn add_xds_service(&mut self, meta: &objects::Meta, s: &crate::xds::Service, xds: &XdsIndex<'_>) -> ServiceId {
         let key = s.key();
         let mut endpoints: Vec<WorkloadId> = Vec::new();
         // Endpoints as the config dump lists them, their port mappings kept on the workload.
         for (uid, e) in &s.endpoints {
-            let Some(&id) = uids.get(e.workload_uid.as_str()).or_else(|| uids.get(uid.as_str())) else { continue };
+            let Some(&id) = xds.uids.get(e.workload_uid.as_str()).or_else(|| xds.uids.get(uid.as_str())) else {
+                continue;
+            };
             let ports = self.workloads[id.0].service_ports.entry(key.clone()).or_default();
             for (port, target) in &e.port {
                 ports.entry(*port).or_insert(*target);
@@ -573,12 +592,9 @@ impl Cluster {
             endpoints.push(id);
         }
         // Endpoints as xDS gives them: the workloads that name the service.
-        for (i, w) in self.workloads.iter().enumerate() {
-            if w.service_ports.contains_key(&key) && !endpoints.contains(&WorkloadId(i)) {
-                endpoints.push(WorkloadId(i));
-            }
-        }
+        endpoints.extend(xds.naming.get(key.as_str()).into_iter().flatten());
         endpoints.sort();
+        endpoints.dedup();
         let vips = s
             .vips
             .iter()
@@ -619,6 +635,7 @@ impl Cluster {
         &mut self,
         on: Result<ServiceId, WorkloadId>,
         address: &crate::xds::GatewayAddress,
+        tunnels: &FxHashMap<WorkloadId, InboundBinding>,
         config: &MeshConfig,
     ) {
         use crate::xds::GatewayDestination;
@@ -646,11 +663,7 @@ impl Cluster {
                 || format!("{}/ns/{}/sa/{service_account}", config.trust_domain, s.id.namespace()),
                 |w| w.principal.clone(),
             );
-            let binding = s
-                .endpoints
-                .iter()
-                .filter_map(|w| self.workloads.get(w.0))
-                .find_map(|w| self.xds_tunnels.get(&w.id).copied());
+            let binding = s.endpoints.iter().find_map(|w| tunnels.get(w).copied());
             let wp = Waypoint {
                 id: waypoint.clone(),
                 waypoint_for: WaypointFor::All,

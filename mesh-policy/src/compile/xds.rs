@@ -53,7 +53,6 @@ pub(crate) fn compile(a: &Authorization) -> Result<CompiledPolicy, (ResourceId, 
             // An entry without fields never matches.
             compiled = CompiledRule { from: vec![Entry::default()], ..CompiledRule::default() };
         }
-        compiled.dropped_where = "at ztunnel";
         rules.push(compiled);
     }
     if !errors.is_empty() {
@@ -80,7 +79,9 @@ fn constraints(m: &Match) -> Vec<Constraint> {
     let mut out = Vec::new();
     let mut push = |test: Test, negated: bool, values: Vec<Box<str>>| out.push(Constraint { test, negated, values });
     let strings = |ms: &[xds::StringMatch]| -> (Vec<StringMatch>, Vec<Box<str>>) {
-        (ms.iter().map(string_match).collect(), ms.iter().map(|m| m.to_string().into()).collect())
+        let ms: Vec<StringMatch> = ms.iter().map(string_match).collect();
+        let written = ms.iter().map(|m| m.to_string().into()).collect();
+        (ms, written)
     };
     for (values, negated) in [(&m.namespaces, false), (&m.not_namespaces, true)] {
         if !values.is_empty() {
