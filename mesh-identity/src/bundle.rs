@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, TrustAnchor};
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 
 use crate::spiffe::{TrustDomain, TrustDomains};
 
@@ -59,6 +60,7 @@ pub struct TrustBundle {
     trust_domain: TrustDomain,
     roots: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
+    not_after: Vec<UnixTime>,
 }
 
 impl TrustBundle {
@@ -67,7 +69,7 @@ impl TrustBundle {
         trust_domain: TrustDomain,
         roots: impl IntoIterator<Item = CertificateDer<'static>>,
     ) -> Result<Self, BundleError> {
-        let mut bundle = TrustBundle { trust_domain, roots: Vec::new(), anchors: Vec::new() };
+        let mut bundle = TrustBundle { trust_domain, roots: Vec::new(), anchors: Vec::new(), not_after: Vec::new() };
         for (index, root) in roots.into_iter().enumerate() {
             bundle.add(index, root)?;
         }
@@ -99,6 +101,8 @@ impl TrustBundle {
         }
         let anchor = webpki::anchor_from_trusted_cert(&root).map_err(|e| bad_root(e.to_string()))?.to_owned();
         if !self.roots.contains(&root) {
+            let seconds = parsed.validity().not_after.timestamp();
+            self.not_after.push(UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(seconds).unwrap_or(0))));
             self.roots.push(root);
             self.anchors.push(anchor);
         }
@@ -118,6 +122,11 @@ impl TrustBundle {
     /// The roots as `rustls-webpki` trust anchors.
     pub fn trust_anchors(&self) -> &[TrustAnchor<'static>] {
         &self.anchors
+    }
+
+    /// When the last of the roots expires: the bundle verifies nothing after it.
+    pub fn not_after(&self) -> Option<UnixTime> {
+        self.not_after.iter().max_by_key(|t| t.as_secs()).copied()
     }
 
     /// The roots as PEM text.

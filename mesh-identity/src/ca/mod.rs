@@ -20,9 +20,11 @@ mod key;
 mod local;
 mod plugin;
 mod profile;
+mod request;
 
 pub use error::CaError;
 pub use issued::IssuedSvid;
 pub use key::KeyAlgorithm;
 pub use local::{CaOptions, DEFAULT_CA_TTL, DEFAULT_MAX_WORKLOAD_TTL, DEFAULT_WORKLOAD_TTL, LocalCa};
 pub use plugin::PluginCaPem;
+pub use request::{CertificateRequest, SignedCertificate, SignedChainError};
