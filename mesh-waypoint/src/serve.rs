@@ -99,7 +99,7 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
     };
     let identity = pki.issue(&pki.identity(gateway.namespace(), &service_account)?)?;
     tokio::spawn(watch_identity(Arc::clone(&state), gateway.clone(), service_account, down.clone()));
-    tokio::spawn(rotation::run(pki.store.clone(), Arc::clone(&pki.ca), down.clone()));
+    tokio::spawn(rotation::run(pki.clone(), down.clone()));
     let server_config =
         pki.store.server_config(&identity, pki.accepted.iter().cloned()).map_err(|e| Error::Identity(e.to_string()))?;
     let server = HboneServer::with_identity(Arc::new(server_config)).with_rules(InboundRules::default().any_target());

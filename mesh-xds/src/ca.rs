@@ -1,6 +1,10 @@
 //! Istio's certificate service: a CSR for a workload identity, signed by istiod (or istio-csr).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+use mesh_identity::spiffe::IstioIdentity;
 
 use crate::channel::ControlPlane;
 use crate::proto::ca::{IstioCertificateRequest, istio_certificate_service_client::IstioCertificateServiceClient};
@@ -82,5 +86,23 @@ impl CaClient {
             });
         }
         Ok(chain)
+    }
+}
+
+/// A proxy's certificates from this CA ([`mesh_runtime::pki::Pki::remote`]).
+impl mesh_runtime::pki::RemoteCa for CaClient {
+    fn address(&self) -> &str {
+        &self.control_plane.address
+    }
+
+    fn sign<'a>(
+        &'a self,
+        identity: &'a IstioIdentity,
+        csr_pem: &'a str,
+        ttl: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<String>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.create_certificate(identity.spiffe_id().as_str(), csr_pem, ttl).await.map_err(|e| e.to_string())
+        })
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use mesh_policy::Kind;
 use mesh_policy::cluster::{Cluster, WaypointBinding};
 use mesh_runtime::http::{Reply, Routes};
+use mesh_runtime::pki::Issuer;
 use rustls_pki_types::UnixTime;
 use serde_json::json;
 
@@ -77,13 +78,19 @@ fn certificates(node: &Node) -> String {
     let now = UnixTime::now();
     let mut rows =
         vec![["CERTIFICATE NAME", "TYPE", "STATUS", "VALID CERT", "NOT AFTER", "RENEW AT"].map(String::from).to_vec()];
-    let root_valid = now.as_secs() < node.pki.ca.not_after().as_secs();
+    let roots_not_after = node.pki.roots_not_after();
+    let root_valid = roots_not_after.is_some_and(|t| now.as_secs() < t.as_secs());
     rows.push(vec![
         "ROOTCA".into(),
         "CA".into(),
-        if root_valid { "Available" } else { "Expired" }.into(),
+        match roots_not_after {
+            None => "Unavailable",
+            Some(_) if root_valid => "Available",
+            Some(_) => "Expired",
+        }
+        .into(),
         root_valid.to_string(),
-        node.pki.ca.not_after().as_secs().to_string(),
+        roots_not_after.map_or_else(|| "-".into(), |t| t.as_secs().to_string()),
         "-".into(),
     ]);
     for id in node.pki.store.identities() {
@@ -118,6 +125,10 @@ fn config_dump(node: &Node) -> serde_json::Value {
     json!({
         "config": node.config,
         "source": node.source,
+        "ca": match &node.pki.issuer {
+            Issuer::Local(ca) => format!("local CA of {}", ca.trust_domain()),
+            Issuer::Remote(ca) => ca.address().to_owned(),
+        },
         "node": node.config.node,
         "ready": node.readiness.status(),
         "generation": snapshot.generation(),

@@ -104,6 +104,21 @@ pub struct IstiodArgs {
     /// This proxy's Pod address, for its node id.
     #[arg(long, value_name = "IP", env = "INSTANCE_IP", default_value = "")]
     pub instance_ip: String,
+
+    /// The CA that signs workload certificates (Istio's certificate service: istiod, or cert-manager's
+    /// istio-csr), `host:port` over TLS or `http://host:port`. Unset: istiod's xDS address when one is given,
+    /// else the local CA of --ca-dir.
+    #[arg(long, value_name = "ADDR", env = "CA_ADDRESS")]
+    pub ca_address: Option<String>,
+
+    /// The PEM root the CA's certificate is verified with.
+    #[arg(long, value_name = "FILE", env = "CA_ROOT_CA", default_value = "./var/run/secrets/istio/root-cert.pem")]
+    pub ca_root_ca: std::path::PathBuf,
+
+    /// Issue workload certificates from the local CA (--ca-dir, or a generated root) even with istiod, as
+    /// Istio's FAKE_CA.
+    #[arg(long, env = "FAKE_CA")]
+    pub fake_ca: bool,
 }
 
 impl IstiodArgs {
@@ -114,7 +129,7 @@ impl IstiodArgs {
         node_name: &str,
         environment: impl Iterator<Item = (String, String)>,
     ) -> Option<mesh_xds::ads::XdsSource> {
-        let address = self.xds_address.as_deref().filter(|a| !a.trim().is_empty())?;
+        let address = self.xds_address()?;
         let mut metadata = std::collections::BTreeMap::new();
         let mut cluster_env = None;
         for (key, value) in environment {
@@ -126,14 +141,7 @@ impl IstiodArgs {
             }
         }
         let cluster_id = self.cluster_id.clone().or(cluster_env).unwrap_or_else(|| "Kubernetes".into());
-        let plaintext = address.starts_with("http://");
-        let control_plane = mesh_xds::ControlPlane {
-            address: address.to_owned(),
-            root_ca: (!plaintext).then(|| self.xds_root_ca.clone()),
-            token: Some(self.xds_token.clone()).filter(|t| t.exists()),
-            cluster_id,
-            connect_timeout: std::time::Duration::from_secs(5),
-        };
+        let control_plane = self.control_plane(address, &self.xds_root_ca, cluster_id);
         let node = mesh_xds::ads::NodeInfo {
             instance_ip: self.instance_ip.clone(),
             pod_name: self.pod_name.clone(),
@@ -142,6 +150,38 @@ impl IstiodArgs {
             metadata,
         };
         Some(mesh_xds::ads::XdsSource::new(control_plane, node))
+    }
+
+    /// istiod's certificate service, when certificates come from it: `CA_ADDRESS`, else the xDS address;
+    /// `None` with --fake-ca or without either address. Node mode: each request names the workload identity
+    /// it is for.
+    pub fn remote_ca(&self, environment: impl Iterator<Item = (String, String)>) -> Option<mesh_xds::ca::CaClient> {
+        if self.fake_ca {
+            return None;
+        }
+        let address = match self.ca_address.as_deref().map(str::trim) {
+            Some(address) if !address.is_empty() => address,
+            _ => self.xds_address()?,
+        };
+        let cluster_env = environment.filter(|(k, _)| k == "CLUSTER_ID").map(|(_, v)| v).last();
+        let cluster_id = self.cluster_id.clone().or(cluster_env).unwrap_or_else(|| "Kubernetes".into());
+        let control_plane = self.control_plane(address, &self.ca_root_ca, cluster_id);
+        Some(mesh_xds::ca::CaClient::new(control_plane, true))
+    }
+
+    fn xds_address(&self) -> Option<&str> {
+        self.xds_address.as_deref().map(str::trim).filter(|a| !a.is_empty())
+    }
+
+    fn control_plane(&self, address: &str, root_ca: &std::path::Path, cluster_id: String) -> mesh_xds::ControlPlane {
+        let plaintext = address.starts_with("http://");
+        mesh_xds::ControlPlane {
+            address: address.to_owned(),
+            root_ca: (!plaintext).then(|| root_ca.to_owned()),
+            token: Some(self.xds_token.clone()).filter(|t| t.exists()),
+            cluster_id,
+            connect_timeout: std::time::Duration::from_secs(5),
+        }
     }
 }
 

@@ -29,7 +29,7 @@ mod socks5;
 pub use config::Config;
 pub use error::Error;
 pub use live::Closed;
-pub use serve::run;
+pub use serve::{run, run_with_pki};
 
 /// The workspace README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]

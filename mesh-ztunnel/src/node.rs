@@ -20,7 +20,7 @@ use mesh_runtime::ops::Readiness;
 use mesh_runtime::pki::Pki;
 use mesh_runtime::state::MeshState;
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::Config;
 use crate::live::Live;
@@ -114,11 +114,12 @@ impl Node {
                     continue;
                 }
             };
-            if self.pki.store.get(identity.spiffe_id()).is_none() {
-                match self.pki.issue(&identity) {
-                    Ok(_) => info!(workload = %w.id, identity = %identity.spiffe_id(), "certificate issued"),
-                    Err(e) => warn!(workload = %w.id, error = %e, "certificate issuance failed"),
-                }
+            let had = self.pki.store.get(identity.spiffe_id()).is_some();
+            match self.pki.want(&identity) {
+                Ok(true) if !had => info!(workload = %w.id, identity = %identity.spiffe_id(), "certificate issued"),
+                Ok(true) => {}
+                Ok(false) => debug!(workload = %w.id, identity = %identity.spiffe_id(), "certificate asked of the CA"),
+                Err(e) => warn!(workload = %w.id, error = %e, "certificate issuance failed"),
             }
             for ip in &w.ips {
                 wanted.insert(*ip, identity.spiffe_id().clone());
@@ -134,8 +135,8 @@ impl Node {
             }
         }
         let kept: BTreeSet<&SpiffeId> = wanted.values().collect();
-        for gone in self.pki.store.identities().into_iter().filter(|id| !kept.contains(id)) {
-            self.pki.store.remove(&gone);
+        for gone in self.pki.identities().into_iter().filter(|id| !kept.contains(id)) {
+            self.pki.forget(&gone);
             info!(identity = %gone, "certificate dropped: no local workload has it");
         }
         *local = wanted;

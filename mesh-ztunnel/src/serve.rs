@@ -32,13 +32,25 @@ use crate::{Config, Error, admin, capture, inbound, plaintext, socks5};
 /// endpoints stop last.
 pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) -> Result<(), Error> {
     config.common.validate()?;
+    let pki = Pki::load(&config.common)?;
+    run_with_pki(config, source, pki, shutdown).await
+}
+
+/// Runs the node proxy as [`run`], its certificates from `pki` instead of the CA of `config`: a remote CA such
+/// as istiod's ([`Pki::remote`]), or a CA the caller set up.
+pub async fn run_with_pki(
+    config: Config,
+    source: impl ConfigSource,
+    pki: Pki,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    config.common.validate()?;
     let trust_domain = config.common.trust_domain()?;
     let state = Arc::new(MeshState::new(config.common.mesh.clone()));
     let readiness = Readiness::new();
     let first_configuration = readiness.block("the first configuration");
 
     // Identity.
-    let pki = Pki::load(&config.common)?;
     let store = pki.store.clone();
     let identities =
         WorkloadIdentities::new(store.clone(), pki.accepted.clone()).map_err(|e| Error::Identity(e.to_string()))?;
@@ -117,7 +129,7 @@ pub async fn run(config: Config, source: impl ConfigSource, shutdown: Shutdown) 
     if let Some(l) = outbound_listener {
         tasks.spawn(capture::serve(Arc::clone(&node), l, down.clone()));
     }
-    tasks.spawn(rotation::run(store, Arc::clone(&pki.ca), down.clone()));
+    tasks.spawn(rotation::run(pki.clone(), down.clone()));
     first_configuration.release();
     info!(node = %config.node, workloads = local.len(), generation = snapshot.generation(), "ready");
     drop(snapshot);

@@ -1,7 +1,9 @@
-//! The node proxy configured by istiod (`XDS_ADDRESS`): two node proxies subscribe to a scripted istiod
-//! speaking delta ADS on a real socket, carry accounts' connection to the ledger as the Authorization istiod
-//! serves allows, refuse it once istiod pushes a DENY, and keep enforcing it, saying so on readiness, once
-//! istiod is gone.
+//! The node proxy configured by istiod (`XDS_ADDRESS`) and certified by it (`CA_ADDRESS`, by default the same
+//! address): two node proxies subscribe to a scripted istiod speaking delta ADS and Istio's certificate service
+//! on a real socket, get their workloads' certificates from it, carry accounts' connection to the ledger as the
+//! Authorization istiod serves allows, refuse it once istiod pushes a DENY, and keep enforcing it, saying so on
+//! readiness, once istiod is gone. The CA's refusals are retried, wrong answers refused, and certificates
+//! renewed at half-life.
 
 mod support;
 
@@ -10,6 +12,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mesh_identity::ca::LocalCa;
+use mesh_identity::spiffe::IstioIdentity;
+use mesh_xds::proto::ca::istio_certificate_service_server::{IstioCertificateService, IstioCertificateServiceServer};
+use mesh_xds::proto::ca::{IstioCertificateRequest, IstioCertificateResponse};
 use mesh_xds::proto::discovery::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
@@ -17,6 +23,7 @@ use mesh_xds::proto::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, 
 use mesh_xds::proto::{security, workload};
 use mesh_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 use prost::Message;
+use rustls_pki_types::UnixTime;
 use support::{ACCOUNTS, Block, Result, Setup, To, backend, read_text, readiness_saying, socks5};
 use tokio::sync::mpsc;
 
@@ -83,6 +90,107 @@ impl Istiod {
         }
         Ok(())
     }
+}
+
+/// A scripted istiod CA: it signs with the test's CA for the identity named in `ImpersonatedIdentity`, after
+/// checking the credentials, and records what it was asked; it can be told to refuse, or to sign for another
+/// identity than the one asked for.
+#[derive(Clone)]
+struct IstiodCa {
+    ca: Arc<LocalCa>,
+    token: Option<String>,
+    asked: Arc<Mutex<Vec<(String, i64)>>>,
+    /// Requests to refuse before answering again.
+    refuse: Arc<std::sync::atomic::AtomicUsize>,
+    /// Sign for this identity whatever is asked.
+    impostor: Arc<Mutex<Option<String>>>,
+}
+
+impl IstiodCa {
+    /// Signs with `setup`'s CA.
+    fn new(setup: &Setup, token: Option<&str>) -> Result<Self> {
+        let ca = LocalCa::from_plugin_pem(setup.ca.trust_domain().clone(), &setup.ca.to_plugin_pem())?;
+        Ok(IstiodCa {
+            ca: Arc::new(ca),
+            token: token.map(str::to_owned),
+            asked: Arc::default(),
+            refuse: Arc::default(),
+            impostor: Arc::default(),
+        })
+    }
+
+    fn asked_for(&self, identity: &str) -> usize {
+        self.asked.lock().map_or(0, |asked| asked.iter().filter(|(id, _)| id == identity).count())
+    }
+}
+
+#[tonic::async_trait]
+impl IstioCertificateService for IstiodCa {
+    async fn create_certificate(
+        &self,
+        request: tonic::Request<IstioCertificateRequest>,
+    ) -> std::result::Result<tonic::Response<IstioCertificateResponse>, tonic::Status> {
+        let header = |name: &str| request.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if let Some(token) = &self.token
+            && header("authorization") != Some(format!("Bearer {token}"))
+        {
+            return Err(tonic::Status::unauthenticated("no valid token"));
+        }
+        if header("clusterid").as_deref() != Some("Kubernetes") {
+            return Err(tonic::Status::unauthenticated("no cluster id"));
+        }
+        let request = request.into_inner();
+        let impersonated = request
+            .metadata
+            .as_ref()
+            .and_then(|m| m.fields.get("ImpersonatedIdentity"))
+            .and_then(|v| match &v.kind {
+                Some(prost_types::value::Kind::StringValue(id)) => Some(id.clone()),
+                _ => None,
+            })
+            .ok_or_else(|| tonic::Status::invalid_argument("node mode needs ImpersonatedIdentity"))?;
+        self.asked
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?
+            .push((impersonated.clone(), request.validity_duration));
+        if self
+            .refuse
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok()
+        {
+            return Err(tonic::Status::unavailable("CA scripted to refuse"));
+        }
+        let signed_for = self.impostor.lock().map_err(|_| tonic::Status::internal("poisoned"))?.clone();
+        let identity = IstioIdentity::parse(signed_for.as_deref().unwrap_or(&impersonated))
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        let ttl = Duration::from_secs(u64::try_from(request.validity_duration).unwrap_or(0));
+        let issued = self
+            .ca
+            .issue_for_csr_pem(&request.csr, &identity, ttl, UnixTime::now())
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        Ok(tonic::Response::new(IstioCertificateResponse {
+            cert_chain: vec![issued.cert_chain_pem(), issued.root_cert_pem()],
+        }))
+    }
+}
+
+/// Serves `istiod` and `ca` on a loopback port; returns `http://` and the server task.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    istiod: &Istiod,
+    ca: &IstiodCa,
+) -> Result<(String, tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>)> {
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let server = runtime.spawn(
+        tonic::transport::Server::builder()
+            .add_service(AggregatedDiscoveryServiceServer::new(istiod.clone()))
+            .add_service(IstioCertificateServiceServer::new(ca.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    Ok((url, server))
 }
 
 fn octets(ip: IpAddr) -> Vec<u8> {
@@ -167,24 +275,30 @@ fn node_proxies_follow_istiod() -> Result {
     istiod.set(1, authorization("ledger-allow", security::Action::Allow, ACCOUNTS))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let server = runtime.spawn(
-        tonic::transport::Server::builder()
-            .add_service(AggregatedDiscoveryServiceServer::new(istiod.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let source = ["--xds-address".into(), url.into()];
+    let token = setup.dir.path().join("istio-token");
+    std::fs::write(&token, "t0k3n\n")?;
+    let ca = IstiodCa::new(&setup, Some("t0k3n"))?;
+    let (url, server) = serve(&runtime, &istiod, &ca)?;
+    let source = ["--xds-address".into(), url.into(), "--xds-token".into(), token.into_os_string()];
     let a = setup.node_from("node-a", 1, &source, &[])?;
     let node_b = setup.node_from("node-b", 2, &source, &[])?;
     let connect = || socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)));
 
-    // Allowed by the Authorization istiod serves.
-    let mut stream = connect()?.map_err(|code| format!("refused with {code}; node-b log:\n{}", node_b.log_text()))?;
+    // Allowed by the Authorization istiod serves, over mTLS with the certificates istiod's CA signed.
+    let mut stream = wait_connected(&connect)?.map_err(|code| {
+        format!("refused with {code}; node-a log:\n{}\nnode-b log:\n{}", a.log_text(), node_b.log_text())
+    })?;
     assert_eq!(read_text(&mut stream, 7)?, "ledger\n");
     drop(stream);
+    assert_eq!(ca.asked_for(ACCOUNTS_ID), 1, "node-a asks for accounts' certificate once");
+    assert_eq!(ca.asked_for(LEDGER_ID), 1, "node-b asks for the ledger's certificate once");
+    assert!(ca.asked.lock().map_err(|_| "poisoned")?.iter().all(|(_, ttl)| *ttl == 24 * 3600), "SECRET_TTL's default");
     let dump: serde_json::Value = serde_json::from_str(&node_b.admin("/config_dump")?)?;
     assert!(dump["source"].as_str().is_some_and(|s| s.contains("istiod delta xDS")), "{}", dump["source"]);
+    assert!(dump["ca"].as_str().is_some_and(|s| s.starts_with("http://127.0.0.1:")), "{}", dump["ca"]);
+    let certs = node_b.admin("/certificates")?;
+    assert!(certs.lines().any(|l| l.starts_with("ROOTCA") && l.contains("Available")), "{certs}");
+    assert!(certs.contains(LEDGER_ID), "{certs}");
 
     // istiod pushes a DENY for accounts: the next connection is refused.
     let before = node_b.generation()?;
@@ -207,5 +321,86 @@ fn node_proxies_follow_istiod() -> Result {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("istiod"), "{body}");
     assert_eq!(connect()?.err(), Some(2), "the DENY is still enforced");
+    Ok(())
+}
+
+const ACCOUNTS_ID: &str = "spiffe://cluster.local/ns/payments/sa/accounts";
+const LEDGER_ID: &str = "spiffe://cluster.local/ns/payments/sa/ledger";
+
+/// Connects until the tunnel is up (certificates come from the CA in the background) or 10 s have passed.
+fn wait_connected(
+    connect: &dyn Fn() -> Result<std::result::Result<std::net::TcpStream, u8>>,
+) -> Result<std::result::Result<std::net::TcpStream, u8>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect()? {
+            Ok(stream) => return Ok(Ok(stream)),
+            Err(code) if Instant::now() > deadline => return Ok(Err(code)),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+#[test]
+fn certificates_from_istiod_are_retried_checked_and_renewed() -> Result {
+    let b = Block(49);
+    let setup = Setup::new(49, "")?;
+    backend(SocketAddr::new(b.ip(2, 20), 8080), "ledger\n")?;
+    let istiod = Istiod::default();
+    istiod.set(0, pod("accounts-0", "accounts", "node-a", b.ip(1, 10), &[]))?;
+    istiod.set(0, pod("ledger-0", "ledger", "node-b", b.ip(2, 20), &[]))?;
+    istiod.set(1, authorization("ledger-allow", security::Action::Allow, ACCOUNTS))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let ca = IstiodCa::new(&setup, None)?;
+    // The CA refuses the first three requests (whoever asks).
+    ca.refuse.store(3, std::sync::atomic::Ordering::SeqCst);
+    let (url, _server) = serve(&runtime, &istiod, &ca)?;
+    let source = ["--xds-address".into(), url.into(), "--cert-ttl".into(), "8s".into()];
+    let a = setup.node_from("node-a", 1, &source, &[])?;
+    let node_b = setup.node_from("node-b", 2, &source, &[])?;
+    let connect = || socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(2, 20), 8080)));
+
+    // Refusals are retried with back-off until the CA answers.
+    let mut stream = wait_connected(&connect)?.map_err(|code| {
+        format!("refused with {code}; node-a log:\n{}\nnode-b log:\n{}", a.log_text(), node_b.log_text())
+    })?;
+    assert_eq!(read_text(&mut stream, 7)?, "ledger\n");
+    drop(stream);
+    let asked = ca.asked_for(ACCOUNTS_ID) + ca.asked_for(LEDGER_ID);
+    assert!(asked >= 5, "three refusals, then one answer each: {asked} requests");
+    assert!(
+        a.log_text().contains("no certificate from the CA") || node_b.log_text().contains("no certificate from the CA")
+    );
+    assert!(
+        ca.asked.lock().map_err(|_| "poisoned")?.iter().all(|(_, ttl)| *ttl == 8),
+        "--cert-ttl as validity_duration"
+    );
+
+    // Renewed at half-life (4 s): asked again, and connections go on with the renewed certificates.
+    let renewed = Instant::now() + Duration::from_secs(12);
+    let before = ca.asked_for(LEDGER_ID);
+    while ca.asked_for(LEDGER_ID) == before && Instant::now() < renewed {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        ca.asked_for(LEDGER_ID) > before,
+        "the ledger's certificate is renewed; node-b log:\n{}",
+        node_b.log_text()
+    );
+    let mut stream = wait_connected(&connect)?.map_err(|code| format!("refused after renewal with {code}"))?;
+    assert_eq!(read_text(&mut stream, 7)?, "ledger\n");
+    drop(stream);
+
+    // A CA that signs another identity than the one asked for is not believed: the next renewal is refused,
+    // the certificate in use stays until it expires, and then the ledger's handshakes fail.
+    *ca.impostor.lock().map_err(|_| "poisoned")? = Some("spiffe://cluster.local/ns/payments/sa/admin".into());
+    let refused = Instant::now() + Duration::from_secs(20);
+    while !node_b.log_text().contains("answer refused") && Instant::now() < refused {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = node_b.log_text();
+    assert!(log.contains("answer refused") && log.contains("ns/payments/sa/admin"), "{log}");
+    let certs = node_b.admin("/certificates")?;
+    assert!(!certs.contains("sa/admin"), "the impostor certificate is never stored: {certs}");
     Ok(())
 }

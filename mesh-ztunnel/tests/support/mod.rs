@@ -93,11 +93,12 @@ impl Setup {
         let binary = std::env::var_os("MESH_ZTUNNEL_BENCH_BIN")
             .filter(|_| cfg!(not(test)) || std::env::var_os("CI").is_none())
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_mesh-ztunnel").into());
+        // With istiod, certificates come from istiod's CA (the test's double signs with the same CA).
+        let ca_dir = if source.iter().any(|a| a == "--xds-address") { None } else { Some(self.ca_dir()) };
         let child = Command::new(binary)
             .args(["--node", name, "--listen-on-workload-ips", "--reload-interval", "100ms"])
             .args(source)
-            .arg("--ca-dir")
-            .arg(self.ca_dir())
+            .args(ca_dir.iter().flat_map(|dir| [std::ffi::OsStr::new("--ca-dir"), dir.as_os_str()]))
             .args(["--socks5-addr", &format!("{ip}:15080")])
             .args(["--outbound-addr", &format!("{ip}:15001")])
             .args(["--admin-addr", &format!("{ip}:15000")])
