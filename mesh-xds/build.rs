@@ -2,7 +2,13 @@
 //! messages and tonic clients and servers (the servers are what the test control planes speak).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/discovery.proto", "proto/workload.proto", "proto/authorization.proto", "proto/ca.proto"];
+    let files = [
+        "proto/discovery.proto",
+        "proto/workload.proto",
+        "proto/authorization.proto",
+        "proto/ca.proto",
+        "proto/zds.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

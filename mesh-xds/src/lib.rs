@@ -5,6 +5,9 @@
 //!   proxy's snapshot is built from what istiod sends, ACKed and NACKed resource by resource.
 //! - [`ca`]: Istio's certificate service (`istio.v1.auth.IstioCertificateService/CreateCertificate`), served by
 //!   istiod and by cert-manager's istio-csr.
+//! - [`zds`]: istio-cni's in-pod redirection protocol (ZDS), as messages in and out of a packet: the node
+//!   agent hands over each Pod's network namespace; the IO (the SEQPACKET socket, the descriptors) is the
+//!   proxy's.
 //! - [`convert`]: the protobuf messages read into [`mesh_policy::xds`], each bad resource refused with its
 //!   name and the field at fault.
 //!
@@ -18,6 +21,7 @@ pub mod ads;
 pub mod ca;
 mod channel;
 pub mod convert;
+pub mod zds;
 
 pub use channel::{ControlPlane, ControlPlaneError};
 
@@ -39,6 +43,10 @@ pub mod proto {
     /// `istio.v1.auth`: the certificate service.
     pub mod ca {
         tonic::include_proto!("istio.v1.auth");
+    }
+    /// `istio.workload.zds`: in-pod redirection.
+    pub mod zds {
+        tonic::include_proto!("istio.workload.zds");
     }
 }
 
