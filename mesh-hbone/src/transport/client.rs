@@ -23,7 +23,7 @@ use tracing::{Instrument, Span, debug, debug_span, trace, warn};
 use super::error::ClientError;
 use super::guard::{FloodLimit, Guard, Tripped, random_mask};
 use super::keepalive;
-use super::socket::{ConnectTcpError, SocketBuffers, SocketOptions, connect_tcp_with};
+use super::socket::{ConnectTcpError, SocketBuffers, SocketFactory, SocketOptions, connect_tcp_from, connect_tcp_with};
 use super::stream::{HboneStream, OnDrop};
 use super::trace::random_traceparent;
 use super::tunnels::{Direction, Tunnels};
@@ -160,6 +160,8 @@ impl Credentials {
 struct Inner {
     credentials: Credentials,
     config: ClientConfig,
+    /// Makes the sockets of some sources' connections.
+    sockets: RwLock<Option<Arc<dyn SocketFactory>>>,
     /// Where opened tunnels are listed.
     tunnels: RwLock<Tunnels>,
     state: Mutex<State>,
@@ -301,7 +303,22 @@ impl HboneClient {
 
     fn with_credentials(credentials: Credentials, config: ClientConfig) -> Self {
         let state = Mutex::new(State { pool: Pool::new(config.pool), slots: HashMap::new(), reaper: false });
-        HboneClient { inner: Arc::new(Inner { credentials, config, tunnels: RwLock::default(), state }) }
+        HboneClient {
+            inner: Arc::new(Inner {
+                credentials,
+                config,
+                sockets: RwLock::default(),
+                tunnels: RwLock::default(),
+                state,
+            }),
+        }
+    }
+
+    /// Has `factory` make the socket of each connection from a source it knows (see [`SocketFactory`]). Clones
+    /// of the client share the change.
+    pub fn with_socket_factory(self, factory: Arc<dyn SocketFactory>) -> Self {
+        *self.inner.sockets.write().unwrap_or_else(PoisonError::into_inner) = Some(factory);
+        self
     }
 
     /// Lists the tunnels opened from now on in `tunnels` (which a server may share), rather than in a registry
@@ -534,7 +551,14 @@ impl HboneClient {
         // sizes its buffers to the path.
         let timeout = self.inner.config.connect_timeout;
         let options = SocketOptions { buffers: SocketBuffers::AUTOTUNED, mark: self.inner.config.mark };
-        let tcp = connect_tcp_with(address, source_ip, timeout, options).await.map_err(|e| match e {
+        let factory = self.inner.sockets.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let made = source_ip.zip(factory).and_then(|(ip, f)| f.tcp_socket(ip, address));
+        let connected = match made {
+            Some(Ok(socket)) => connect_tcp_from(socket, address, timeout, options).await,
+            Some(Err(error)) => Err(ConnectTcpError::Bind { source_ip: source_ip.unwrap_or(address.ip()), error }),
+            None => connect_tcp_with(address, source_ip, timeout, options).await,
+        };
+        let tcp = connected.map_err(|e| match e {
             ConnectTcpError::Timeout { after, .. } => ClientError::Timeout { step: "TCP connect", address, after },
             ConnectTcpError::Connect { error, .. } => ClientError::Connect { address, source: error },
             bind => ClientError::Bind(bind),

@@ -197,7 +197,9 @@ pub use error::{ClientError, ServerError, TunnelReset};
 pub use identity::{ServerIdentity, WorkloadIdentities};
 pub use original_dst::{OriginalDstError, original_dst};
 pub use server::{Drained, Handler, HboneServer, InboundRequest, ServerLimits};
-pub use socket::{ConnectTcpError, SocketBuffers, SocketOptions, connect_tcp, connect_tcp_with};
+pub use socket::{
+    ConnectTcpError, SocketBuffers, SocketFactory, SocketOptions, connect_tcp, connect_tcp_from, connect_tcp_with,
+};
 pub use stream::HboneStream;
 pub use trace::random_traceparent;
 pub use tunnels::{Direction, TunnelHandle, TunnelObserver, Tunnels};

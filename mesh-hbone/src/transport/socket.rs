@@ -177,6 +177,34 @@ pub async fn connect_tcp_with(
     Ok(stream)
 }
 
+/// Makes the sockets of outgoing connections from some source addresses itself. A node proxy in Istio's
+/// in-pod mode makes each Pod's connections inside the Pod's network namespace, so that they leave from the
+/// Pod as its own traffic would.
+pub trait SocketFactory: Send + Sync + 'static {
+    /// A new TCP socket (not yet connected, of `target`'s address family) for a connection from `source_ip`
+    /// to `target`; `None` to make it as usual.
+    fn tcp_socket(&self, source_ip: IpAddr, target: SocketAddr) -> Option<io::Result<Socket>>;
+}
+
+/// [`connect_tcp_with`] from a socket made by a [`SocketFactory`]: the options are applied, then it connects.
+pub async fn connect_tcp_from(
+    socket: Socket,
+    target: SocketAddr,
+    timeout: Duration,
+    options: impl Into<SocketOptions>,
+) -> Result<TcpStream, ConnectTcpError> {
+    let options = options.into();
+    socket.set_nonblocking(true).map_err(|error| ConnectTcpError::Connect { target, error })?;
+    let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(socket));
+    options.apply(socket2::SockRef::from(&socket)).map_err(|error| ConnectTcpError::Connect { target, error })?;
+    let stream = tokio::time::timeout(timeout, socket.connect(target))
+        .await
+        .map_err(|_| ConnectTcpError::Timeout { target, after: timeout })?
+        .map_err(|error| ConnectTcpError::Connect { target, error })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// A socket bound to `source_ip`, transparently when the address is not local.
 fn bound_socket(source_ip: IpAddr, target: SocketAddr) -> Result<TcpSocket, ConnectTcpError> {
     if source_ip.is_ipv4() != target.is_ipv4() {
