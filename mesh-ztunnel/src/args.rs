@@ -60,6 +60,12 @@ pub struct Args {
     #[arg(long, value_name = "MARK", default_value_t = 1337, env = "SOCKET_MARK")]
     pub socket_mark: u32,
 
+    /// In-pod mode: the unix socket where istio-cni's node agent hands over each enrolled Pod's network
+    /// namespace (Istio: /var/run/ztunnel/ztunnel.sock). The proxy then listens inside each Pod (inbound
+    /// HBONE, inbound plaintext and outbound ports) and makes the Pod's connections from inside it.
+    #[arg(long, value_name = "PATH", env = "INPOD_UDS")]
+    pub inpod_uds: Option<std::path::PathBuf>,
+
     /// Disable an outbound listener: socks5, outbound or plaintext. Repeatable.
     #[arg(long = "disable", value_name = "LISTENER", value_parser = ["socks5", "outbound", "plaintext"])]
     pub disabled: Vec<String>,
@@ -198,6 +204,7 @@ impl Args {
             listen_on_workload_ips: self.listen_on_workload_ips,
             original_source: self.original_source,
             socket_mark: Some(self.socket_mark).filter(|m| *m != 0),
+            inpod_uds: self.inpod_uds.clone().filter(|p| !p.as_os_str().is_empty()),
             common: self.common.config()?,
         })
     }

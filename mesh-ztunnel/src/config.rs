@@ -2,6 +2,7 @@
 //! command line converts into, and what `/config_dump` shows.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use mesh_runtime::config::CommonConfig;
 use serde::Serialize;
@@ -27,6 +28,9 @@ pub struct Config {
     pub original_source: bool,
     /// The firewall mark of the proxy's own connections (Istio's is 1337), if any.
     pub socket_mark: Option<u32>,
+    /// In-pod mode: the unix socket of istio-cni's node agent (Istio's `INPOD_UDS`), which hands over each
+    /// Pod's network namespace; the proxy then listens inside each Pod instead of on its own addresses.
+    pub inpod_uds: Option<PathBuf>,
     /// What both proxies share: model options, CA, operational endpoints, drain.
     pub common: CommonConfig,
 }
@@ -43,12 +47,13 @@ impl Config {
             listen_on_workload_ips: false,
             original_source: false,
             socket_mark: Some(1337),
+            inpod_uds: None,
             common: CommonConfig::default(),
         }
     }
 
     /// Whether tunnels leave from the source workload's own address.
     pub fn dials_from_workload(&self) -> bool {
-        self.original_source || self.listen_on_workload_ips
+        self.original_source || self.listen_on_workload_ips || self.inpod_uds.is_some()
     }
 }

@@ -28,6 +28,14 @@ pub enum Error {
     /// The node's own identity or certificate resolver could not be made.
     #[error("identity: {0}")]
     Identity(String),
+    /// A Pod handed over by istio-cni could not be served inside its network namespace.
+    #[error("Pod {uid}: {reason}")]
+    InPod {
+        /// The Pod's uid.
+        uid: String,
+        /// What failed.
+        reason: String,
+    },
 
     /// An outbound connection's client is not a workload of this node in the mesh.
     #[error("source {0} is not a workload of this node in the mesh")]

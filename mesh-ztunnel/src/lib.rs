@@ -18,6 +18,7 @@ mod capture;
 mod config;
 mod error;
 mod inbound;
+mod inpod;
 mod live;
 mod metrics;
 mod node;

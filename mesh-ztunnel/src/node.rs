@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mesh_hbone::transport::{
-    ConnectTcpError, HboneClient, SocketBuffers, SocketOptions, Tunnels, WorkloadIdentities, connect_tcp_with,
+    ConnectTcpError, HboneClient, SocketBuffers, SocketOptions, Tunnels, WorkloadIdentities, connect_tcp_from,
+    connect_tcp_with,
 };
 use mesh_identity::spiffe::{IstioIdentity, SpiffeId};
 use mesh_policy::Snapshot;
@@ -23,6 +24,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::Config;
+use crate::inpod::PodSockets;
 use crate::live::Live;
 use crate::metrics::{Metrics, Side};
 
@@ -52,6 +54,8 @@ pub(crate) struct Node {
     pub(crate) readiness: Readiness,
     /// The firewall mark of the proxy's own connections.
     pub(crate) mark: Option<u32>,
+    /// The network namespaces of the Pods served in-pod, by address.
+    pub(crate) pods: Arc<PodSockets>,
     /// The local workloads: IP → identity.
     local: Mutex<BTreeMap<IpAddr, SpiffeId>>,
     /// Round-robin over a service's endpoints.
@@ -70,8 +74,10 @@ impl Node {
         readiness: Readiness,
         mark: Option<u32>,
         source: String,
+        pods: Arc<PodSockets>,
     ) -> Self {
         Node {
+            pods,
             config,
             source,
             state,
@@ -145,9 +151,19 @@ impl Node {
 
     /// Connects to `target` (a local workload, or a destination outside the mesh) with the proxy's mark and
     /// an upstream's fixed buffers.
+    /// A local workload served in-pod is reached from inside its network namespace.
     pub(crate) async fn connect(&self, target: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectTcpError> {
         let options = SocketOptions { buffers: SocketBuffers::UPSTREAM, mark: self.mark };
-        connect_tcp_with(target, None, timeout, options).await
+        match self.pods.netns(target.ip()) {
+            Some(netns) => {
+                let socket = tokio::task::spawn_blocking(move || netns.tcp_socket(target))
+                    .await
+                    .map_err(|e| ConnectTcpError::Connect { target, error: std::io::Error::other(e) })?
+                    .map_err(|error| ConnectTcpError::Connect { target, error })?;
+                connect_tcp_from(socket, target, timeout, options).await
+            }
+            None => connect_tcp_with(target, None, timeout, options).await,
+        }
     }
 
     /// The HBONE port of peers: this proxy's own (15008).

@@ -1,7 +1,7 @@
 //! Startup, the run loop and shutdown: identity and listeners, then the first configuration from the source,
 //! then following its changes until the caller's shutdown signal, then draining.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -13,11 +13,13 @@ use mesh_runtime::shutdown::{self, Shutdown};
 use mesh_runtime::source::ConfigSource;
 use mesh_runtime::state::MeshState;
 use mesh_runtime::{listen, rotation};
+use mesh_xds::zds::PodInfo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::inpod::{self, Netns, PodEvent, PodSocketFactory, PodSockets};
 use crate::node::Node;
 use crate::{Config, Error, admin, capture, inbound, plaintext, socks5};
 
@@ -61,7 +63,12 @@ pub async fn run_with_pki(
     // The proxy's own connections carry its mark, so redirection rules let them pass.
     let mark = config.socket_mark.filter(|&mark| mark_allowed(mark));
     let client_config = ClientConfig { original_source: config.dials_from_workload(), mark, ..ClientConfig::default() };
-    let client = HboneClient::from_store_with_config(store.clone(), own.spiffe_id().clone(), client_config);
+    // In-pod mode: a Pod's tunnels are made inside its network namespace.
+    let pods = Arc::new(PodSockets::default());
+    let mut client = HboneClient::from_store_with_config(store.clone(), own.spiffe_id().clone(), client_config);
+    if config.inpod_uds.is_some() {
+        client = client.with_socket_factory(Arc::new(PodSocketFactory(Arc::clone(&pods))));
+    }
     let description = source.describe();
     let node = Arc::new(Node::new(
         config.clone(),
@@ -72,6 +79,7 @@ pub async fn run_with_pki(
         readiness.clone(),
         mark,
         description.clone(),
+        Arc::clone(&pods),
     ));
 
     // Every listener that does not depend on the configuration, bound now.
@@ -81,7 +89,7 @@ pub async fn run_with_pki(
     let server = HboneServer::with_identity(identities).with_tunnels(node.inbound_tunnels.clone());
     let mut inbound =
         Inbound { node: Arc::clone(&node), server, config: config.clone(), bound: HashMap::new(), waiting: Vec::new() };
-    if !config.listen_on_workload_ips {
+    if !config.listen_on_workload_ips && config.inpod_uds.is_none() {
         inbound.bind(None).await?;
     }
 
@@ -130,6 +138,14 @@ pub async fn run_with_pki(
         tasks.spawn(capture::serve(Arc::clone(&node), l, down.clone()));
     }
     tasks.spawn(rotation::run(pki.clone(), down.clone()));
+    // In-pod mode: istio-cni's node agent is followed once the configuration is in, as Istio's ztunnel does.
+    let (pod_events_tx, mut pod_events) = mpsc::channel(1);
+    let mut in_pod: BTreeMap<String, (PodInfo, Netns)> = BTreeMap::new();
+    if let Some(uds) = &config.inpod_uds {
+        tasks.spawn(inpod::follow_agent(uds.clone(), pod_events_tx, readiness.clone(), down.clone()));
+    } else {
+        drop(pod_events_tx);
+    }
     first_configuration.release();
     info!(node = %config.node, workloads = local.len(), generation = snapshot.generation(), "ready");
     drop(snapshot);
@@ -146,6 +162,9 @@ pub async fn run_with_pki(
                 if config.listen_on_workload_ips {
                     inbound.sync(&local, &down).await;
                 }
+                if !in_pod.is_empty() {
+                    pods.replace(inpod::addresses(snapshot.cluster(), &in_pod));
+                }
                 let (n, s) = (Arc::clone(&node), Arc::clone(&snapshot));
                 let closed = tokio::task::spawn_blocking(move || n.live.enforce(&n, &s)).await.unwrap_or(0);
                 let alive: std::collections::HashSet<(&str, &str)> = snapshot
@@ -156,6 +175,34 @@ pub async fn run_with_pki(
                 let pruned = node.metrics.tcp.prune(|namespace, name| alive.contains(&(namespace, name)));
                 info!(generation = snapshot.generation(), workloads = local.len(), closed, pruned, "configuration in force");
             }
+            Some(event) = pod_events.recv() => match event {
+                PodEvent::Serve { pod, done } => {
+                    let uid = pod.uid.clone();
+                    let name = format!("{}/{}", pod.info.namespace, pod.info.name);
+                    inbound.stop(&Listeners::Pod(uid.clone()));
+                    let result = inbound.bind_pod(&pod, &down).await.map_err(|e| e.to_string());
+                    match &result {
+                        Ok(()) => {
+                            info!(pod = %name, %uid, "serving the Pod in its network namespace");
+                            in_pod.insert(uid, (pod.info, pod.netns));
+                        }
+                        Err(e) => {
+                            warn!(pod = %name, %uid, error = %e, "cannot serve the Pod in its network namespace");
+                            in_pod.remove(&uid);
+                        }
+                    }
+                    pods.replace(inpod::addresses(state.snapshot().cluster(), &in_pod));
+                    let _ = done.send(result);
+                }
+                PodEvent::Stop { uid, done } => {
+                    if let Some((info, _)) = in_pod.remove(&uid) {
+                        inbound.stop(&Listeners::Pod(uid.clone()));
+                        pods.replace(inpod::addresses(state.snapshot().cluster(), &in_pod));
+                        info!(pod = %format!("{}/{}", info.namespace, info.name), %uid, "Pod no longer served");
+                    }
+                    let _ = done.send(());
+                }
+            },
             () = shutdown.wait() => break,
         }
     }
@@ -201,16 +248,34 @@ fn mark_allowed(mark: u32) -> bool {
     }
 }
 
-/// The inbound listeners: bound once on the configured addresses, or per local workload IP. The shared ones
-/// are bound before the first configuration and served from [`Inbound::start`].
+/// Which inbound listeners: the shared ones, a local workload's IP, or a Pod served in-pod.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Listeners {
+    Shared,
+    Ip(IpAddr),
+    /// By uid; with the Pod's outbound listener.
+    Pod(String),
+}
+
+/// Listeners bound, not yet served: inbound HBONE, inbound plaintext, and for a Pod its outbound listener.
+struct Bound {
+    key: Listeners,
+    hbone: TcpListener,
+    plain: Option<TcpListener>,
+    outbound: Option<TcpListener>,
+}
+
+/// The inbound listeners: bound once on the configured addresses, per local workload IP, or inside each Pod
+/// served in-pod. The shared ones are bound before the first configuration and served from
+/// [`Inbound::start`].
 struct Inbound {
     node: Arc<Node>,
     server: HboneServer,
     config: Config,
-    /// Per bound IP (`None`: the shared address): the listeners' stop signal and tasks.
-    bound: HashMap<Option<IpAddr>, (watch::Sender<bool>, JoinSet<()>)>,
+    /// The listeners' stop signal and tasks.
+    bound: HashMap<Listeners, (watch::Sender<bool>, JoinSet<()>)>,
     /// Listeners bound but not yet served.
-    waiting: Vec<(Option<IpAddr>, TcpListener, Option<TcpListener>)>,
+    waiting: Vec<Bound>,
 }
 
 impl Inbound {
@@ -223,13 +288,52 @@ impl Inbound {
             Some(addr) => Some(listen::bind("inbound plaintext", at(addr), "--inbound-plaintext-addr").await?),
             None => None,
         };
-        self.waiting.push((ip, hbone, plain));
+        let key = ip.map_or(Listeners::Shared, Listeners::Ip);
+        self.waiting.push(Bound { key, hbone, plain, outbound: None });
         Ok(())
+    }
+
+    /// Binds and serves, inside `pod`'s network namespace, inbound HBONE and plaintext and the outbound
+    /// listener, on the configured ports of every address of the Pod (transparent, marked).
+    async fn bind_pod(&mut self, pod: &inpod::Pod, down: &Shutdown) -> Result<(), Error> {
+        let ports = [
+            Some(self.config.inbound_addr.port()),
+            self.config.inbound_plaintext_addr.map(|a| a.port()),
+            self.config.outbound_addr.map(|a| a.port()),
+        ];
+        let (netns, mark) = (pod.netns.clone(), self.node.mark);
+        let made = tokio::task::spawn_blocking(move || {
+            ports
+                .map(|port| port.map(|port| netns.listener(SocketAddr::from(([0, 0, 0, 0], port)), mark)).transpose())
+                .into_iter()
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::InPod { uid: pod.uid.clone(), reason: e.to_string() })?;
+        let in_pod = |error: std::io::Error| Error::InPod { uid: pod.uid.clone(), reason: error.to_string() };
+        let listeners = made.map_err(in_pod)?;
+        let tokio_listener =
+            |l: Option<std::net::TcpListener>| l.map(TcpListener::from_std).transpose().map_err(in_pod);
+        let mut it = listeners.into_iter();
+        let hbone = tokio_listener(it.next().flatten())?
+            .ok_or_else(|| Error::InPod { uid: pod.uid.clone(), reason: "no inbound HBONE port".into() })?;
+        let plain = tokio_listener(it.next().flatten())?;
+        let outbound = tokio_listener(it.next().flatten())?;
+        self.waiting.push(Bound { key: Listeners::Pod(pod.uid.clone()), hbone, plain, outbound });
+        self.start(down);
+        Ok(())
+    }
+
+    /// Stops the listeners of `key`, if bound.
+    fn stop(&mut self, key: &Listeners) {
+        if let Some((stop, _set)) = self.bound.remove(key) {
+            stop.send_replace(true);
+        }
     }
 
     /// Serves every listener bound and not yet served, until `down`.
     fn start(&mut self, down: &Shutdown) {
-        for (ip, hbone, plain) in std::mem::take(&mut self.waiting) {
+        for Bound { key, hbone, plain, outbound } in std::mem::take(&mut self.waiting) {
             let (stop_tx, stop_rx) = watch::channel(false);
             let mut set = JoinSet::new();
             let server = self.server.clone();
@@ -253,39 +357,32 @@ impl Inbound {
             });
             if let Some(plain) = plain {
                 let node = Arc::clone(&self.node);
-                let (plain_down_tx, plain_down) = shutdown::channel();
-                let until_down = down.clone();
-                let mut stop = stop_rx;
-                set.spawn(async move {
-                    tokio::select! {
-                        () = plaintext::serve(node, plain, plain_down) => {}
-                        () = async {
-                            tokio::select! {
-                                () = until_down.wait() => {}
-                                _ = stop.wait_for(|s| *s) => {}
-                            }
-                            plain_down_tx.trigger();
-                            std::future::pending::<()>().await
-                        } => {}
-                    }
-                });
+                let plain_down = stopped(down.clone(), stop_rx.clone());
+                set.spawn(async move { plaintext::serve(node, plain, plain_down).await });
             }
-            self.bound.insert(ip, (stop_tx, set));
+            if let Some(outbound) = outbound {
+                let node = Arc::clone(&self.node);
+                let outbound_down = stopped(down.clone(), stop_rx.clone());
+                set.spawn(async move { capture::serve(node, outbound, outbound_down).await });
+            }
+            self.bound.insert(key, (stop_tx, set));
         }
     }
 
     /// Binds and serves listeners for new local IPs and stops those of IPs no longer local.
     async fn sync(&mut self, local: &std::collections::BTreeSet<IpAddr>, down: &Shutdown) {
-        let gone: Vec<Option<IpAddr>> =
-            self.bound.keys().filter(|ip| !ip.is_some_and(|ip| local.contains(&ip))).copied().collect();
-        for ip in gone {
-            if let Some((stop, _set)) = self.bound.remove(&ip) {
-                stop.send_replace(true);
-                info!(ip = ?ip, "inbound listeners closed: no local workload has the address");
-            }
+        let gone: Vec<Listeners> = self
+            .bound
+            .keys()
+            .filter(|key| matches!(key, Listeners::Shared) || matches!(key, Listeners::Ip(ip) if !local.contains(ip)))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.stop(&key);
+            info!(listeners = ?key, "inbound listeners closed: no local workload has the address");
         }
         for ip in local {
-            if !self.bound.contains_key(&Some(*ip)) {
+            if !self.bound.contains_key(&Listeners::Ip(*ip)) {
                 match self.bind(Some(*ip)).await {
                     Ok(()) => info!(%ip, "inbound listeners bound for workload"),
                     Err(e) => warn!(%ip, error = %e, "cannot bind inbound listeners for workload"),
@@ -301,4 +398,17 @@ impl Inbound {
             while set.join_next().await.is_some() {}
         }
     }
+}
+
+/// A shutdown signal that fires on `down` or once `stop` turns true.
+fn stopped(down: Shutdown, mut stop: watch::Receiver<bool>) -> Shutdown {
+    let (trigger, signal) = shutdown::channel();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = down.wait() => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        trigger.trigger();
+    });
+    signal
 }

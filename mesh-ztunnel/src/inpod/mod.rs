@@ -1,0 +1,68 @@
+//! Istio's in-pod mode: istio-cni's node agent redirects each enrolled Pod's traffic inside the Pod's own
+//! network namespace and hands that namespace to the node proxy over ZDS ([`mesh_xds::zds`]). For each Pod the
+//! proxy listens inside the namespace, with the proxy's mark and `IP_TRANSPARENT`:
+//!
+//! - the inbound HBONE port (15008) and the inbound plaintext port (15006), where the Pod's inbound rules send
+//!   traffic;
+//! - the outbound port (15001), where its outbound rules redirect what the Pod's containers connect to;
+//!
+//! and it makes the Pod's tunnels, and its connections to the Pod's own containers, inside the namespace too,
+//! so they leave from the Pod (the mark keeps the Pod's rules from redirecting them again).
+
+mod agent;
+mod netns;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use mesh_policy::cluster::Cluster;
+use mesh_xds::zds::PodInfo;
+use tokio::sync::oneshot;
+
+pub(crate) use agent::run as follow_agent;
+pub(crate) use netns::{Netns, PodSocketFactory, PodSockets};
+
+/// A Pod the agent handed over.
+#[derive(Debug)]
+pub(crate) struct Pod {
+    /// Its uid (Kubernetes `metadata.uid`).
+    pub(crate) uid: String,
+    /// Who it is.
+    pub(crate) info: PodInfo,
+    /// Its network namespace.
+    pub(crate) netns: Netns,
+}
+
+/// What the agent asks of the proxy; `done` answers when it is done.
+#[derive(Debug)]
+pub(crate) enum PodEvent {
+    /// Serve the Pod: listeners in its namespace.
+    Serve {
+        /// The Pod.
+        pod: Pod,
+        /// Whether its listeners are up, and if not why.
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Stop serving the Pod.
+    Stop {
+        /// Its uid.
+        uid: String,
+        /// Closed once its listeners are.
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// The addresses of the Pods served in-pod, as the configuration knows them: each Pod by namespace and name.
+pub(crate) fn addresses(cluster: &Cluster, pods: &BTreeMap<String, (PodInfo, Netns)>) -> HashMap<IpAddr, Netns> {
+    let by_name: HashMap<(&str, &str), &Netns> =
+        pods.values().map(|(info, netns)| ((info.namespace.as_str(), info.name.as_str()), netns)).collect();
+    let mut by_ip = HashMap::new();
+    for (_, w) in cluster.workloads() {
+        if let Some(netns) = by_name.get(&(w.namespace(), w.id.name())) {
+            for ip in &w.ips {
+                by_ip.insert(*ip, (*netns).clone());
+            }
+        }
+    }
+    by_ip
+}
