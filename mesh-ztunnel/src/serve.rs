@@ -163,7 +163,7 @@ pub async fn run_with_pki(
                     inbound.sync(&local, &down).await;
                 }
                 if !in_pod.is_empty() {
-                    pods.replace(inpod::addresses(snapshot.cluster(), &in_pod));
+                    pods.replace(inpod::addresses(snapshot.cluster(), &in_pod, |w| node.is_local(w)));
                 }
                 let (n, s) = (Arc::clone(&node), Arc::clone(&snapshot));
                 let closed = tokio::task::spawn_blocking(move || n.live.enforce(&n, &s)).await.unwrap_or(0);
@@ -191,13 +191,13 @@ pub async fn run_with_pki(
                             in_pod.remove(&uid);
                         }
                     }
-                    pods.replace(inpod::addresses(state.snapshot().cluster(), &in_pod));
+                    pods.replace(inpod::addresses(state.snapshot().cluster(), &in_pod, |w| node.is_local(w)));
                     let _ = done.send(result);
                 }
                 PodEvent::Stop { uid, done } => {
                     if let Some((info, _)) = in_pod.remove(&uid) {
                         inbound.stop(&Listeners::Pod(uid.clone()));
-                        pods.replace(inpod::addresses(state.snapshot().cluster(), &in_pod));
+                        pods.replace(inpod::addresses(state.snapshot().cluster(), &in_pod, |w| node.is_local(w)));
                         info!(pod = %format!("{}/{}", info.namespace, info.name), %uid, "Pod no longer served");
                     }
                     let _ = done.send(());

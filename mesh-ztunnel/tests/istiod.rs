@@ -1,7 +1,7 @@
 //! The node proxy configured by istiod (`XDS_ADDRESS`) and certified by it (`CA_ADDRESS`, by default the same
 //! address): two node proxies subscribe to a scripted istiod speaking delta ADS and Istio's certificate service
 //! on a real socket, get their workloads' certificates from it, carry accounts' connection to the ledger as the
-//! Authorization istiod serves allows, refuse it once istiod pushes a DENY, and keep enforcing it, saying so on
+//! Authorization istiod serves allows, close it and refuse new ones once istiod pushes a DENY, and keep enforcing it, saying so on
 //! readiness, once istiod is gone. The CA's refusals are retried, wrong answers refused, and certificates
 //! renewed at half-life.
 
@@ -24,7 +24,9 @@ use mesh_xds::proto::{security, workload};
 use mesh_xds::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 use prost::Message;
 use rustls_pki_types::UnixTime;
-use support::{ACCOUNTS, Block, Result, Setup, To, backend, read_text, readiness_saying, socks5};
+use support::{
+    ACCOUNTS, Block, Ending, Result, Setup, To, backend, echo, ending_within, read_text, readiness_saying, socks5,
+};
 use tokio::sync::mpsc;
 
 type Response = std::result::Result<DeltaDiscoveryResponse, tonic::Status>;
@@ -289,7 +291,9 @@ fn node_proxies_follow_istiod() -> Result {
         format!("refused with {code}; node-a log:\n{}\nnode-b log:\n{}", a.log_text(), node_b.log_text())
     })?;
     assert_eq!(read_text(&mut stream, 7)?, "ledger\n");
-    drop(stream);
+    // Held open across the DENY below; it echoes while allowed.
+    let mut live = stream;
+    assert_eq!(echo(&mut live, "still here\n")?, "still here\n");
     assert_eq!(ca.asked_for(ACCOUNTS_ID), 1, "node-a asks for accounts' certificate once");
     assert_eq!(ca.asked_for(LEDGER_ID), 1, "node-b asks for the ledger's certificate once");
     assert!(ca.asked.lock().map_err(|_| "poisoned")?.iter().all(|(_, ttl)| *ttl == 24 * 3600), "SECRET_TTL's default");
@@ -313,6 +317,9 @@ fn node_proxies_follow_istiod() -> Result {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(refused, Some(2), "the DENY istiod pushed applies; node-b log:\n{}", node_b.log_text());
+    // The connection opened before the DENY is closed by it.
+    assert_ne!(ending_within(&mut live, Duration::from_secs(5)), Ending::Open, "node-b log:\n{}", node_b.log_text());
+    assert!(node_b.log_text().contains("the new configuration denies it"), "{}", node_b.log_text());
 
     // istiod goes away: the proxy keeps enforcing what it has, and readiness says why.
     istiod.stop()?;

@@ -15,7 +15,7 @@ mod netns;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use mesh_policy::cluster::Cluster;
+use mesh_policy::cluster::{Cluster, Workload};
 use mesh_xds::zds::PodInfo;
 use tokio::sync::oneshot;
 
@@ -52,13 +52,20 @@ pub(crate) enum PodEvent {
     },
 }
 
-/// The addresses of the Pods served in-pod, as the configuration knows them: each Pod by namespace and name.
-pub(crate) fn addresses(cluster: &Cluster, pods: &BTreeMap<String, (PodInfo, Netns)>) -> HashMap<IpAddr, Netns> {
-    let by_name: HashMap<(&str, &str), &Netns> =
-        pods.values().map(|(info, netns)| ((info.namespace.as_str(), info.name.as_str()), netns)).collect();
+/// The addresses of the Pods served in-pod, as the configuration knows them: each Pod is the local workload
+/// (`is_local`) of its namespace, name and service account, as Istio's node proxy matches them.
+pub(crate) fn addresses(
+    cluster: &Cluster,
+    pods: &BTreeMap<String, (PodInfo, Netns)>,
+    is_local: impl Fn(&Workload) -> bool,
+) -> HashMap<IpAddr, Netns> {
+    let by_name: HashMap<(&str, &str, &str), &Netns> = pods
+        .values()
+        .map(|(info, netns)| ((info.namespace.as_str(), info.name.as_str(), info.service_account.as_str()), netns))
+        .collect();
     let mut by_ip = HashMap::new();
-    for (_, w) in cluster.workloads() {
-        if let Some(netns) = by_name.get(&(w.namespace(), w.id.name())) {
+    for (_, w) in cluster.workloads().filter(|(_, w)| is_local(w)) {
+        if let Some(netns) = by_name.get(&(w.namespace(), w.id.name(), w.service_account.as_str())) {
             for ip in &w.ips {
                 by_ip.insert(*ip, (*netns).clone());
             }
