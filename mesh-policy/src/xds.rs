@@ -214,9 +214,10 @@ fn hbone_port() -> u16 {
     15008
 }
 
-/// A waypoint's service (`namespace`, `hostname`) or address (`network/ip`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// A waypoint's service (`namespace`, `hostname`) or address (`network/ip`). Istio's ztunnel writes both as
+/// one string, `namespace/hostname` or `network/ip`: the part after the first `/` is an address or a host
+/// name. An object `{"namespace", "hostname"}` is read too.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayDestination {
     /// The waypoint's Service.
     Hostname {
@@ -227,6 +228,39 @@ pub enum GatewayDestination {
     },
     /// An address, `network/ip` (the network may be empty: `/10.0.0.1`).
     Address(String),
+}
+
+impl Serialize for GatewayDestination {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            GatewayDestination::Hostname { namespace, hostname } => {
+                serializer.collect_str(&format_args!("{namespace}/{hostname}"))
+            }
+            GatewayDestination::Address(address) => serializer.serialize_str(address),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayDestination {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Hostname { namespace: String, hostname: String },
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::Hostname { namespace, hostname } => GatewayDestination::Hostname { namespace, hostname },
+            Raw::Text(text) => match text.split_once('/') {
+                Some((_, ip)) if ip.parse::<IpAddr>().is_ok() => GatewayDestination::Address(text),
+                Some((namespace, hostname)) if !namespace.is_empty() && !hostname.is_empty() => {
+                    GatewayDestination::Hostname { namespace: namespace.to_owned(), hostname: hostname.to_owned() }
+                }
+                // Neither form: kept as an address, which validation refuses naming the field.
+                _ => GatewayDestination::Address(text),
+            },
+        })
+    }
 }
 
 impl GatewayDestination {

@@ -185,6 +185,34 @@ fn what_would_widen_access_is_refused_naming_the_field() {
 
 #[test]
 fn services_take_their_endpoints_and_ports_from_workloads_and_their_waypoint_from_istiod() -> R {
+    // As ztunnel's config dump writes the waypoint (one string), and as an object.
+    services_and_waypoint(serde_json::json!("ledger/waypoint.ledger.svc.cluster.local"))?;
+    services_and_waypoint(serde_json::json!({"namespace": "ledger", "hostname": "waypoint.ledger.svc.cluster.local"}))
+}
+
+#[test]
+fn a_waypoint_destination_is_written_as_ztunnel_writes_it() -> R {
+    use mesh_policy::xds::{GatewayAddress, GatewayDestination};
+    for (text, expected) in [
+        (
+            "ledger/waypoint.ledger.svc.cluster.local",
+            GatewayDestination::Hostname {
+                namespace: "ledger".into(),
+                hostname: "waypoint.ledger.svc.cluster.local".into(),
+            },
+        ),
+        ("/10.0.0.9", GatewayDestination::Address("/10.0.0.9".into())),
+        ("net1/10.0.0.9", GatewayDestination::Address("net1/10.0.0.9".into())),
+    ] {
+        let json = serde_json::json!({"destination": text, "hboneMtlsPort": 15008});
+        let address: GatewayAddress = serde_json::from_value(json.clone())?;
+        assert_eq!(address.destination, expected);
+        assert_eq!(serde_json::to_value(&address)?, json);
+    }
+    Ok(())
+}
+
+fn services_and_waypoint(destination: serde_json::Value) -> R {
     let mut ledger = workload("ledger", "ledger-0", "10.0.0.7", "ledger", &[]);
     ledger["services"] =
         serde_json::json!({"ledger/ledger.ledger.svc.cluster.local": [{"servicePort": 80, "targetPort": 8080}]});
@@ -196,8 +224,7 @@ fn services_take_their_endpoints_and_ports_from_workloads_and_their_waypoint_fro
         serde_json::json!([
             {"name": "ledger", "namespace": "ledger", "hostname": "ledger.ledger.svc.cluster.local",
              "vips": ["/10.96.0.10"], "ports": {"80": 0},
-             "waypoint": {"destination": {"namespace": "ledger", "hostname": "waypoint.ledger.svc.cluster.local"},
-                          "hboneMtlsPort": 15008}},
+             "waypoint": {"destination": destination, "hboneMtlsPort": 15008}},
             {"name": "waypoint", "namespace": "ledger", "hostname": "waypoint.ledger.svc.cluster.local",
              "vips": ["/10.96.0.11"], "ports": {"15008": 15008}}
         ]),
