@@ -243,3 +243,33 @@ fn single_uri_san(cert: &X509Certificate<'_>) -> Result<SpiffeId, SvidError> {
 pub(crate) fn unix_time(seconds: i64) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
 }
+
+/// What an operator's view shows of a certificate (a leaf, intermediate or root): its serial number and
+/// validity, as Istio's node proxy lists them in its config dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSummary {
+    /// The serial number in decimal.
+    pub serial: String,
+    /// `notBefore`.
+    pub not_before: UnixTime,
+    /// `notAfter`.
+    pub not_after: UnixTime,
+}
+
+impl CertificateSummary {
+    /// The summary of the DER certificate `der`; `None` if it does not parse.
+    pub fn parse(der: &[u8]) -> Option<Self> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let validity = cert.validity();
+        Some(CertificateSummary {
+            serial: cert.serial.to_string(),
+            not_before: unix_time(validity.not_before.timestamp()),
+            not_after: unix_time(validity.not_after.timestamp()),
+        })
+    }
+}
+
+/// `time` as an RFC 3339 UTC timestamp to the second, e.g. `2026-12-08T01:26:41Z`.
+pub fn rfc3339(time: UnixTime) -> String {
+    crate::verify::Utc(time).to_string()
+}
