@@ -248,6 +248,8 @@ pub(crate) fn unix_time(seconds: i64) -> UnixTime {
 /// validity, as Istio's node proxy lists them in its config dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateSummary {
+    /// The certificate as PEM.
+    pub pem: String,
     /// The serial number in decimal.
     pub serial: String,
     /// `notBefore`.
@@ -261,7 +263,9 @@ impl CertificateSummary {
     pub fn parse(der: &[u8]) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let validity = cert.validity();
+        let der = rustls_pki_types::CertificateDer::from(der);
         Some(CertificateSummary {
+            pem: crate::bundle::certificates_pem([&der]),
             serial: cert.serial.to_string(),
             not_before: unix_time(validity.not_before.timestamp()),
             not_after: unix_time(validity.not_after.timestamp()),

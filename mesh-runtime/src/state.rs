@@ -60,6 +60,11 @@ impl MeshState {
         self.current.subscribe()
     }
 
+    /// The documents in force: those of the last update a source sent that applied.
+    pub fn documents(&self) -> Vec<Document> {
+        self.applied.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// The outcome of the last reload.
     pub fn status(&self) -> ReloadStatus {
         self.status.lock().unwrap_or_else(PoisonError::into_inner).clone()

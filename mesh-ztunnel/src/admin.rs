@@ -4,8 +4,12 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
+use mesh_identity::svid::{CertificateSummary, rfc3339};
 use mesh_policy::Kind;
 use mesh_policy::cluster::{Cluster, WaypointBinding};
+use mesh_policy::xds::{Endpoint, State};
 use mesh_runtime::http::{Reply, Routes};
 use mesh_runtime::pki::Issuer;
 use rustls_pki_types::UnixTime;
@@ -115,14 +119,7 @@ fn config_dump(node: &Node) -> serde_json::Value {
         .filter(|(_, w)| node.is_local(w))
         .map(|(_, w)| json!({"workload": w.id.to_string(), "ips": w.ips, "identity": format!("spiffe://{}", w.principal)}))
         .collect();
-    let certificates: Vec<_> = node
-        .pki
-        .store
-        .identities()
-        .iter()
-        .filter_map(|id| node.pki.store.get(id).map(|c| json!({"identity": id.to_string(), "notAfter": c.not_after().as_secs(), "renewAt": c.schedule().renew_at().as_secs()})))
-        .collect();
-    json!({
+    let mut dump = json!({
         "config": node.config,
         "source": node.source,
         "ca": match &node.pki.issuer {
@@ -135,9 +132,90 @@ fn config_dump(node: &Node) -> serde_json::Value {
         "reload": node.state.status(),
         "localWorkloads": local,
         "resources": snapshot.resources().map(ToString::to_string).collect::<Vec<_>>(),
-        "certificates": certificates,
+        "certificates": certificates_dump(node),
         "connections": node.live.list(),
-    })
+    });
+    // With istiod, what it sent, in the shape of Istio's ztunnel (`istioctl ztunnel-config` reads it).
+    if let (Some(state), Some(object)) = (istiod_state(node), dump.as_object_mut())
+        && let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(state)
+    {
+        object.extend(fields);
+    }
+    dump
+}
+
+/// The workloads, services and authorizations istiod sent, each service with its endpoints (the workloads
+/// that name it), as Istio's ztunnel lists them; `None` when the configuration did not come from istiod.
+fn istiod_state(node: &Node) -> Option<State> {
+    let mut state = State::default();
+    let mut from_istiod = false;
+    for document in node.state.documents() {
+        if let Ok(part) = serde_json::from_str::<State>(&document.text) {
+            from_istiod = true;
+            state.workloads.extend(part.workloads);
+            state.services.extend(part.services);
+            state.policies.extend(part.policies);
+        }
+    }
+    if !from_istiod {
+        return None;
+    }
+    let mut services: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, s) in state.services.iter().enumerate() {
+        services.insert(s.key(), i);
+    }
+    for w in &state.workloads {
+        for (key, ports) in &w.services {
+            let Some(service) = services.get(key).and_then(|&i| state.services.get_mut(i)) else { continue };
+            let port = ports
+                .iter()
+                .map(|p| {
+                    let target = if p.target_port != 0 {
+                        p.target_port
+                    } else {
+                        service.ports.get(&p.service_port).copied().unwrap_or(0)
+                    };
+                    (p.service_port, target)
+                })
+                .collect();
+            let endpoint = Endpoint { workload_uid: w.uid.clone(), port, status: w.status };
+            service.endpoints.insert(w.uid.clone(), endpoint);
+        }
+    }
+    Some(state)
+}
+
+/// The certificates of the local workloads as Istio's ztunnel lists them: identity, state, the chain (leaf
+/// first) and the roots, each with its PEM (base64), serial number and validity.
+fn certificates_dump(node: &Node) -> Vec<serde_json::Value> {
+    use base64::Engine as _;
+    let cert = |der: &[u8]| {
+        CertificateSummary::parse(der).map(|c| {
+            json!({
+                "pem": base64::engine::general_purpose::STANDARD.encode(c.pem),
+                "serialNumber": c.serial,
+                "validFrom": rfc3339(c.not_before),
+                "expirationTime": rfc3339(c.not_after),
+            })
+        })
+    };
+    let bundles = node.pki.store.trust_bundles().current();
+    node.pki
+        .identities()
+        .into_iter()
+        .map(|id| match node.pki.store.get(&id) {
+            Some(stored) => {
+                let chain: Vec<_> = stored.chain().iter().filter_map(|c| cert(c)).collect();
+                let roots: Vec<_> = bundles
+                    .get(id.trust_domain_name())
+                    .map(|b| b.roots().iter().filter_map(|c| cert(c)).collect())
+                    .unwrap_or_default();
+                let state = if stored.is_usable(UnixTime::now()) { "Available" } else { "Unavailable: expired" };
+                json!({"identity": id.to_string(), "state": state, "certChain": chain, "rootCerts": roots})
+            }
+            None => json!({"identity": id.to_string(), "state": "Initializing", "certChain": [], "rootCerts": []}),
+        })
+        .collect()
 }
 
 /// Left-aligned columns, as istioctl prints them.

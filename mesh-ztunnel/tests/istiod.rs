@@ -303,6 +303,7 @@ fn node_proxies_follow_istiod() -> Result {
     let certs = node_b.admin("/certificates")?;
     assert!(certs.lines().any(|l| l.starts_with("ROOTCA") && l.contains("Available")), "{certs}");
     assert!(certs.contains(LEDGER_ID), "{certs}");
+    config_dump_reads_as_istios(&dump, b)?;
 
     // istiod pushes a DENY for accounts: the next connection is refused.
     let before = node_b.generation()?;
@@ -409,5 +410,64 @@ fn certificates_from_istiod_are_retried_checked_and_renewed() -> Result {
     assert!(log.contains("answer refused") && log.contains("ns/payments/sa/admin"), "{log}");
     let certs = node_b.admin("/certificates")?;
     assert!(!certs.contains("sa/admin"), "the impostor certificate is never stored: {certs}");
+    Ok(())
+}
+
+/// node-b's config dump in the shape of Istio's ztunnel (`istioctl ztunnel-config all -o json`): what istiod
+/// sent, services with their endpoints, certificates with chain and roots; and it loads back into a mesh that
+/// decides as the proxy does.
+fn config_dump_reads_as_istios(dump: &serde_json::Value, b: Block) -> Result {
+    let ledger_ip = b.ip(2, 20).to_string();
+    let workloads = dump["workloads"].as_array().ok_or("no workloads")?;
+    let ledger = workloads
+        .iter()
+        .find(|w| w["uid"] == "Kubernetes//Pod/payments/ledger-0")
+        .ok_or_else(|| format!("no ledger workload: {workloads:?}"))?;
+    assert_eq!(ledger["workloadIps"], serde_json::json!([ledger_ip]));
+    assert_eq!(
+        (&ledger["protocol"], &ledger["serviceAccount"], &ledger["node"]),
+        (&"HBONE".into(), &"ledger".into(), &"node-b".into())
+    );
+    let service = dump["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["hostname"] == "ledger.payments.svc.cluster.local"))
+        .ok_or("no ledger service")?;
+    assert_eq!(service["vips"], serde_json::json!([format!("/{}", b.ip(100, 20))]));
+    assert_eq!(service["endpoints"]["Kubernetes//Pod/payments/ledger-0"]["port"], serde_json::json!({"80": 8080}));
+    let policy = dump["policies"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "ledger-allow"))
+        .ok_or("no ledger-allow policy")?;
+    assert_eq!(policy["action"], "Allow");
+    assert_eq!(policy["rules"], serde_json::json!([[[{"principals": [{"Exact": ACCOUNTS}]}]]]));
+    let cert = dump["certificates"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["identity"] == LEDGER_ID))
+        .ok_or("no ledger certificate")?;
+    assert_eq!(cert["state"], "Available");
+    let leaf = &cert["certChain"][0];
+    use base64::Engine as _;
+    let pem = base64::engine::general_purpose::STANDARD.decode(leaf["pem"].as_str().ok_or("no pem")?)?;
+    assert!(pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    assert!(leaf["serialNumber"].as_str().is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())));
+    for field in ["validFrom", "expirationTime"] {
+        let time = leaf[field].as_str().ok_or(field)?;
+        assert!(time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "{field}: {time}");
+    }
+    assert_eq!(cert["rootCerts"].as_array().map(Vec::len), Some(1));
+
+    // The dump as a mesh: accounts may reach the ledger, another identity may not.
+    let mut mesh = mesh_policy::Mesh::default();
+    mesh.apply_yaml(&dump.to_string())?;
+    let snapshot = mesh.snapshot();
+    let id = snapshot.cluster().workload_by_ip(b.ip(2, 20)).ok_or("the ledger is not in the dump's mesh")?;
+    let target = snapshot.workload_target(id, 8080).ok_or("no target")?;
+    let peer = |p: &str| mesh_identity::spiffe::IstioIdentity::parse_principal(p);
+    let (accounts, web) = (peer(ACCOUNTS)?, peer("cluster.local/ns/payments/sa/web")?);
+    let check = |who| {
+        let connection = mesh_policy::proxy::Connection::new(target).with_peer(who).with_source_ip(b.ip(1, 10));
+        snapshot.authorize_connection(&connection).allowed
+    };
+    assert!(check(&accounts) && !check(&web));
     Ok(())
 }
