@@ -1,179 +1,20 @@
 //! In-pod mode against a scripted istio-cni node agent: the agent listens on a SEQPACKET socket, the node
 //! proxy (in a network namespace of its own) connects and says hello, and the agent hands over two Pods'
 //! network namespaces (joined by a veth pair) with SCM_RIGHTS. The proxy listens inside each Pod: accounts'
-//! connection to the ledger, redirected by iptables in accounts' namespace to 15001, goes over HBONE from
-//! inside accounts to 15008 inside the ledger, and reaches the ledger's backend as the policy allows. Every
+//! connection to the ledger, redirected to 15001 by istio-cni's rules in accounts' namespace, goes over HBONE
+//! from inside accounts to 15008 inside the ledger (where the rules send it by TPROXY), and reaches the ledger's backend as the policy allows. Every
 //! request gets one answer; bad ones a reason; a del closes the Pod's listeners; an agent restart is followed
 //! and its snapshot stops what it leaves out. Needs root, `ip` and `iptables`: in CI (`CI` set) their absence
 //! fails the test; elsewhere it is skipped with a printed reason.
 
 mod support;
 
-use std::io::IoSlice;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mesh_xds::proto::zds::{self, WorkloadRequest, workload_request::Payload};
-use prost::Message;
-use rustix::net::{AddressFamily, RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketType};
+use support::inpod::{Agent, Killed, Netns, add, del, istio_inpod_rules, keep, requirements, snapshot_sent};
 use support::{Result, Setup};
-
-/// A network namespace, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn create(name: &str) -> std::result::Result<Self, String> {
-        let name = format!("mzt-inpod-{name}-{}", std::process::id());
-        let status = Command::new("ip").args(["netns", "add", &name]).status().map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err("cannot create a network namespace".into());
-        }
-        let ns = Netns(name);
-        ns.run(&["ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> std::result::Result<(), String> {
-        let out = self.command(args[0]).args(&args[1..]).output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
-        }
-    }
-
-    fn python(&self, code: &str) -> Result<String> {
-        let out = self.command("python3").args(["-c", code]).output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    /// The namespace as istio-cni hands it over: an open descriptor of its file.
-    fn open(&self) -> Result<OwnedFd> {
-        Ok(std::fs::File::open(Path::new("/var/run/netns").join(&self.0))?.into())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "pids", &self.0]).output().map(|o| {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        });
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Root, `ip` and `iptables`, or why not.
-fn requirements() -> std::result::Result<(), String> {
-    if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
-        return Err("not root".into());
-    }
-    for tool in ["ip", "iptables"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
-        if !found.is_ok_and(|o| o.status.success()) {
-            return Err(format!("{tool} is not installed"));
-        }
-    }
-    Ok(())
-}
-
-/// The scripted node agent: its listening socket, and the proxy's connection once accepted.
-struct Agent {
-    listener: OwnedFd,
-    conn: Option<OwnedFd>,
-}
-
-impl Agent {
-    fn listen(path: &Path) -> Result<Self> {
-        let listener = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None)?;
-        rustix::net::bind(&listener, &rustix::net::SocketAddrUnix::new(path)?)?;
-        rustix::net::listen(&listener, 4)?;
-        // accept and recv give up after 10 s.
-        let timeout = Some(Duration::from_secs(10));
-        rustix::net::sockopt::set_socket_timeout(&listener, rustix::net::sockopt::Timeout::Recv, timeout)?;
-        Ok(Agent { listener, conn: None })
-    }
-
-    /// Accepts the proxy's connection and reads its hello.
-    fn accept(&mut self) -> Result<Vec<u8>> {
-        let conn = rustix::net::accept(&self.listener)?;
-        let timeout = Some(Duration::from_secs(10));
-        rustix::net::sockopt::set_socket_timeout(&conn, rustix::net::sockopt::Timeout::Recv, timeout)?;
-        self.conn = Some(conn);
-        self.receive()
-    }
-
-    fn conn(&self) -> Result<&OwnedFd> {
-        Ok(self.conn.as_ref().ok_or("not connected")?)
-    }
-
-    fn receive(&self) -> Result<Vec<u8>> {
-        let mut buffer = [0u8; 1024];
-        let n = rustix::net::recv(self.conn()?, &mut buffer, RecvFlags::empty())?.0;
-        Ok(buffer[..n].to_vec())
-    }
-
-    /// Sends `payload` with `netns` as its descriptor; returns the proxy's answer: `Ok` for an ack, `Err` with
-    /// the reason for a nack.
-    fn ask(&self, payload: Payload, netns: Option<&OwnedFd>) -> Result<std::result::Result<(), String>> {
-        let bytes = WorkloadRequest { payload: Some(payload) }.encode_to_vec();
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        let fds = netns.map(|fd| [fd.as_fd()]);
-        if let Some(fds) = &fds {
-            control.push(SendAncillaryMessage::ScmRights(fds));
-        }
-        rustix::net::sendmsg(self.conn()?, &[IoSlice::new(&bytes)], &mut control, SendFlags::empty())?;
-        let answer = zds::WorkloadResponse::decode(self.receive()?.as_slice())?;
-        match answer.payload {
-            Some(zds::workload_response::Payload::Ack(ack)) if ack.error.is_empty() => Ok(Ok(())),
-            Some(zds::workload_response::Payload::Ack(ack)) => Ok(Err(ack.error)),
-            None => Err("an answer without payload".into()),
-        }
-    }
-
-    fn close(&mut self) {
-        self.conn = None;
-    }
-}
-
-fn add(uid: &str, name: &str, sa: &str) -> Payload {
-    Payload::Add(zds::AddWorkload {
-        uid: uid.into(),
-        workload_info: Some(zds::WorkloadInfo {
-            name: name.into(),
-            namespace: "payments".into(),
-            service_account: sa.into(),
-        }),
-    })
-}
-
-fn keep(uid: &str) -> Payload {
-    Payload::Keep(zds::KeepWorkload { uid: uid.into() })
-}
-
-fn snapshot_sent() -> Payload {
-    Payload::SnapshotSent(zds::SnapshotSent {})
-}
 
 const CLUSTER: &str = r#"apiVersion: v1
 kind: Namespace
@@ -274,14 +115,9 @@ fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result 
     ledger.run(&["ip", "addr", "add", "10.77.0.2/24", "dev", "eth0"])?;
     accounts.run(&["ip", "link", "set", "eth0", "up"])?;
     ledger.run(&["ip", "link", "set", "eth0", "up"])?;
-    // Istio's in-pod rules in accounts: its own outbound goes to 15001, the proxy's marked connections pass.
-    let nat = |rule: &[&str]| {
-        let mut args = vec!["iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp"];
-        args.extend_from_slice(rule);
-        accounts.run(&args)
-    };
-    nat(&["-m", "mark", "--mark", "1337", "-j", "RETURN"])?;
-    nat(&["-d", "10.77.0.2", "--dport", "8080", "-j", "REDIRECT", "--to-ports", "15001"])?;
+    // istio-cni's in-pod rules in both Pods.
+    istio_inpod_rules(&accounts)?;
+    istio_inpod_rules(&ledger)?;
     let _backend = Killed(ledger.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
 
     let setup = Setup::new(50, CLUSTER)?;
@@ -323,8 +159,7 @@ fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result 
     assert_eq!(until(|| accounts.python(CLIENT), "OK ledger")?, "OK ledger", "{}", log_text());
 
     // The ledger deleted: its listeners close, so accounts' tunnel has nowhere to go.
-    let del = Payload::Del(zds::DelWorkload { uid: "uid-ledger".into() });
-    assert_eq!(agent.ask(del, None)?, Ok(()));
+    assert_eq!(agent.ask(del("uid-ledger"), None)?, Ok(()));
     assert_eq!(until(|| accounts.python(CLIENT), "CLOSED")?, "CLOSED", "{}", log_text());
 
     // The agent restarts: the proxy reconnects, is not ready until the new snapshot, keeps accounts and

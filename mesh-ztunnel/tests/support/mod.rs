@@ -14,6 +14,9 @@ use mesh_identity::spiffe::{IstioIdentity, SpiffeId, TrustDomain};
 use mesh_identity::store::CertificateStore;
 use rustls_pki_types::UnixTime;
 
+pub mod inpod;
+pub mod istiod;
+
 pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// A test's address block: 127.<block>.0.0/16. Node proxies at .0.<n>, Pods of node n at .<n>.<x>.
