@@ -246,3 +246,61 @@ pub fn authorization(name: &str, action: security::Action, principal: &str) -> R
     let any = prost_types::Any { type_url: AUTHORIZATION_TYPE.into(), value: a.encode_to_vec() };
     Resource { name: format!("payments/{name}"), version: "1".into(), resource: Some(any), ..Default::default() }
 }
+
+/// A root, and a certificate for `ip` (and istiod's host name) signed by it, as a control plane serves TLS.
+pub struct ServingTls {
+    /// The root, PEM: what `XDS_ROOT_CA` and `CA_ROOT_CA` name.
+    pub root_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl ServingTls {
+    pub fn new(ip: IpAddr) -> Result<Self> {
+        let root_key = rcgen::KeyPair::generate()?;
+        let mut root = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        root.distinguished_name.push(rcgen::DnType::CommonName, "test control plane root");
+        root.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let root_cert = root.self_signed(&root_key)?;
+        let issuer = rcgen::Issuer::from_ca_cert_der(root_cert.der(), &root_key)?;
+        let key = rcgen::KeyPair::generate()?;
+        let mut server = rcgen::CertificateParams::new(vec!["istiod.istio-system.svc".to_owned()])?;
+        server.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
+        let cert = server.signed_by(&key, &issuer)?;
+        Ok(ServingTls { root_pem: root_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    }
+}
+
+/// Serves `istiod` and `ca` over TLS on `ip`, port `port` (0: any); returns `https://ip:port` and the server
+/// task.
+pub fn serve_tls(
+    runtime: &tokio::runtime::Runtime,
+    istiod: &Istiod,
+    ca: &IstiodCa,
+    tls: &ServingTls,
+    ip: IpAddr,
+    port: u16,
+) -> Result<(String, tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>)> {
+    let listener = runtime.block_on(tokio::net::TcpListener::bind((ip, port)))?;
+    let url = format!("https://{}", listener.local_addr()?);
+    let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+    let server = tonic::transport::Server::builder()
+        .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?
+        .add_service(AggregatedDiscoveryServiceServer::new(istiod.clone()))
+        .add_service(IstioCertificateServiceServer::new(ca.clone()))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    Ok((url, runtime.spawn(server)))
+}
+
+impl Istiod {
+    /// Removes `name` of type `type_index` and tells every open stream.
+    pub fn remove(&self, type_index: usize, name: &str) -> Result {
+        let mut all = self.resources.lock().map_err(|_| "poisoned")?;
+        all[type_index].retain(|r| r.name != name);
+        for stream in self.streams.lock().map_err(|_| "poisoned")?.iter() {
+            let _ = stream.send(Ok(response(TYPES[type_index], Vec::new(), vec![name.to_owned()])));
+        }
+        Ok(())
+    }
+}
