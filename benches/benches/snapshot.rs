@@ -10,6 +10,9 @@
 //!   largest size built, 1k).
 //! - `ztunnel_during_reload`: `ztunnel_workload` while another thread replaces the configuration in a loop;
 //!   a check runs against the snapshot it holds and never waits for the reload.
+//! - `xds_update`: istiod's form (5,000 workloads, 10,000 Authorizations; 500 and 1,000 under `cargo test`):
+//!   one workload added and removed again, one Authorization added and removed again, each a new snapshot,
+//!   against the whole state replaced.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench setup: fail loudly
 
 use std::fmt::Write as _;
@@ -198,10 +201,73 @@ fn reload(c: &mut Criterion, sizes: &[Size]) {
     println!("ztunnel_during_reload: {reloads} reloads of {} policies completed while checking", largest.n);
 }
 
+/// istiod's form of a mesh: `workloads` Pods in namespaces of 50, each with a selector Authorization, plus
+/// namespace-wide ones up to `authorizations`.
+fn xds_state(workloads: usize, authorizations: usize) -> serde_json::Value {
+    let workloads: Vec<_> = (0..workloads)
+        .map(|i| {
+            serde_json::json!({
+                "uid": format!("Kubernetes//Pod/ns-{}/w-{i}", i / 50), "name": format!("w-{i}"),
+                "namespace": format!("ns-{}", i / 50), "workloadIps": [format!("10.{}.{}.{}", i / 62500, i / 250 % 250, i % 250 + 1)],
+                "protocol": "HBONE", "serviceAccount": format!("sa-{}", i % 50), "node": format!("node-{}", i % 3),
+                "authorizationPolicies": [format!("ns-{}/w-{i}-allow", i / 50)]
+            })
+        })
+        .collect();
+    let policy = |ns: usize, name: String, scope: &str| {
+        serde_json::json!({"name": name, "namespace": format!("ns-{ns}"), "scope": scope, "action": "Allow",
+            "rules": [[[{"principals": [{"Exact": format!("cluster.local/ns/ns-{ns}/sa/client")}]}],
+                       [{"destinationPorts": [8080]}]]]})
+    };
+    let mut policies: Vec<_> =
+        (0..workloads.len()).map(|i| policy(i / 50, format!("w-{i}-allow"), "WorkloadSelector")).collect();
+    let namespaces = workloads.len().div_ceil(50).max(1);
+    for k in policies.len()..authorizations {
+        policies.push(policy(k % namespaces, format!("extra-{k}"), "Namespace"));
+    }
+    serde_json::json!({"workloads": workloads, "services": [], "policies": policies})
+}
+
+fn xds_update(c: &mut Criterion) {
+    let timed = std::env::args().any(|a| a == "--bench");
+    let (workloads, authorizations) = if timed { (5_000, 10_000) } else { (500, 1_000) };
+    let state = xds_state(workloads, authorizations).to_string();
+    let mut mesh = new_mesh();
+    mesh.replace_all(&[Source { name: "istiod", text: &state }]).unwrap();
+    let mut group = c.benchmark_group("xds_update");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    let pod =
+        serde_json::json!({"workloads": [{"uid": "Kubernetes//Pod/ns-0/new-0", "name": "new-0", "namespace": "ns-0",
+        "workloadIps": ["10.255.0.1"], "protocol": "HBONE", "serviceAccount": "sa-0", "node": "node-0"}]})
+        .to_string();
+    let pod_id = mesh_policy::ResourceId::new(mesh_policy::Kind::Pod, "ns-0", "new-0");
+    group.bench_function(BenchmarkId::new("workload_added_and_removed", workloads), |b| {
+        b.iter(|| {
+            mesh.apply_yaml(black_box(&pod)).unwrap();
+            assert!(mesh.remove(&pod_id));
+        });
+    });
+    let authorization = serde_json::json!({"policies": [{"name": "new", "namespace": "ns-0", "scope": "Namespace",
+        "action": "Deny", "rules": [[[{"namespaces": [{"Exact": "quarantine"}]}]]]}]})
+    .to_string();
+    let authorization_id = mesh_policy::ResourceId::new(mesh_policy::Kind::AuthorizationPolicy, "ns-0", "new");
+    group.bench_function(BenchmarkId::new("authorization_added_and_removed", authorizations), |b| {
+        b.iter(|| {
+            mesh.apply_yaml(black_box(&authorization)).unwrap();
+            assert!(mesh.remove(&authorization_id));
+        });
+    });
+    group.bench_function(BenchmarkId::new("whole_state_replaced", authorizations), |b| {
+        b.iter(|| mesh.replace_all(&[Source { name: "istiod", text: black_box(&state) }]).map(|r| r.applied.len()));
+    });
+    group.finish();
+}
+
 fn main() {
     let sizes = sizes();
     let mut c = Criterion::default().warm_up_time(Duration::from_secs(1)).configure_from_args();
     checks(&mut c, &sizes);
     reload(&mut c, &sizes);
+    xds_update(&mut c);
     c.final_summary();
 }

@@ -2,7 +2,7 @@
 //!
 //! The node agent of istio-cni listens on a unix `SOCK_SEQPACKET` socket (`/var/run/ztunnel/ztunnel.sock`,
 //! Istio's `INPOD_UDS`); the node proxy connects once its configuration is in, and speaks first with
-//! [`hello`]. Each packet then holds one [`WorkloadRequest`](crate::proto::zds::WorkloadRequest) of at most
+//! [`hello`]. Each packet then holds one [`WorkloadRequest`] of at most
 //! [`MAX_PACKET`] bytes; an add carries the Pod's network namespace as the one `SCM_RIGHTS` descriptor of the
 //! packet, nothing else carries one. The proxy answers every request with one [`ack`] (an empty error) or
 //! [`nack`]. On each connection the agent first sends every Pod it knows of (adds, or keeps for Pods the proxy
