@@ -78,6 +78,9 @@ pub struct ReloadError(pub Vec<SourceError>);
 #[derive(Debug)]
 pub struct Mesh {
     current: Arc<Snapshot>,
+    /// What [`Mesh::replace_all`] compiled from each source last time, by name: a source whose text is
+    /// unchanged is not parsed or compiled again, and its resources stay the same objects.
+    compiled: std::collections::HashMap<String, (String, Arc<Prepared>)>,
 }
 
 impl Default for Mesh {
@@ -87,40 +90,45 @@ impl Default for Mesh {
 }
 
 /// Documents of one text, parsed and compiled, ready to go into a snapshot.
+#[derive(Debug)]
 struct Prepared {
     report: ApplyReport,
     resources: Vec<(Compiled, Vec<Warning>)>,
-    cluster: Vec<(ResourceId, ClusterObject)>,
+    cluster: Vec<(ResourceId, Arc<ClusterObject>)>,
 }
 
 impl Prepared {
-    /// Puts the compiled resources in, replacing those of the same ids; returns the report.
-    fn install(self, resources: &mut Resources) -> ApplyReport {
-        for (c, warnings) in self.resources {
-            resources.warnings.insert(c.id().clone(), warnings);
+    /// Puts the compiled resources in (the same objects, shared), replacing those of the same ids; returns the
+    /// report.
+    fn install(&self, resources: &mut Resources) -> ApplyReport {
+        for (c, warnings) in &self.resources {
+            resources.warnings.insert(c.id().clone(), warnings.clone());
             match c {
                 Compiled::AuthorizationPolicy(p) => {
-                    resources.policies.insert(p.id.clone(), p);
+                    resources.policies.insert(p.id.clone(), Arc::clone(p));
                 }
                 Compiled::PeerAuthentication(p) => {
-                    resources.peers.insert(p.id.clone(), p);
+                    resources.peers.insert(p.id.clone(), Arc::clone(p));
                 }
                 Compiled::RequestAuthentication(p) => {
-                    resources.request_auths.insert(p.id.clone(), p);
+                    resources.request_auths.insert(p.id.clone(), Arc::clone(p));
                 }
             }
         }
-        for (id, object) in self.cluster {
-            resources.cluster.insert(id, Arc::new(object));
+        for (id, object) in &self.cluster {
+            resources.cluster.insert(id.clone(), Arc::clone(object));
         }
-        self.report
+        self.report.clone()
     }
 }
 
 impl Mesh {
     /// An empty mesh.
     pub fn new(config: MeshConfig) -> Self {
-        Mesh { current: Arc::new(Snapshot::build(0, config, Resources::default(), None)) }
+        Mesh {
+            current: Arc::new(Snapshot::build(0, config, Resources::default(), None)),
+            compiled: std::collections::HashMap::new(),
+        }
     }
 
     /// The settings.
@@ -222,7 +230,7 @@ impl Mesh {
             }
             if errs.is_empty() {
                 report.applied.push(id.clone());
-                cluster.push((id, object));
+                cluster.push((id, Arc::new(object)));
             } else {
                 errors.push(ManifestError::Invalid { document, resource: id.to_string(), errors: errs });
             }
@@ -255,12 +263,22 @@ impl Mesh {
     /// document is reported by source, document and field, and the configuration in force stays as it was:
     /// a broken file never widens (or narrows) access. JWKS documents supplied with [`Mesh::add_jwks`] stay, and
     /// the verified-token cache of a RequestAuthentication that did not change survives the replacement.
+    ///
+    /// A source whose name and text are those of the previous replacement is not parsed or compiled again:
+    /// a configuration split into many sources (one per file, or one per resource of a control plane) costs,
+    /// on each change, the compilation of what changed and a new snapshot.
     pub fn replace_all(&mut self, sources: &[Source<'_>]) -> Result<ApplyReport, ReloadError> {
         let mut errors = Vec::new();
-        let mut all = Vec::new();
+        let mut all = Vec::with_capacity(sources.len());
         for source in sources {
+            if let Some((text, prepared)) = self.compiled.get(source.name)
+                && text == source.text
+            {
+                all.push((source, Arc::clone(prepared)));
+                continue;
+            }
             match self.compile(source.text) {
-                Ok(c) => all.push(c),
+                Ok(c) => all.push((source, Arc::new(c))),
                 Err(errs) => {
                     errors.extend(errs.into_iter().map(|error| SourceError { name: source.name.to_owned(), error }))
                 }
@@ -271,12 +289,15 @@ impl Mesh {
         }
         let mut report = ApplyReport::default();
         let mut resources = Resources { jwks: self.current.sources().jwks.clone(), ..Resources::default() };
-        for c in all {
+        let mut compiled = std::collections::HashMap::with_capacity(all.len());
+        for (source, c) in all {
             let r = c.install(&mut resources);
             report.applied.extend(r.applied);
             report.skipped.extend(r.skipped);
             report.warnings.extend(r.warnings);
+            compiled.insert(source.name.to_owned(), (source.text.to_owned(), c));
         }
+        self.compiled = compiled;
         self.replace(resources);
         Ok(report)
     }

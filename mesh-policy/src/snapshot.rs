@@ -45,12 +45,18 @@ pub struct Snapshot {
     config: MeshConfig,
     resources: Resources,
     authenticators: Authenticators,
-    index: Index,
+    index: Arc<Index>,
     /// The index with dry-run policies enforced too, when there are any: for the shadow decision.
-    shadow: Option<Index>,
-    cluster: Cluster,
+    shadow: Option<Arc<Index>>,
+    cluster: Arc<Cluster>,
     /// For each workload of the cluster model, the policies ztunnel enforces for it, resolved once.
-    workloads: Vec<eval::WorkloadPolicies>,
+    workloads: Arc<Vec<eval::WorkloadPolicies>>,
+}
+
+/// Whether two maps hold the same objects under the same ids (the objects compared by address: a resource
+/// recompiled counts as changed).
+fn same_objects<T>(a: &BTreeMap<ResourceId, Arc<T>>, b: &BTreeMap<ResourceId, Arc<T>>) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && Arc::ptr_eq(va, vb))
 }
 
 impl Snapshot {
@@ -75,19 +81,53 @@ impl Snapshot {
                 with_dry_run,
             )
         };
-        let index = index_of(false);
-        let shadow = resources.policies.values().any(|p| p.dry_run).then(|| index_of(true));
-        let cluster = Cluster::build(resources.cluster.values().map(|o| &**o), &config);
-        let workloads = cluster
-            .workloads()
-            .map(|(_, w)| {
-                let mut resolved = eval::WorkloadPolicies::resolve(&index, &Target::new(w.namespace(), &w.labels));
-                if !w.authorization_policies.is_empty() {
-                    resolved.add_listed(&w.authorization_policies, &resources.policies);
-                }
-                resolved
-            })
-            .collect();
+        // What did not change is taken over from the previous snapshot: the index when no security resource
+        // changed, the cluster model when no cluster object did, and a workload's resolved policies when
+        // neither the index nor what the workload is matched by changed.
+        let previous = previous.filter(|p| p.config == config);
+        let security_unchanged = previous.filter(|p| {
+            same_objects(&p.resources.policies, &resources.policies)
+                && same_objects(&p.resources.peers, &resources.peers)
+                && same_objects(&p.resources.request_auths, &resources.request_auths)
+        });
+        let (index, shadow) = match security_unchanged {
+            Some(p) => (Arc::clone(&p.index), p.shadow.clone()),
+            None => (
+                Arc::new(index_of(false)),
+                resources.policies.values().any(|p| p.dry_run).then(|| Arc::new(index_of(true))),
+            ),
+        };
+        let cluster_unchanged = previous.filter(|p| same_objects(&p.resources.cluster, &resources.cluster));
+        let cluster = match cluster_unchanged {
+            Some(p) => Arc::clone(&p.cluster),
+            None => Arc::new(Cluster::build(resources.cluster.values().map(|o| &**o), &config)),
+        };
+        let workloads = match (security_unchanged, cluster_unchanged) {
+            (Some(p), Some(_)) => Arc::clone(&p.workloads),
+            (reuse, _) => {
+                let before: rustc_hash::FxHashMap<&ResourceId, WorkloadId> =
+                    reuse.map(|p| p.cluster.workloads().map(|(id, w)| (&w.id, id)).collect()).unwrap_or_default();
+                let resolved = cluster.workloads().map(|(_, w)| {
+                    let earlier = reuse.and_then(|p| {
+                        let id = *before.get(&w.id)?;
+                        let old = p.cluster.workload(id)?;
+                        let same = old.namespace() == w.namespace()
+                            && old.labels == w.labels
+                            && old.authorization_policies == w.authorization_policies;
+                        same.then(|| p.workloads.get(id.0)).flatten()
+                    });
+                    if let Some(earlier) = earlier {
+                        return earlier.clone();
+                    }
+                    let mut resolved = eval::WorkloadPolicies::resolve(&index, &Target::new(w.namespace(), &w.labels));
+                    if !w.authorization_policies.is_empty() {
+                        resolved.add_listed(&w.authorization_policies, &resources.policies);
+                    }
+                    resolved
+                });
+                Arc::new(resolved.collect())
+            }
+        };
         Snapshot { generation, config, resources, authenticators, index, shadow, cluster, workloads }
     }
 

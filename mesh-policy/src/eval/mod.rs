@@ -97,7 +97,7 @@ pub(crate) fn ztunnel_resolved(resolved: &WorkloadPolicies, port: Option<u16>, a
 
 /// The policies ztunnel enforces for one workload, in evaluation order, and its PeerAuthentications (mesh,
 /// namespace, workload), resolved once per snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct WorkloadPolicies {
     pub(crate) ztunnel: Box<[PolicyRef]>,
     pub(crate) peers: [Option<std::sync::Arc<crate::model::peer_authentication::CompiledPeerAuthentication>>; 3],
