@@ -11,8 +11,9 @@
 //! - `ztunnel_during_reload`: `ztunnel_workload` while another thread replaces the configuration in a loop;
 //!   a check runs against the snapshot it holds and never waits for the reload.
 //! - `xds_update`: istiod's form (5,000 workloads, 10,000 Authorizations; 500 and 1,000 under `cargo test`):
-//!   one workload added and removed again, one Authorization added and removed again, each a new snapshot,
-//!   against the whole state replaced.
+//!   one workload added and removed again, one Authorization added and removed again, each a new snapshot;
+//!   the state as the istiod source passes it (one source per resource) with one workload changed; and the
+//!   whole state replaced by the same text.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench setup: fail loudly
 
 use std::fmt::Write as _;
@@ -228,6 +229,11 @@ fn xds_state(workloads: usize, authorizations: usize) -> serde_json::Value {
     serde_json::json!({"workloads": workloads, "services": [], "policies": policies})
 }
 
+/// Sources borrowing `docs` (name, text).
+fn as_sources(docs: &[(String, String)]) -> Vec<Source<'_>> {
+    docs.iter().map(|(name, text)| Source { name, text }).collect()
+}
+
 fn xds_update(c: &mut Criterion) {
     let timed = std::env::args().any(|a| a == "--bench");
     let (workloads, authorizations) = if timed { (5_000, 10_000) } else { (500, 1_000) };
@@ -255,6 +261,27 @@ fn xds_update(c: &mut Criterion) {
         b.iter(|| {
             mesh.apply_yaml(black_box(&authorization)).unwrap();
             assert!(mesh.remove(&authorization_id));
+        });
+    });
+    // As the istiod source passes its state: one source per resource; each push changes one of them.
+    let whole = xds_state(workloads, authorizations);
+    let mut docs: Vec<(String, String)> = Vec::new();
+    for (key, list) in [("workloads", &whole["workloads"]), ("policies", &whole["policies"])] {
+        for (i, item) in list.as_array().unwrap().iter().enumerate() {
+            docs.push((format!("{key} {i}"), serde_json::json!({ key: [item] }).to_string()));
+        }
+    }
+    let mut per_resource = new_mesh();
+    per_resource.replace_all(&as_sources(&docs)).unwrap();
+    let (mut a, mut b2) = (docs.clone(), docs.clone());
+    a[0].1 = a[0].1.replace("\"sa-0\"", "\"sa-1\"");
+    b2[0].1 = b2[0].1.replace("\"sa-0\"", "\"sa-2\"");
+    let (a, b2) = (as_sources(&a), as_sources(&b2));
+    let mut flip = false;
+    group.bench_function(BenchmarkId::new("one_source_of_15000_changed", workloads), |b| {
+        b.iter(|| {
+            flip = !flip;
+            per_resource.replace_all(black_box(if flip { &a } else { &b2 })).map(|r| r.applied.len())
         });
     });
     group.bench_function(BenchmarkId::new("whole_state_replaced", authorizations), |b| {

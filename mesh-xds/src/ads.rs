@@ -92,11 +92,11 @@ impl XdsSource {
     }
 }
 
-/// What the client holds: every resource by name, with its version.
+/// What the client holds: every resource by name, with its version and the document it is passed on as.
 #[derive(Debug, Default)]
 struct Held {
-    addresses: BTreeMap<String, (String, Address)>,
-    authorizations: BTreeMap<String, (String, mesh_policy::xds::Authorization)>,
+    addresses: BTreeMap<String, (String, Document)>,
+    authorizations: BTreeMap<String, (String, Document)>,
     /// The types that have had a response since the client started.
     answered: BTreeSet<String>,
 }
@@ -109,16 +109,10 @@ impl Held {
         }
     }
 
-    fn state(&self) -> State {
-        let mut state = State::default();
-        for (_, a) in self.addresses.values() {
-            match a {
-                Address::Workload(w) => state.workloads.push((**w).clone()),
-                Address::Service(s) => state.services.push((**s).clone()),
-            }
-        }
-        state.policies = self.authorizations.values().map(|(_, a)| a.clone()).collect();
-        state
+    /// Every resource held, one document each (istiod's form with one entry), so that a change recompiles
+    /// only the resources it names.
+    fn documents(&self) -> Vec<Document> {
+        self.addresses.values().chain(self.authorizations.values()).map(|(_, d)| d.clone()).collect()
     }
 
     /// Applies a response; the errors of the resources refused.
@@ -151,14 +145,23 @@ impl Held {
                 ADDRESS_TYPE => workload::Address::decode(any.value.as_slice())
                     .map_err(|e| ResourceError { name: res.name.clone(), reason: e.to_string() })
                     .and_then(|a| convert::address(&res.name, a))
-                    .map(|a| {
-                        self.addresses.insert(res.name.clone(), (res.version.clone(), a));
+                    .and_then(|a| {
+                        let state = match a {
+                            Address::Workload(w) => State { workloads: vec![*w], ..State::default() },
+                            Address::Service(s) => State { services: vec![*s], ..State::default() },
+                        };
+                        let document = document("address", &res.name, &state)?;
+                        self.addresses.insert(res.name.clone(), (res.version.clone(), document));
+                        Ok(())
                     }),
                 _ => security::Authorization::decode(any.value.as_slice())
                     .map_err(|e| ResourceError { name: res.name.clone(), reason: e.to_string() })
                     .and_then(|a| convert::authorization(&res.name, a))
-                    .map(|a| {
-                        self.authorizations.insert(res.name.clone(), (res.version.clone(), a));
+                    .and_then(|a| {
+                        let state = State { policies: vec![a], ..State::default() };
+                        let document = document("authorization", &res.name, &state)?;
+                        self.authorizations.insert(res.name.clone(), (res.version.clone(), document));
+                        Ok(())
                     }),
             };
             if let Err(e) = decoded {
@@ -167,6 +170,13 @@ impl Held {
         }
         errors
     }
+}
+
+/// A resource as the document the mesh reads: istiod's form with this one entry, named after the resource.
+fn document(kind: &str, name: &str, state: &State) -> Result<Document, ResourceError> {
+    let text =
+        serde_json::to_string(state).map_err(|e| ResourceError { name: name.to_owned(), reason: e.to_string() })?;
+    Ok(Document { name: format!("istiod {kind} {name}"), text })
 }
 
 /// The types subscribed to, in the order the requests go out.
@@ -258,12 +268,8 @@ impl XdsSource {
                 nack(&response, text.join("; "))
             };
             requests.send(reply).await.map_err(|e| e.to_string())?;
-            if TYPES.iter().all(|t| held.answered.contains(*t)) {
-                let text = serde_json::to_string(&held.state()).map_err(|e| e.to_string())?;
-                let document = Document { name: format!("xds {}", self.control_plane.url()), text };
-                if updates.send(Ok(vec![document])).await.is_err() {
-                    return Ok(());
-                }
+            if TYPES.iter().all(|t| held.answered.contains(*t)) && updates.send(Ok(held.documents())).await.is_err() {
+                return Ok(());
             }
         }
     }

@@ -152,7 +152,9 @@ async fn update(rx: &mut mpsc::Receiver<ConfigUpdate>) -> Result<ConfigUpdate, B
 fn allows(update: &ConfigUpdate, ip: &str, principal: &str) -> Result<bool, Box<dyn std::error::Error>> {
     let docs = update.as_ref().map_err(|e| e.to_string())?;
     let mut mesh = Mesh::default();
-    mesh.apply_yaml(&docs[0].text)?;
+    let sources: Vec<mesh_policy::Source<'_>> =
+        docs.iter().map(|d| mesh_policy::Source { name: &d.name, text: &d.text }).collect();
+    mesh.replace_all(&sources)?;
     let s = mesh.snapshot();
     let id = s.cluster().workload_by_ip(ip.parse()?).ok_or("no workload")?;
     let target = s.workload_target(id, 8080).ok_or("no target")?;
