@@ -2,27 +2,36 @@
 //! here by iptables (`REDIRECT` or `TPROXY`); the original destination is read from `SO_ORIGINAL_DST` (or,
 //! with TPROXY, is the local address of the accepted socket).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use mesh_hbone::transport::original_dst;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::inpod;
 use crate::node::Node;
 use crate::outbound::{self, Dialled};
 use mesh_runtime::shutdown::Shutdown;
+use mesh_xds::zds::PodInfo;
 
-/// Accepts redirected outbound connections until shutdown.
-pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown) {
+/// Accepts redirected outbound connections until shutdown. The source workload is the one whose address the
+/// connection comes from; on a Pod's own listener (in-pod mode, `pod`) it is that Pod, whichever of its
+/// interfaces the connection left from.
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown, pod: Option<PodInfo>) {
     // A connection that reaches the listener's own port was not redirected.
     let own_port = listener.local_addr().map_or(0, |a| a.port());
+    let pod = pod.map(Arc::new);
     mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| {
-        handle(Arc::clone(&node), stream, peer, own_port)
+        let source_ip = pod
+            .as_ref()
+            .and_then(|info| inpod::workload_ip(node.state.snapshot().cluster(), info, |w| node.is_local(w)))
+            .unwrap_or(peer.ip());
+        handle(Arc::clone(&node), stream, peer, source_ip, own_port)
     })
     .await;
 }
 
-async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr, own_port: u16) {
+async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr, source_ip: IpAddr, own_port: u16) {
     // REDIRECT: SO_ORIGINAL_DST. TPROXY: the socket's own local address is the destination.
     let redirected = |a: &SocketAddr| a.port() != own_port;
     let target = original_dst(&stream).ok().filter(redirected).or_else(|| stream.local_addr().ok().filter(redirected));
@@ -37,7 +46,7 @@ async fn handle(node: Arc<Node>, stream: TcpStream, peer: SocketAddr, own_port: 
         line.emit("connection failed");
         return;
     };
-    outbound::proxy(node, stream, peer.ip(), Dialled::Addr(target), |result, stream: TcpStream| async move {
+    outbound::proxy(node, stream, source_ip, Dialled::Addr(target), |result, stream: TcpStream| async move {
         match result {
             Ok(()) => Some(stream),
             Err(_) => {

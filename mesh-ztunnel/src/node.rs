@@ -153,8 +153,19 @@ impl Node {
     /// an upstream's fixed buffers.
     /// A local workload served in-pod is reached from inside its network namespace.
     pub(crate) async fn connect(&self, target: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectTcpError> {
+        self.connect_from(None, target, timeout).await
+    }
+
+    /// [`Node::connect`] on behalf of the local workload at `source`: from inside its network namespace when
+    /// it is served in-pod, so the connection leaves from the Pod as its own would.
+    pub(crate) async fn connect_from(
+        &self,
+        source: Option<IpAddr>,
+        target: SocketAddr,
+        timeout: Duration,
+    ) -> Result<TcpStream, ConnectTcpError> {
         let options = SocketOptions { buffers: SocketBuffers::UPSTREAM, mark: self.mark };
-        match self.pods.netns(target.ip()) {
+        match source.and_then(|ip| self.pods.netns(ip)).or_else(|| self.pods.netns(target.ip())) {
             Some(netns) => {
                 let socket = tokio::task::spawn_blocking(move || netns.tcp_socket(target))
                     .await

@@ -88,7 +88,9 @@ where
         }
         Ok(Plan::Passthrough(target)) => {
             peers.mtls = false;
-            Box::pin(passthrough(&node, &target)).await.map(|s| (Upstream::Plain(s), target.to_string(), None))
+            Box::pin(passthrough(&node, &target, source_ip))
+                .await
+                .map(|s| (Upstream::Plain(s), target.to_string(), None))
         }
         Err(e) => Err(e),
     };
@@ -256,7 +258,7 @@ async fn open_tunnel(
     }
 }
 
-async fn passthrough(node: &Node, target: &Dialled) -> Result<TcpStream, Error> {
+async fn passthrough(node: &Node, target: &Dialled, source_ip: IpAddr) -> Result<TcpStream, Error> {
     let addr = match target {
         Dialled::Addr(a) => *a,
         Dialled::Host(host, port) => tokio::net::lookup_host((host.as_str(), *port))
@@ -265,7 +267,7 @@ async fn passthrough(node: &Node, target: &Dialled) -> Result<TcpStream, Error> 
             .and_then(|mut addrs| addrs.next())
             .ok_or_else(|| Error::Unreachable(format!("{host} does not resolve")))?,
     };
-    node.connect(addr, Duration::from_secs(10))
+    node.connect_from(Some(source_ip), addr, Duration::from_secs(10))
         .await
         .map_err(|e| Error::Connect { target: addr, reason: e.to_string() })
 }

@@ -135,7 +135,7 @@ pub async fn run_with_pki(
         tasks.spawn(socks5::serve(Arc::clone(&node), l, down.clone()));
     }
     if let Some(l) = outbound_listener {
-        tasks.spawn(capture::serve(Arc::clone(&node), l, down.clone()));
+        tasks.spawn(capture::serve(Arc::clone(&node), l, down.clone(), None));
     }
     tasks.spawn(rotation::run(pki.clone(), down.clone()));
     // In-pod mode: istio-cni's node agent is followed once the configuration is in, as Istio's ztunnel does.
@@ -262,7 +262,8 @@ struct Bound {
     key: Listeners,
     hbone: TcpListener,
     plain: Option<TcpListener>,
-    outbound: Option<TcpListener>,
+    /// A Pod's outbound listener, and the Pod.
+    outbound: Option<(TcpListener, PodInfo)>,
 }
 
 /// The inbound listeners: bound once on the configured addresses, per local workload IP, or inside each Pod
@@ -318,7 +319,7 @@ impl Inbound {
         let hbone = tokio_listener(it.next().flatten())?
             .ok_or_else(|| Error::InPod { uid: pod.uid.clone(), reason: "no inbound HBONE port".into() })?;
         let plain = tokio_listener(it.next().flatten())?;
-        let outbound = tokio_listener(it.next().flatten())?;
+        let outbound = tokio_listener(it.next().flatten())?.map(|l| (l, pod.info.clone()));
         self.waiting.push(Bound { key: Listeners::Pod(pod.uid.clone()), hbone, plain, outbound });
         self.start(down);
         Ok(())
@@ -360,10 +361,10 @@ impl Inbound {
                 let plain_down = stopped(down.clone(), stop_rx.clone());
                 set.spawn(async move { plaintext::serve(node, plain, plain_down).await });
             }
-            if let Some(outbound) = outbound {
+            if let Some((outbound, pod)) = outbound {
                 let node = Arc::clone(&self.node);
                 let outbound_down = stopped(down.clone(), stop_rx.clone());
-                set.spawn(async move { capture::serve(node, outbound, outbound_down).await });
+                set.spawn(async move { capture::serve(node, outbound, outbound_down, Some(pod)).await });
             }
             self.bound.insert(key, (stop_tx, set));
         }

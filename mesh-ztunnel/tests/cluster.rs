@@ -2,7 +2,8 @@
 //! over TLS, with a token) and a scripted istio-cni node agent hand it two Pods, network namespaces joined by a
 //! veth pair under istio-cni's in-pod rules. The traffic matrix, each step's outcome recorded:
 //!
-//! - accounts reaches the ledger as istiod's Authorization allows;
+//! - accounts reaches the ledger as istiod's Authorization allows, and a server outside the mesh from its own
+//!   network namespace (the only one with a route there);
 //! - istiod pushes a DENY: the open connection is closed, new ones are refused; the DENY removed, allowed again;
 //! - istiod goes away mid-stream: traffic goes on under the policy in force; istiod back on the same address,
 //!   the proxy resubscribes and the next DENY applies;
@@ -66,6 +67,32 @@ except OSError:
     print("CLOSED")
 "#;
 
+/// A server outside the mesh: it answers with the address the connection came from.
+const OUTSIDE: &str = r#"
+import socket
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("10.79.0.2", 9000))
+srv.listen(64)
+while True:
+    c, peer = srv.accept()
+    c.sendall(peer[0].encode() + b"\n")
+    c.close()
+"#;
+
+/// accounts connects to the server outside the mesh: `OK <the address it saw>` or `CLOSED`.
+const OUTSIDE_CLIENT: &str = r#"
+import socket
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect(("10.79.0.2", 9000))
+    data = s.recv(64)
+    print("OK " + data.decode().strip() if data else "CLOSED")
+except OSError:
+    print("CLOSED")
+"#;
+
 /// accounts connects, prints the greeting, then how the connection ends within 10 s: `closed` or `open`.
 const HELD: &str = r#"
 import socket
@@ -112,6 +139,14 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
     istio_inpod_rules(&accounts)?;
     istio_inpod_rules(&ledger)?;
     let _backend = Killed(ledger.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
+    // Outside the mesh, reachable from accounts only.
+    let outside = Netns::create("cl-outside")?;
+    accounts.run(&["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &outside.0])?;
+    accounts.run(&["ip", "addr", "add", "10.79.0.1/24", "dev", "eth1"])?;
+    outside.run(&["ip", "addr", "add", "10.79.0.2/24", "dev", "eth0"])?;
+    accounts.run(&["ip", "link", "set", "eth1", "up"])?;
+    outside.run(&["ip", "link", "set", "eth0", "up"])?;
+    let _outside = Killed(outside.command("python3").args(["-c", OUTSIDE]).stdout(Stdio::null()).spawn()?);
 
     // istiod, over TLS on loopback, with a token.
     let setup = Setup::new(51, "")?;
@@ -192,6 +227,10 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
 
     let client = || accounts.python(CLIENT);
     outcomes.push(("accounts → ledger", until(client, "OK ledger")?));
+    outcomes.push(("accounts → outside the mesh", until(|| accounts.python(OUTSIDE_CLIENT), "OK 10.79.0.1")?));
+    if std::env::var_os("MESH_MATRIX_LOG").is_some() {
+        println!("{}", log_text());
+    }
 
     // A connection held open across a DENY.
     let mut held = accounts.command("python3").args(["-c", HELD]).stdout(Stdio::piped()).spawn()?;
@@ -237,6 +276,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("snapshot sent", "ack"),
     ("ready", "200"),
     ("accounts → ledger", "OK ledger"),
+    ("accounts → outside the mesh", "OK 10.79.0.1"),
     ("held connection", "OK ledger"),
     ("held connection after the DENY", "closed"),
     ("accounts → ledger after the DENY", "CLOSED"),

@@ -73,3 +73,15 @@ pub(crate) fn addresses(
     }
     by_ip
 }
+
+/// The address of the Pod `info` as the configuration knows it: the first address of the local workload of
+/// its namespace, name and service account.
+pub(crate) fn workload_ip(cluster: &Cluster, info: &PodInfo, is_local: impl Fn(&Workload) -> bool) -> Option<IpAddr> {
+    cluster
+        .workloads()
+        .filter(|(_, w)| is_local(w))
+        .find(|(_, w)| {
+            w.namespace() == info.namespace && w.id.name() == info.name && w.service_account == info.service_account
+        })
+        .and_then(|(_, w)| w.ips.first().copied())
+}
