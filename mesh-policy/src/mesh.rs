@@ -102,7 +102,11 @@ impl Prepared {
     /// report.
     fn install(&self, resources: &mut Resources) -> ApplyReport {
         for (c, warnings) in &self.resources {
-            resources.warnings.insert(c.id().clone(), warnings.clone());
+            if warnings.is_empty() {
+                resources.warnings.remove(c.id());
+            } else {
+                resources.warnings.insert(c.id().clone(), warnings.clone());
+            }
             match c {
                 Compiled::AuthorizationPolicy(p) => {
                     resources.policies.insert(p.id.clone(), Arc::clone(p));
@@ -269,33 +273,44 @@ impl Mesh {
     /// on each change, the compilation of what changed and a new snapshot.
     pub fn replace_all(&mut self, sources: &[Source<'_>]) -> Result<ApplyReport, ReloadError> {
         let mut errors = Vec::new();
+        // The entries of unchanged sources move to the new cache as they are (no text copied again).
+        let mut before = std::mem::take(&mut self.compiled);
+        let mut compiled = std::collections::HashMap::with_capacity(sources.len());
         let mut all = Vec::with_capacity(sources.len());
         for source in sources {
-            if let Some((text, prepared)) = self.compiled.get(source.name)
-                && text == source.text
-            {
-                all.push((source, Arc::clone(prepared)));
+            let entry = match before.remove_entry(source.name) {
+                Some((name, (text, prepared))) if text == source.text => Some((name, (text, prepared))),
+                _ => None,
+            };
+            if let Some((name, (text, prepared))) = entry {
+                all.push(Arc::clone(&prepared));
+                compiled.insert(name, (text, prepared));
                 continue;
             }
             match self.compile(source.text) {
-                Ok(c) => all.push((source, Arc::new(c))),
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    all.push(Arc::clone(&c));
+                    compiled.insert(source.name.to_owned(), (source.text.to_owned(), c));
+                }
                 Err(errs) => {
                     errors.extend(errs.into_iter().map(|error| SourceError { name: source.name.to_owned(), error }))
                 }
             }
         }
         if !errors.is_empty() {
+            // Nothing changes: the cache keeps what it had, and what compiled this time.
+            before.extend(compiled);
+            self.compiled = before;
             return Err(ReloadError(errors));
         }
         let mut report = ApplyReport::default();
         let mut resources = Resources { jwks: self.current.sources().jwks.clone(), ..Resources::default() };
-        let mut compiled = std::collections::HashMap::with_capacity(all.len());
-        for (source, c) in all {
+        for c in all {
             let r = c.install(&mut resources);
             report.applied.extend(r.applied);
             report.skipped.extend(r.skipped);
             report.warnings.extend(r.warnings);
-            compiled.insert(source.name.to_owned(), (source.text.to_owned(), c));
         }
         self.compiled = compiled;
         self.replace(resources);
