@@ -181,6 +181,21 @@ impl Pki {
         }
     }
 
+    /// Waits, at most `limit`, until the store holds a certificate for `spiffe_id`, when one is being asked of a
+    /// remote CA; returns whether it holds one.
+    pub async fn wait_for(&self, spiffe_id: &SpiffeId, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.store.get(spiffe_id).is_some() {
+                return true;
+            }
+            if !self.wanted_identities().contains(spiffe_id) || tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Drops the certificate of `spiffe_id` and stops renewing it.
     pub fn forget(&self, spiffe_id: &SpiffeId) {
         self.wanted_identities().remove(spiffe_id);

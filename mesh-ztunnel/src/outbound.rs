@@ -237,6 +237,9 @@ fn spiffe(principal: &str) -> Vec<SpiffeId> {
     IstioIdentity::parse_principal(principal).map(|i| vec![i.spiffe_id().clone()]).unwrap_or_default()
 }
 
+/// How long a workload's connection waits for a certificate still being asked of the CA.
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(5);
+
 async fn open_tunnel(
     node: &Node,
     source: Option<&SpiffeId>,
@@ -245,6 +248,9 @@ async fn open_tunnel(
     source_ip: IpAddr,
 ) -> Result<HboneStream, Error> {
     let source = source.ok_or(Error::UnknownSource(source_ip))?;
+    // A workload's first connection may come before its certificate does (a remote CA answers in the
+    // background): it waits for it a little, as Istio's ztunnel does, rather than failing at once.
+    node.pki.wait_for(source, CERTIFICATE_WAIT).await;
     let request = ConnectRequest::new(HboneAddress::from(authority)).with_forwarded(Forwarded::for_source(source_ip));
     match node.client.connect_as(source, destination, request).await {
         Ok(tunnel) => Ok(tunnel.stream),

@@ -1,6 +1,8 @@
-//! The node proxy configured from the Kubernetes API (`--kubernetes`): two node proxies read the payments
-//! cluster from an API server double, carry accounts' connection to the ledger, refuse it as soon as the API
-//! serves a policy that denies it, and keep enforcing that policy, saying so on readiness, once the API is gone.
+//! The node proxy configured from the Kubernetes API (`--kubernetes`), with no istiod: two node proxies read the
+//! payments cluster from an API server double and get their workloads' certificates from a CA serving Istio's
+//! certificate API (as cert-manager's istio-csr does, `CA_ADDRESS`), carry accounts' connection to the ledger,
+//! refuse it as soon as the API serves a policy that denies it, and keep enforcing that policy, saying so on
+//! readiness, once the API is gone.
 
 mod support;
 
@@ -11,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use api_server::{ApiServer, kubeconfig, plural};
+use support::istiod::{Istiod, IstiodCa, serve};
 use support::{ACCOUNTS, Block, Result, Setup, To, allow, backend, cluster, read_text, readiness_saying, socks5};
 
 #[test]
@@ -34,15 +37,31 @@ fn node_proxies_follow_the_kubernetes_api() -> Result {
     let serving = server.serve(listener);
     let file = setup.config_dir().join("kubeconfig.yaml");
     std::fs::write(&file, kubeconfig(&url))?;
-    let source = ["--kubernetes".into(), "--kubeconfig".into(), file.into_os_string()];
+    // The CA (istio-csr's API): the same test CA signs.
+    let ca = IstiodCa::new(&setup, None)?;
+    let (ca_url, _ca_server) = serve(&runtime, &Istiod::default(), &ca)?;
+    let source =
+        ["--kubernetes".into(), "--kubeconfig".into(), file.into_os_string(), "--ca-address".into(), ca_url.into()];
     let a = setup.node_from("node-a", 1, &source, &[])?;
     let node_b = setup.node_from("node-b", 2, &source, &[])?;
 
-    // Allowed by the policy the API serves.
-    let mut ledger = socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))?
-        .map_err(|code| format!("refused with {code}; node-b log:\n{}", node_b.log_text()))?;
+    // Allowed by the policy the API serves, once the ledger's certificate is in (the CA answers in the
+    // background; accounts' first connection waits for its own).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ledger = loop {
+        match socks5(a.socks5(), b.ip(1, 10), To::Addr(SocketAddr::new(b.ip(100, 20), 80)))? {
+            Ok(stream) => break stream,
+            Err(code) if Instant::now() > deadline => {
+                return Err(format!("refused with {code}; node-b log:\n{}", node_b.log_text()).into());
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     assert_eq!(read_text(&mut ledger, 7)?, "ledger\n");
     drop(ledger);
+    for identity in ["spiffe://cluster.local/ns/payments/sa/accounts", "spiffe://cluster.local/ns/payments/sa/ledger"] {
+        assert!(ca.asked_for(identity) >= 1, "{identity} was not asked of the CA");
+    }
     let dump: serde_json::Value = serde_json::from_str(&node_b.admin("/config_dump")?)?;
     assert!(dump["source"].as_str().is_some_and(|s| s.contains("Kubernetes API")), "{}", dump["source"]);
 

@@ -96,8 +96,9 @@ impl Setup {
         let binary = std::env::var_os("MESH_ZTUNNEL_BENCH_BIN")
             .filter(|_| cfg!(not(test)) || std::env::var_os("CI").is_none())
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_mesh-ztunnel").into());
-        // With istiod, certificates come from istiod's CA (the test's double signs with the same CA).
-        let ca_dir = if source.iter().any(|a| a == "--xds-address") { None } else { Some(self.ca_dir()) };
+        // With istiod, or a CA named, certificates come from that CA (the test's double signs with the same CA).
+        let remote = source.iter().any(|a| a == "--xds-address" || a == "--ca-address");
+        let ca_dir = if remote { None } else { Some(self.ca_dir()) };
         let child = Command::new(binary)
             .args(["--node", name, "--listen-on-workload-ips", "--reload-interval", "100ms"])
             .args(source)
