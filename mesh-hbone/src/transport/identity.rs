@@ -27,6 +27,13 @@ pub trait ServerIdentity: Send + Sync + 'static {
     /// The configuration for a connection that arrived at `local` (IPv4-mapped IPv6 addresses are given as
     /// IPv4), or `None` to refuse the connection.
     fn server_config(&self, local: SocketAddr) -> Option<Arc<ServerConfig>>;
+
+    /// Whether the certificate to present at `local` is there now. A server gives one that is still being
+    /// issued (by a remote CA) a few seconds before it starts the handshake. By default, always.
+    fn has_certificate(&self, local: SocketAddr) -> bool {
+        let _ = local;
+        true
+    }
 }
 
 impl ServerIdentity for Arc<ServerConfig> {
@@ -132,5 +139,9 @@ impl WorkloadIdentities {
 impl ServerIdentity for WorkloadIdentities {
     fn server_config(&self, local: SocketAddr) -> Option<Arc<ServerConfig>> {
         self.read(|map| map.by_ip.get(&canonical(local.ip())).and_then(|id| map.configs.get(id)).cloned())
+    }
+
+    fn has_certificate(&self, local: SocketAddr) -> bool {
+        self.identity(local.ip()).is_some_and(|id| self.inner.store.get(&id).is_some())
     }
 }

@@ -34,6 +34,9 @@ use crate::connect::ConnectRequest;
 use crate::settings::H2Settings;
 use crate::status::{InboundRules, Rejection, accept_response, canonical, validate};
 
+/// How long a connection waits for the certificate of the identity it reached while that is being issued.
+const CERTIFICATE_WAIT: Duration = Duration::from_secs(5);
+
 /// Limits on what a connecting peer controls, beyond the HTTP/2 settings. The README lists each with the attack
 /// it bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,6 +433,12 @@ impl HboneServer {
         let acceptor = TlsAcceptor::from(config);
         let _ = tcp.set_nodelay(true);
         let handshake = self.limits.handshake_timeout;
+        // A certificate still being issued: the client's hello waits in the socket meanwhile.
+        let local = SocketAddr::new(canonical(dialled.ip()), dialled.port());
+        let wait_until = tokio::time::Instant::now() + handshake.min(CERTIFICATE_WAIT);
+        while !self.identity.has_certificate(local) && tokio::time::Instant::now() < wait_until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp).into_fallible()).await {
             Err(_) => {
                 let reason = format!("timed out after {handshake:?}");
