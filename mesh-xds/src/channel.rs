@@ -13,9 +13,9 @@ pub struct ControlPlane {
     /// `host:port` (TLS, as istiod serves on 15012), or a URL: `https://host:port`, or `http://host:port` for a
     /// server without TLS (local tests).
     pub address: String,
-    /// The PEM root the server's certificate is verified with (`XDS_ROOT_CA`, `CA_ROOT_CA`); `None`: the
-    /// address must be `http://`.
-    pub root_ca: Option<PathBuf>,
+    /// What the server's certificate is verified with (`XDS_ROOT_CA`, `CA_ROOT_CA`); `None`: the address must
+    /// be `http://`.
+    pub root_ca: Option<RootCa>,
     /// The service-account token sent as `authorization: Bearer <token>`, read again on every call (the
     /// kubelet rotates it); `None`: no token.
     pub token: Option<PathBuf>,
@@ -24,6 +24,33 @@ pub struct ControlPlane {
     /// How long a connection attempt may take.
     #[serde(serialize_with = "mesh_runtime::config::as_text")]
     pub connect_timeout: Duration,
+}
+
+/// The roots a control plane's certificate is verified with, as Istio's `XDS_ROOT_CA` and `CA_ROOT_CA` give
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootCa {
+    /// A PEM file, read at each connection (the kubelet updates the mounted ConfigMap).
+    File(PathBuf),
+    /// PEM text given directly.
+    Pem(String),
+    /// The system's trust store (`SYSTEM`), for a control plane with a publicly trusted certificate.
+    System,
+}
+
+impl RootCa {
+    /// Istio's reading of the setting: `SYSTEM`, an existing file, else PEM text when it holds a certificate,
+    /// else a file (that will fail to read, naming it).
+    pub fn from_setting(value: &std::path::Path) -> Self {
+        match value.to_str() {
+            Some("SYSTEM") => RootCa::System,
+            Some(text) if !value.exists() && text.contains("-----BEGIN CERTIFICATE-----") => {
+                RootCa::Pem(text.to_owned())
+            }
+            _ => RootCa::File(value.to_owned()),
+        }
+    }
 }
 
 /// The control plane cannot be used.
@@ -75,12 +102,19 @@ impl ControlPlane {
                 .root_ca
                 .as_ref()
                 .ok_or_else(|| bad("TLS needs a root certificate (XDS_ROOT_CA / CA_ROOT_CA)".into()))?;
-            let pem = std::fs::read(root).map_err(|e| ControlPlaneError::Unreadable {
-                path: root.display().to_string(),
-                reason: e.to_string(),
-            })?;
             let host = url.trim_start_matches("https://").split(['/', ':']).next().unwrap_or_default().to_owned();
-            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)).domain_name(host);
+            let tls = ClientTlsConfig::new().domain_name(host);
+            let tls = match root {
+                RootCa::System => tls.with_native_roots(),
+                RootCa::Pem(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+                RootCa::File(path) => {
+                    let pem = std::fs::read(path).map_err(|e| ControlPlaneError::Unreadable {
+                        path: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    tls.ca_certificate(Certificate::from_pem(pem))
+                }
+            };
             endpoint = endpoint.tls_config(tls).map_err(|e| bad(e.to_string()))?;
         }
         endpoint
@@ -119,4 +153,23 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_setting_reads_as_istio_reads_it() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("root-cert.pem");
+        std::fs::write(&file, "-----BEGIN CERTIFICATE-----\n")?;
+        assert_eq!(RootCa::from_setting(std::path::Path::new("SYSTEM")), RootCa::System);
+        assert_eq!(RootCa::from_setting(&file), RootCa::File(file.clone()));
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        assert_eq!(RootCa::from_setting(std::path::Path::new(pem)), RootCa::Pem(pem.to_owned()));
+        let missing = dir.path().join("missing.pem");
+        assert_eq!(RootCa::from_setting(&missing), RootCa::File(missing));
+        Ok(())
+    }
 }

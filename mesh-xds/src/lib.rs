@@ -23,7 +23,7 @@ mod channel;
 pub mod convert;
 pub mod zds;
 
-pub use channel::{ControlPlane, ControlPlaneError};
+pub use channel::{ControlPlane, ControlPlaneError, RootCa};
 
 /// The generated protobuf messages and gRPC clients and servers.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::unwrap_used, clippy::expect_used, clippy::panic)]

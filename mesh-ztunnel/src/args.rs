@@ -87,7 +87,8 @@ pub struct IstiodArgs {
     #[arg(long, value_name = "ADDR", env = "XDS_ADDRESS")]
     pub xds_address: Option<String>,
 
-    /// The PEM root istiod's certificate is verified with.
+    /// The PEM root istiod's certificate is verified with: a file, PEM text, or `SYSTEM` for the system's trust
+    /// store.
     #[arg(long, value_name = "FILE", env = "XDS_ROOT_CA", default_value = "./var/run/secrets/istio/root-cert.pem")]
     pub xds_root_ca: std::path::PathBuf,
 
@@ -117,7 +118,7 @@ pub struct IstiodArgs {
     #[arg(long, value_name = "ADDR", env = "CA_ADDRESS")]
     pub ca_address: Option<String>,
 
-    /// The PEM root the CA's certificate is verified with.
+    /// The PEM root the CA's certificate is verified with: a file, PEM text, or `SYSTEM`.
     #[arg(long, value_name = "FILE", env = "CA_ROOT_CA", default_value = "./var/run/secrets/istio/root-cert.pem")]
     pub ca_root_ca: std::path::PathBuf,
 
@@ -183,7 +184,7 @@ impl IstiodArgs {
         let plaintext = address.starts_with("http://");
         mesh_xds::ControlPlane {
             address: address.to_owned(),
-            root_ca: (!plaintext).then(|| root_ca.to_owned()),
+            root_ca: (!plaintext).then(|| mesh_xds::RootCa::from_setting(root_ca)),
             token: Some(self.xds_token.clone()).filter(|t| t.exists()),
             cluster_id,
             connect_timeout: std::time::Duration::from_secs(5),

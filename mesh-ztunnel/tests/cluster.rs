@@ -198,7 +198,8 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
         .env("XDS_ADDRESS", &url)
         .env("CA_ADDRESS", &url)
         .env("XDS_ROOT_CA", &root)
-        .env("CA_ROOT_CA", &root)
+        // The CA's root as PEM text, the xDS root as a file: Istio reads both forms.
+        .env("CA_ROOT_CA", &tls.root_pem)
         .env("NODE_NAME", "node-a")
         .env("POD_NAME", "ztunnel-node-a")
         .env("POD_NAMESPACE", "istio-system")
