@@ -6,97 +6,15 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::inpod::{Killed, Netns, python_client, python_server, python_status, requirements};
 use support::{Result, Setup};
-
-const NS_PREFIX: &str = "mzt-capture";
-
-/// A network namespace, deleted when dropped.
-struct Netns(String);
-
-impl Netns {
-    fn create(suffix: &str) -> std::result::Result<Self, String> {
-        if Command::new("id").arg("-u").output().map(|o| o.stdout != b"0\n").unwrap_or(true) {
-            return Err("not root".into());
-        }
-        for tool in ["ip", "iptables"] {
-            let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
-            if !found.is_ok_and(|o| o.status.success()) {
-                return Err(format!("{tool} is not installed"));
-            }
-        }
-        let name = format!("{NS_PREFIX}-{suffix}-{}", std::process::id());
-        let status = Command::new("ip").args(["netns", "add", &name]).status().map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err("cannot create a network namespace".into());
-        }
-        let ns = Netns(name);
-        ns.run(&["ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> std::result::Result<(), String> {
-        let out = self.command(args[0]).args(&args[1..]).output().map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))
-        }
-    }
-
-    /// Runs a Python snippet in the namespace and returns what it printed.
-    fn python(&self, code: &str) -> Result<String> {
-        let out = self.command("python3").args(["-c", code]).output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "pids", &self.0]).output().map(|o| {
-            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-        });
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Connects from `source` to `target`, reads what the server says first; prints `OK <text>`, `CLOSED` or `ERR`.
 fn client(source: &str, target: &str, port: u16) -> String {
-    format!(
-        r#"
-import socket
-s = socket.socket()
-s.settimeout(5)
-try:
-    s.bind(("{source}", 0))
-    s.connect(("{target}", {port}))
-    data = s.recv(64)
-    print("OK " + data.decode().strip() if data else "CLOSED")
-except (ConnectionResetError, BrokenPipeError):
-    print("CLOSED")
-except Exception as e:
-    print("ERR " + type(e).__name__)
-"#
-    )
+    python_client(target, port, Some(source))
 }
 
 /// Connects from `source`, reads the greeting, then waits (up to 10 s) for the connection to end; prints
@@ -119,25 +37,6 @@ except socket.timeout:
 "#
     )
 }
-
-const BACKEND: &str = r#"
-import socket, threading
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.36.2.20", 8080))
-srv.listen(64)
-def serve(c):
-    try:
-        c.sendall(b"ledger\n")
-        c.recv(64)
-    except OSError:
-        pass
-    finally:
-        c.close()
-while True:
-    c, _ = srv.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
 
 const CLUSTER: &str = r#"apiVersion: v1
 kind: Namespace
@@ -182,7 +81,7 @@ struct CaptureNode {
 /// A [`CaptureNode`] with the proxy started with `extra` arguments, ready; `None` where the namespace cannot
 /// be made outside CI.
 fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<CaptureNode>> {
-    let ns = match Netns::create(suffix) {
+    let ns = match requirements().and_then(|()| Netns::create(&format!("capture-{suffix}"))) {
         Ok(ns) => ns,
         Err(reason) if std::env::var_os("CI").is_some() => {
             return Err(format!("CI runs as root with iptables installed, but: {reason}").into());
@@ -204,7 +103,12 @@ fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<CaptureNode>> {
     nat(&["-s", "127.36.1.10", "-j", "REDIRECT", "--to-ports", "15001"])?;
     nat(&["-d", "127.36.2.20", "--dport", "8080", "-j", "REDIRECT", "--to-ports", "15006"])?;
     let setup = Setup::new(36, CLUSTER)?;
-    let backend = Killed(ns.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
+    let backend = Killed(
+        ns.command("python3")
+            .args(["-c", &python_server("127.36.2.20", 8080, Some("ledger"))])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
     let log = setup.dir.path().join("node-a.log");
     let proxy = Killed(
         ns.command(env!("CARGO_BIN_EXE_mesh-ztunnel"))
@@ -218,7 +122,7 @@ fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<CaptureNode>> {
             .spawn()?,
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while ns.python(READY)? != "200" {
+    while ns.python(&python_status("http://127.0.0.1:15021/healthz/ready"))? != "200" {
         if Instant::now() > deadline {
             return Err(format!("not ready:\n{}", std::fs::read_to_string(&log)?).into());
         }
@@ -226,17 +130,6 @@ fn capture_node(suffix: &str, extra: &[&str]) -> Result<Option<CaptureNode>> {
     }
     Ok(Some(CaptureNode { ns, setup, _backend: backend, proxy, log }))
 }
-
-/// Prints the readiness status (0 when nothing answers).
-const READY: &str = r#"
-import urllib.request, urllib.error
-try:
-    print(urllib.request.urlopen("http://127.0.0.1:15021/healthz/ready", timeout=1).status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except Exception:
-    print(0)
-"#;
 
 #[test]
 fn redirected_outbound_goes_over_hbone_and_strict_refuses_redirected_plaintext() -> Result {
@@ -306,7 +199,11 @@ fn redirected_connections_carry_on_during_the_drain_and_are_reset_at_its_deadlin
     let terminated = Instant::now();
     Command::new("kill").args(["-TERM", &proxy.0.id().to_string()]).status()?;
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(ns.python(READY)?, "503", "readiness answers 503 while draining");
+    assert_eq!(
+        ns.python(&python_status("http://127.0.0.1:15021/healthz/ready"))?,
+        "503",
+        "readiness answers 503 while draining"
+    );
     // New redirected connections are refused: the listeners are closed.
     assert_ne!(ns.python(&client("127.36.1.10", "127.36.100.20", 80))?, "OK ledger");
     for (what, held) in [("outbound", outbound), ("plaintext", plaintext)] {

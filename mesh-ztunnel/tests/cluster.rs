@@ -22,7 +22,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mesh_xds::proto::security;
-use support::inpod::{Agent, Killed, Netns, add, del, istio_inpod_rules, requirements, snapshot_sent};
+use support::inpod::{
+    Agent, Killed, Netns, add, del, istio_inpod_rules, python_client, python_server, requirements, snapshot_sent,
+};
 use support::istiod::{Istiod, IstiodCa, ServingTls, authorization, pod, serve_tls};
 use support::{ACCOUNTS, Result, Setup, http_get};
 
@@ -33,65 +35,6 @@ enum Proxy {
     /// Istio's, at this path.
     Istio(PathBuf),
 }
-
-const BACKEND: &str = r#"
-import socket, threading
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("10.78.0.2", 8080))
-srv.listen(64)
-def serve(c):
-    try:
-        c.sendall(b"ledger\n")
-        while c.recv(64):
-            pass
-    except OSError:
-        pass
-    finally:
-        c.close()
-while True:
-    c, _ = srv.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
-/// accounts connects to the ledger and reads its greeting: `OK ledger` or `CLOSED`.
-const CLIENT: &str = r#"
-import socket
-s = socket.socket()
-s.settimeout(5)
-try:
-    s.connect(("10.78.0.2", 8080))
-    data = s.recv(64)
-    print("OK " + data.decode().strip() if data else "CLOSED")
-except OSError:
-    print("CLOSED")
-"#;
-
-/// A server outside the mesh: it answers with the address the connection came from.
-const OUTSIDE: &str = r#"
-import socket
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("10.79.0.2", 9000))
-srv.listen(64)
-while True:
-    c, peer = srv.accept()
-    c.sendall(peer[0].encode() + b"\n")
-    c.close()
-"#;
-
-/// accounts connects to the server outside the mesh: `OK <the address it saw>` or `CLOSED`.
-const OUTSIDE_CLIENT: &str = r#"
-import socket
-s = socket.socket()
-s.settimeout(5)
-try:
-    s.connect(("10.79.0.2", 9000))
-    data = s.recv(64)
-    print("OK " + data.decode().strip() if data else "CLOSED")
-except OSError:
-    print("CLOSED")
-"#;
 
 /// accounts connects, prints the greeting, then how the connection ends within 10 s: `closed` or `open`.
 const HELD: &str = r#"
@@ -138,7 +81,13 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
     ledger.run(&["ip", "link", "set", "eth0", "up"])?;
     istio_inpod_rules(&accounts)?;
     istio_inpod_rules(&ledger)?;
-    let _backend = Killed(ledger.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
+    let _backend = Killed(
+        ledger
+            .command("python3")
+            .args(["-c", &python_server("10.78.0.2", 8080, Some("ledger"))])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
     // Outside the mesh, reachable from accounts only.
     let outside = Netns::create("cl-outside")?;
     accounts.run(&["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &outside.0])?;
@@ -146,7 +95,13 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
     outside.run(&["ip", "addr", "add", "10.79.0.2/24", "dev", "eth0"])?;
     accounts.run(&["ip", "link", "set", "eth1", "up"])?;
     outside.run(&["ip", "link", "set", "eth0", "up"])?;
-    let _outside = Killed(outside.command("python3").args(["-c", OUTSIDE]).stdout(Stdio::null()).spawn()?);
+    let _outside = Killed(
+        outside
+            .command("python3")
+            .args(["-c", &python_server("10.79.0.2", 9000, None)])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
 
     // istiod, over TLS on loopback, with a token.
     let setup = Setup::new(51, "")?;
@@ -226,9 +181,13 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
     outcomes.push(("snapshot sent", answer(agent.ask(snapshot_sent(), None)?)));
     outcomes.push(("ready", until(ready, "200")?));
 
-    let client = || accounts.python(CLIENT);
+    let client_script = python_client("10.78.0.2", 8080, None);
+    let client = || accounts.python(&client_script);
     outcomes.push(("accounts → ledger", until(client, "OK ledger")?));
-    outcomes.push(("accounts → outside the mesh", until(|| accounts.python(OUTSIDE_CLIENT), "OK 10.79.0.1")?));
+    outcomes.push((
+        "accounts → outside the mesh",
+        until(|| accounts.python(&python_client("10.79.0.2", 9000, None)), "OK 10.79.0.1")?,
+    ));
     if std::env::var_os("MESH_MATRIX_LOG").is_some() {
         println!("{}", log_text());
     }

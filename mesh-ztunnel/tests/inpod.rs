@@ -13,7 +13,10 @@ use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::inpod::{Agent, Killed, Netns, add, del, istio_inpod_rules, keep, requirements, snapshot_sent};
+use support::inpod::{
+    Agent, Killed, Netns, add, del, istio_inpod_rules, keep, python_client, python_server, python_status, requirements,
+    snapshot_sent,
+};
 use support::{Result, Setup};
 
 const CLUSTER: &str = r#"apiVersion: v1
@@ -41,51 +44,6 @@ spec:
   rules: [{from: [{source: {principals: ["cluster.local/ns/payments/sa/accounts"]}}]}]
 "#;
 
-const BACKEND: &str = r#"
-import socket, threading
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("10.77.0.2", 8080))
-srv.listen(64)
-def serve(c):
-    try:
-        c.sendall(b"ledger\n")
-        c.recv(64)
-    except OSError:
-        pass
-    finally:
-        c.close()
-while True:
-    c, _ = srv.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
-/// accounts connects to the ledger and reads its greeting: `OK ledger`, `CLOSED` or `ERR <kind>`.
-const CLIENT: &str = r#"
-import socket
-s = socket.socket()
-s.settimeout(5)
-try:
-    s.bind(("10.77.0.1", 0))
-    s.connect(("10.77.0.2", 8080))
-    data = s.recv(64)
-    print("OK " + data.decode().strip() if data else "CLOSED")
-except (ConnectionResetError, BrokenPipeError, ConnectionRefusedError):
-    print("CLOSED")
-except Exception as e:
-    print("ERR " + type(e).__name__)
-"#;
-
-const READY: &str = r#"
-import urllib.request, urllib.error
-try:
-    print(urllib.request.urlopen("http://127.0.0.1:15021/healthz/ready", timeout=1).status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except Exception:
-    print(0)
-"#;
-
 /// Runs `probe` until it prints `want` or 15 s have passed; returns what it printed last.
 fn until(probe: impl Fn() -> Result<String>, want: &str) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -107,6 +65,8 @@ fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result 
         println!("skipped: in-pod mode needs network namespaces and iptables ({reason})");
         return Ok(());
     }
+    let ready = python_status("http://127.0.0.1:15021/healthz/ready");
+    let client = python_client("10.77.0.2", 8080, Some("10.77.0.1"));
     let node = Netns::create("node")?;
     let accounts = Netns::create("accounts")?;
     let ledger = Netns::create("ledger")?;
@@ -118,7 +78,13 @@ fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result 
     // istio-cni's in-pod rules in both Pods.
     istio_inpod_rules(&accounts)?;
     istio_inpod_rules(&ledger)?;
-    let _backend = Killed(ledger.command("python3").args(["-c", BACKEND]).stdout(Stdio::null()).spawn()?);
+    let _backend = Killed(
+        ledger
+            .command("python3")
+            .args(["-c", &python_server("10.77.0.2", 8080, Some("ledger"))])
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
 
     let setup = Setup::new(50, CLUSTER)?;
     let uds = setup.dir.path().join("ztunnel.sock");
@@ -142,7 +108,7 @@ fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result 
     // The proxy connects once its configuration is in and speaks first: ZdsHello{version: V1}.
     assert_eq!(agent.accept().map_err(|e| format!("{e}; log:\n{}", log_text()))?, [0x08, 0x01]);
     // Not ready until the agent's snapshot is in.
-    assert_eq!(node.python(READY)?, "503");
+    assert_eq!(node.python(&ready)?, "503");
     assert_eq!(agent.ask(add("uid-accounts", "accounts-0", "accounts"), Some(&accounts.open()?))?, Ok(()));
     assert_eq!(agent.ask(add("uid-ledger", "ledger-0", "ledger"), Some(&ledger.open()?))?, Ok(()));
     // A descriptor that is not a network namespace, and an add without one, are refused with a reason.
@@ -152,34 +118,34 @@ fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result 
     let refused = agent.ask(add("uid-bare", "bare", "bare"), None)?;
     assert!(refused.as_ref().is_err_and(|e| e.contains("network namespace")), "{refused:?}");
     assert_eq!(agent.ask(snapshot_sent(), None)?, Ok(()));
-    assert_eq!(until(|| node.python(READY), "200")?, "200", "{}", log_text());
+    assert_eq!(until(|| node.python(&ready), "200")?, "200", "{}", log_text());
 
     // accounts → ledger: redirected to 15001 inside accounts, HBONE from inside accounts to 15008 inside the
     // ledger, allowed for accounts' identity, relayed to the backend.
-    assert_eq!(until(|| accounts.python(CLIENT), "OK ledger")?, "OK ledger", "{}", log_text());
+    assert_eq!(until(|| accounts.python(&client), "OK ledger")?, "OK ledger", "{}", log_text());
 
     // The ledger deleted: its listeners close, so accounts' tunnel has nowhere to go.
     assert_eq!(agent.ask(del("uid-ledger"), None)?, Ok(()));
-    assert_eq!(until(|| accounts.python(CLIENT), "CLOSED")?, "CLOSED", "{}", log_text());
+    assert_eq!(until(|| accounts.python(&client), "CLOSED")?, "CLOSED", "{}", log_text());
 
     // The agent restarts: the proxy reconnects, is not ready until the new snapshot, keeps accounts and
     // refuses to keep the ledger it no longer serves; the ledger handed over again is served again.
     agent.close();
     assert_eq!(agent.accept()?, [0x08, 0x01]);
-    assert_eq!(until(|| node.python(READY), "503")?, "503");
+    assert_eq!(until(|| node.python(&ready), "503")?, "503");
     assert_eq!(agent.ask(keep("uid-accounts"), None)?, Ok(()));
     let refused = agent.ask(keep("uid-ledger"), None)?;
     assert!(refused.as_ref().is_err_and(|e| e.contains("uid-ledger")), "{refused:?}");
     assert_eq!(agent.ask(add("uid-ledger", "ledger-0", "ledger"), Some(&ledger.open()?))?, Ok(()));
     assert_eq!(agent.ask(snapshot_sent(), None)?, Ok(()));
-    assert_eq!(until(|| node.python(READY), "200")?, "200");
-    assert_eq!(until(|| accounts.python(CLIENT), "OK ledger")?, "OK ledger", "{}", log_text());
+    assert_eq!(until(|| node.python(&ready), "200")?, "200");
+    assert_eq!(until(|| accounts.python(&client), "OK ledger")?, "OK ledger", "{}", log_text());
 
     // A snapshot that leaves accounts out stops it: its outbound listener closes.
     agent.close();
     assert_eq!(agent.accept()?, [0x08, 0x01]);
     assert_eq!(agent.ask(keep("uid-ledger"), None)?, Ok(()));
     assert_eq!(agent.ask(snapshot_sent(), None)?, Ok(()));
-    assert_eq!(until(|| accounts.python(CLIENT), "CLOSED")?, "CLOSED", "{}", log_text());
+    assert_eq!(until(|| accounts.python(&client), "CLOSED")?, "CLOSED", "{}", log_text());
     Ok(())
 }

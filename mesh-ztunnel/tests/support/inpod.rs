@@ -306,3 +306,69 @@ pub fn istio_inpod_rules(ns: &Netns) -> std::result::Result<(), String> {
     ns.run(&["ip", "rule", "add", "fwmark", "0x111/0xfff", "pref", "32764", "lookup", "100"])?;
     ns.run(&["ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"])
 }
+
+/// A Python server on `ip:port` for a namespace: it greets each connection with `greeting` (or, without one,
+/// with the address the connection came from), then holds it until the client closes.
+pub fn python_server(ip: &str, port: u16, greeting: Option<&str>) -> String {
+    let hello = match greeting {
+        Some(text) => format!("{text:?}.encode() + b\"\\n\""),
+        None => "peer[0].encode() + b\"\\n\"".to_owned(),
+    };
+    format!(
+        r#"
+import socket, threading
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("{ip}", {port}))
+srv.listen(64)
+def serve(c, peer):
+    try:
+        c.sendall({hello})
+        while c.recv(64):
+            pass
+    except OSError:
+        pass
+    finally:
+        c.close()
+while True:
+    c, peer = srv.accept()
+    threading.Thread(target=serve, args=(c, peer), daemon=True).start()
+"#
+    )
+}
+
+/// A Python client for a namespace: connects to `ip:port` (from `source` when given) and prints `OK <the first
+/// line it reads>`, `CLOSED` (refused, reset or closed) or `ERR <kind>`.
+pub fn python_client(ip: &str, port: u16, source: Option<&str>) -> String {
+    let bind = source.map(|s| format!("    s.bind((\"{s}\", 0))\n")).unwrap_or_default();
+    format!(
+        r#"
+import socket
+s = socket.socket()
+s.settimeout(5)
+try:
+{bind}    s.connect(("{ip}", {port}))
+    data = s.recv(64)
+    print("OK " + data.decode().strip() if data else "CLOSED")
+except (ConnectionResetError, BrokenPipeError, ConnectionRefusedError):
+    print("CLOSED")
+except Exception as e:
+    print("ERR " + type(e).__name__)
+"#
+    )
+}
+
+/// A Python probe of `url` (a readiness endpoint): prints the HTTP status, 0 when nothing answers.
+pub fn python_status(url: &str) -> String {
+    format!(
+        r#"
+import urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen("{url}", timeout=1).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+except Exception:
+    print(0)
+"#
+    )
+}
