@@ -165,7 +165,20 @@ impl Node {
         timeout: Duration,
     ) -> Result<TcpStream, ConnectTcpError> {
         let options = SocketOptions { buffers: SocketBuffers::UPSTREAM, mark: self.mark };
-        match source.and_then(|ip| self.pods.netns(ip)).or_else(|| self.pods.netns(target.ip())) {
+        let netns = source.and_then(|ip| self.pods.netns(ip)).or_else(|| self.pods.netns(target.ip()));
+        // In-pod, a local Pod is reached only from inside its namespace: one not handed over (or gone) is not
+        // reached from the node's.
+        if netns.is_none()
+            && self.config.inpod_uds.is_some()
+            && self.local.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&target.ip())
+        {
+            let error = std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the Pod is not served in-pod here (istio-cni has not handed it over, or it is gone)",
+            );
+            return Err(ConnectTcpError::Connect { target, error });
+        }
+        match netns {
             Some(netns) => {
                 let socket = tokio::task::spawn_blocking(move || netns.tcp_socket(target))
                     .await

@@ -326,9 +326,12 @@ impl Inbound {
     }
 
     /// Stops the listeners of `key`, if bound.
+    /// The listeners close at once; their connections drain (GOAWAY: new tunnels go elsewhere, those in flight
+    /// get the drain timeout), so the tasks are left to finish rather than aborted.
     fn stop(&mut self, key: &Listeners) {
-        if let Some((stop, _set)) = self.bound.remove(key) {
+        if let Some((stop, mut set)) = self.bound.remove(key) {
             stop.send_replace(true);
+            set.detach_all();
         }
     }
 

@@ -11,11 +11,10 @@ mod support;
 
 use std::os::fd::OwnedFd;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use support::inpod::{
     Agent, Killed, Netns, add, del, istio_inpod_rules, keep, python_client, python_server, python_status, requirements,
-    snapshot_sent,
+    snapshot_sent, until,
 };
 use support::{Result, Setup};
 
@@ -43,18 +42,6 @@ spec:
   action: ALLOW
   rules: [{from: [{source: {principals: ["cluster.local/ns/payments/sa/accounts"]}}]}]
 "#;
-
-/// Runs `probe` until it prints `want` or 15 s have passed; returns what it printed last.
-fn until(probe: impl Fn() -> Result<String>, want: &str) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let got = probe()?;
-        if got == want || Instant::now() > deadline {
-            return Ok(got);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result {

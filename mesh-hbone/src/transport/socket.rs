@@ -168,6 +168,16 @@ pub async fn connect_tcp_with(
         }
         Some(source_ip) => bound_socket(source_ip, target)?,
     };
+    connect_socket(socket, target, timeout, options).await
+}
+
+/// Applies `options` to `socket` and connects it to `target` within `timeout`.
+async fn connect_socket(
+    socket: TcpSocket,
+    target: SocketAddr,
+    timeout: Duration,
+    options: SocketOptions,
+) -> Result<TcpStream, ConnectTcpError> {
     options.apply(socket2::SockRef::from(&socket)).map_err(|error| ConnectTcpError::Connect { target, error })?;
     let stream = tokio::time::timeout(timeout, socket.connect(target))
         .await
@@ -193,16 +203,9 @@ pub async fn connect_tcp_from(
     timeout: Duration,
     options: impl Into<SocketOptions>,
 ) -> Result<TcpStream, ConnectTcpError> {
-    let options = options.into();
     socket.set_nonblocking(true).map_err(|error| ConnectTcpError::Connect { target, error })?;
     let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(socket));
-    options.apply(socket2::SockRef::from(&socket)).map_err(|error| ConnectTcpError::Connect { target, error })?;
-    let stream = tokio::time::timeout(timeout, socket.connect(target))
-        .await
-        .map_err(|_| ConnectTcpError::Timeout { target, after: timeout })?
-        .map_err(|error| ConnectTcpError::Connect { target, error })?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    connect_socket(socket, target, timeout, options.into()).await
 }
 
 /// A socket bound to `source_ip`, transparently when the address is not local.

@@ -372,3 +372,15 @@ except Exception:
 "#
     )
 }
+
+/// Runs `probe` until it prints `want` or 15 s have passed; returns what it printed last.
+pub fn until(probe: impl Fn() -> Result<String>, want: &str) -> Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = probe()?;
+        if got == want || std::time::Instant::now() > deadline {
+            return Ok(got);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
