@@ -98,7 +98,14 @@ async fn run_remote(pki: Pki, ca: Arc<dyn RemoteCa>, shutdown: Shutdown) {
                 (identity.spiffe_id().clone(), result)
             });
         }
-        let renewal = pki.store.next_renewal(now).unwrap_or(POLL);
+        // A renewal already due only sets the pace if it can be asked for now: those waiting out a back-off, or
+        // in flight, wake the loop by their retry time or their answer instead (no spinning while the CA is down).
+        let due_now = due.iter().any(|id| wanted.contains(id) && !asking.contains(id) && ready(id));
+        let renewal = match pki.store.next_renewal(now) {
+            Some(wait) if !wait.is_zero() => wait,
+            Some(_) if due_now => Duration::ZERO,
+            _ => POLL,
+        };
         let retry = backoff.values().map(|b| b.at.saturating_duration_since(Instant::now())).min().unwrap_or(POLL);
         let wait = renewal.min(retry).min(POLL).max(Duration::from_millis(10));
         let wanted_changed = Arc::clone(pki.wanted());
