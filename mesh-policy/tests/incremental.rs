@@ -79,6 +79,13 @@ fn snapshots_made_from_changes_decide_as_snapshots_built_from_scratch() -> R {
         ("a Pod's labels changed", Some("p1"), Some(pod("a", "p1", "blue", "10.0.0.1")), None),
         ("a policy added", Some("allow-blue"), Some(policy("a", "allow-blue", "ALLOW", Some("blue"), "b")), None),
         ("a policy changed", Some("allow-red"), Some(policy("a", "allow-red", "ALLOW", Some("red"), "b")), None),
+        ("a policy of another namespace added", Some("deny-b"), Some(policy("b", "deny-b", "DENY", None, "a")), None),
+        (
+            "a root policy added",
+            Some("deny-a"),
+            Some(policy("istio-system", "deny-a", "DENY", Some("blue"), "a")),
+            None,
+        ),
         (
             "a root policy removed",
             Some("deny-q"),
@@ -109,6 +116,49 @@ fn snapshots_made_from_changes_decide_as_snapshots_built_from_scratch() -> R {
         let expected = decisions(&fresh.snapshot(), &ips)?;
         assert_eq!(decisions(&by_source.snapshot(), &ips)?, expected, "{step}: one source per document");
         assert_eq!(decisions(&by_change.snapshot(), &ips)?, expected, "{step}: applied and removed");
+    }
+    Ok(())
+}
+
+#[test]
+fn istiods_form_changes_decide_as_when_built_from_scratch() -> R {
+    let workload = |name: &str, ns: &str, ip: &str, listed: &[&str]| {
+        serde_json::json!({"workloads": [{"uid": format!("Kubernetes//Pod/{ns}/{name}"), "name": name, "namespace": ns,
+            "workloadIps": [ip], "protocol": "HBONE", "serviceAccount": name, "node": "node-a",
+            "authorizationPolicies": listed}]})
+        .to_string()
+    };
+    let authorization = |name: &str, ns: &str, scope: &str, action: &str, from_ns: &str| {
+        serde_json::json!({"policies": [{"name": name, "namespace": ns, "scope": scope, "action": action,
+            "rules": [[[{"namespaces": [{"Exact": from_ns}]}]]]}]})
+        .to_string()
+    };
+    let ips = ["10.0.0.1", "10.0.0.2", "10.0.1.1"];
+    let mut docs: BTreeMap<String, String> = BTreeMap::new();
+    docs.insert("w1".into(), workload("w1", "a", "10.0.0.1", &["a/p1"]));
+    docs.insert("w2".into(), workload("w2", "a", "10.0.0.2", &[]));
+    docs.insert("w3".into(), workload("w3", "b", "10.0.1.1", &[]));
+    docs.insert("p1".into(), authorization("p1", "a", "WorkloadSelector", "Allow", "a"));
+    let mut by_source = Mesh::default();
+    let steps: Vec<(&str, &str, Option<String>)> = vec![
+        ("the state as sent", "", None),
+        ("a listed policy changed", "p1", Some(authorization("p1", "a", "WorkloadSelector", "Allow", "b"))),
+        ("a global policy added", "g", Some(authorization("g", "b", "Global", "Deny", "quarantine"))),
+        ("a namespace policy added", "n", Some(authorization("n", "b", "Namespace", "Allow", "a"))),
+        ("a listed policy removed", "p1", None),
+    ];
+    for (step, name, text) in steps {
+        if !name.is_empty() {
+            match text {
+                Some(text) => docs.insert(name.to_owned(), text),
+                None => docs.remove(name),
+            };
+        }
+        let sources: Vec<Source<'_>> = docs.iter().map(|(name, text)| Source { name, text }).collect();
+        by_source.replace_all(&sources)?;
+        let mut fresh = Mesh::default();
+        fresh.replace_all(&sources)?;
+        assert_eq!(decisions(&by_source.snapshot(), &ips)?, decisions(&fresh.snapshot(), &ips)?, "{step}");
     }
     Ok(())
 }

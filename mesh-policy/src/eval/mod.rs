@@ -129,7 +129,8 @@ impl WorkloadPolicies {
             match policies.get(name) {
                 Some(p) if p.dry_run => {}
                 Some(p) => {
-                    if !all.iter().any(|q| q.id == p.id) {
+                    // One object per id in a snapshot: the same policy is the same object.
+                    if !all.iter().any(|q| std::sync::Arc::ptr_eq(q, p)) {
                         all.push(p.clone());
                     }
                 }
