@@ -62,11 +62,7 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
     }
     let accounts = Netns::create("cl-accounts")?;
     let ledger = Netns::create("cl-ledger")?;
-    accounts.run(&["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &ledger.0])?;
-    accounts.run(&["ip", "addr", "add", "10.78.0.1/24", "dev", "eth0"])?;
-    ledger.run(&["ip", "addr", "add", "10.78.0.2/24", "dev", "eth0"])?;
-    accounts.run(&["ip", "link", "set", "eth0", "up"])?;
-    ledger.run(&["ip", "link", "set", "eth0", "up"])?;
+    accounts.link("eth0", "10.78.0.1/24", &ledger, "eth0", "10.78.0.2/24")?;
     istio_inpod_rules(&accounts)?;
     istio_inpod_rules(&ledger)?;
     let _backend = Killed(
@@ -78,11 +74,7 @@ fn matrix(proxy: &Proxy) -> Result<Option<Vec<(&'static str, String)>>> {
     );
     // Outside the mesh, reachable from accounts only.
     let outside = Netns::create("cl-outside")?;
-    accounts.run(&["ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns", &outside.0])?;
-    accounts.run(&["ip", "addr", "add", "10.79.0.1/24", "dev", "eth1"])?;
-    outside.run(&["ip", "addr", "add", "10.79.0.2/24", "dev", "eth0"])?;
-    accounts.run(&["ip", "link", "set", "eth1", "up"])?;
-    outside.run(&["ip", "link", "set", "eth0", "up"])?;
+    accounts.link("eth1", "10.79.0.1/24", &outside, "eth0", "10.79.0.2/24")?;
     let _outside = Killed(
         outside
             .command("python3")

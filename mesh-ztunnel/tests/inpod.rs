@@ -57,11 +57,7 @@ fn pods_handed_over_by_istio_cni_are_served_inside_their_namespaces() -> Result 
     let node = Netns::create("node")?;
     let accounts = Netns::create("accounts")?;
     let ledger = Netns::create("ledger")?;
-    accounts.run(&["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &ledger.0])?;
-    accounts.run(&["ip", "addr", "add", "10.77.0.1/24", "dev", "eth0"])?;
-    ledger.run(&["ip", "addr", "add", "10.77.0.2/24", "dev", "eth0"])?;
-    accounts.run(&["ip", "link", "set", "eth0", "up"])?;
-    ledger.run(&["ip", "link", "set", "eth0", "up"])?;
+    accounts.link("eth0", "10.77.0.1/24", &ledger, "eth0", "10.77.0.2/24")?;
     // istio-cni's in-pod rules in both Pods.
     istio_inpod_rules(&accounts)?;
     istio_inpod_rules(&ledger)?;

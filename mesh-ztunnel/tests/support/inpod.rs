@@ -384,3 +384,22 @@ pub fn until(probe: impl Fn() -> Result<String>, want: &str) -> Result<String> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+impl Netns {
+    /// Joins this namespace's `name` interface (at `address`, with its prefix) to the `peer` namespace's
+    /// `peer_name` interface (at `peer_address`) with a veth pair, both up.
+    pub fn link(
+        &self,
+        name: &str,
+        address: &str,
+        peer: &Netns,
+        peer_name: &str,
+        peer_address: &str,
+    ) -> std::result::Result<(), String> {
+        self.run(&["ip", "link", "add", name, "type", "veth", "peer", "name", peer_name, "netns", &peer.0])?;
+        self.run(&["ip", "addr", "add", address, "dev", name])?;
+        peer.run(&["ip", "addr", "add", peer_address, "dev", peer_name])?;
+        self.run(&["ip", "link", "set", name, "up"])?;
+        peer.run(&["ip", "link", "set", peer_name, "up"])
+    }
+}
