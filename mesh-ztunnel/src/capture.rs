@@ -8,24 +8,18 @@ use std::sync::Arc;
 use mesh_hbone::transport::original_dst;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::inpod;
 use crate::node::Node;
 use crate::outbound::{self, Dialled};
 use mesh_runtime::shutdown::Shutdown;
-use mesh_xds::zds::PodInfo;
 
 /// Accepts redirected outbound connections until shutdown. The source workload is the one whose address the
 /// connection comes from; on a Pod's own listener (in-pod mode, `pod`) it is that Pod, whichever of its
 /// interfaces the connection left from.
-pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown, pod: Option<PodInfo>) {
+pub(crate) async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Shutdown, pod: Option<String>) {
     // A connection that reaches the listener's own port was not redirected.
     let own_port = listener.local_addr().map_or(0, |a| a.port());
-    let pod = pod.map(Arc::new);
     mesh_runtime::listen::accept_until(listener, &shutdown, |stream, peer| {
-        let source_ip = pod
-            .as_ref()
-            .and_then(|info| inpod::workload_ip(node.state.snapshot().cluster(), info, |w| node.is_local(w)))
-            .unwrap_or(peer.ip());
+        let source_ip = pod.as_deref().and_then(|uid| node.pods.address(uid)).unwrap_or(peer.ip());
         handle(Arc::clone(&node), stream, peer, source_ip, own_port)
     })
     .await;

@@ -262,8 +262,8 @@ struct Bound {
     key: Listeners,
     hbone: TcpListener,
     plain: Option<TcpListener>,
-    /// A Pod's outbound listener, and the Pod.
-    outbound: Option<(TcpListener, PodInfo)>,
+    /// A Pod's outbound listener, and the Pod's uid.
+    outbound: Option<(TcpListener, String)>,
 }
 
 /// The inbound listeners: bound once on the configured addresses, per local workload IP, or inside each Pod
@@ -319,7 +319,7 @@ impl Inbound {
         let hbone = tokio_listener(it.next().flatten())?
             .ok_or_else(|| Error::InPod { uid: pod.uid.clone(), reason: "no inbound HBONE port".into() })?;
         let plain = tokio_listener(it.next().flatten())?;
-        let outbound = tokio_listener(it.next().flatten())?.map(|l| (l, pod.info.clone()));
+        let outbound = tokio_listener(it.next().flatten())?.map(|l| (l, pod.uid.clone()));
         self.waiting.push(Bound { key: Listeners::Pod(pod.uid.clone()), hbone, plain, outbound });
         self.start(down);
         Ok(())

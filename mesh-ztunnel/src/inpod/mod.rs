@@ -52,36 +52,38 @@ pub(crate) enum PodEvent {
     },
 }
 
-/// The addresses of the Pods served in-pod, as the configuration knows them: each Pod is the local workload
+/// Where the Pods served in-pod are, as the configuration knows them: each Pod is the local workload
 /// (`is_local`) of its namespace, name and service account, as Istio's node proxy matches them.
+#[derive(Debug, Default)]
+pub(crate) struct Addresses {
+    /// Every address of a Pod, with the Pod's namespace.
+    pub(crate) by_ip: HashMap<IpAddr, Netns>,
+    /// Each Pod's first address, by uid.
+    pub(crate) by_uid: HashMap<String, IpAddr>,
+}
+
+/// The addresses of the Pods of `pods` (by uid) in `cluster`.
 pub(crate) fn addresses(
     cluster: &Cluster,
     pods: &BTreeMap<String, (PodInfo, Netns)>,
     is_local: impl Fn(&Workload) -> bool,
-) -> HashMap<IpAddr, Netns> {
-    let by_name: HashMap<(&str, &str, &str), &Netns> = pods
-        .values()
-        .map(|(info, netns)| ((info.namespace.as_str(), info.name.as_str(), info.service_account.as_str()), netns))
+) -> Addresses {
+    let by_name: HashMap<(&str, &str, &str), (&str, &Netns)> = pods
+        .iter()
+        .map(|(uid, (info, netns))| {
+            ((info.namespace.as_str(), info.name.as_str(), info.service_account.as_str()), (uid.as_str(), netns))
+        })
         .collect();
-    let mut by_ip = HashMap::new();
+    let mut addresses = Addresses::default();
     for (_, w) in cluster.workloads().filter(|(_, w)| is_local(w)) {
-        if let Some(netns) = by_name.get(&(w.namespace(), w.id.name(), w.service_account.as_str())) {
+        if let Some((uid, netns)) = by_name.get(&(w.namespace(), w.id.name(), w.service_account.as_str())) {
+            if let Some(ip) = w.ips.first() {
+                addresses.by_uid.insert((*uid).to_owned(), *ip);
+            }
             for ip in &w.ips {
-                by_ip.insert(*ip, (*netns).clone());
+                addresses.by_ip.insert(*ip, (*netns).clone());
             }
         }
     }
-    by_ip
-}
-
-/// The address of the Pod `info` as the configuration knows it: the first address of the local workload of
-/// its namespace, name and service account.
-pub(crate) fn workload_ip(cluster: &Cluster, info: &PodInfo, is_local: impl Fn(&Workload) -> bool) -> Option<IpAddr> {
-    cluster
-        .workloads()
-        .filter(|(_, w)| is_local(w))
-        .find(|(_, w)| {
-            w.namespace() == info.namespace && w.id.name() == info.name && w.service_account == info.service_account
-        })
-        .and_then(|(_, w)| w.ips.first().copied())
+    addresses
 }

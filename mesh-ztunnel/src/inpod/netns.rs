@@ -3,7 +3,6 @@
 //! the creation runs there, on a short-lived thread that enters the namespace (`setns`) and ends with it; the
 //! proxy's own threads never change namespace.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
@@ -69,18 +68,23 @@ impl Netns {
 /// tunnels) and to it (the inbound upstream) are made inside the Pod's namespace.
 #[derive(Debug, Default)]
 pub(crate) struct PodSockets {
-    by_ip: RwLock<HashMap<IpAddr, Netns>>,
+    addresses: RwLock<super::Addresses>,
 }
 
 impl PodSockets {
     /// The namespace of the Pod at `ip`.
     pub(crate) fn netns(&self, ip: IpAddr) -> Option<Netns> {
-        self.by_ip.read().unwrap_or_else(PoisonError::into_inner).get(&ip).cloned()
+        self.addresses.read().unwrap_or_else(PoisonError::into_inner).by_ip.get(&ip).cloned()
     }
 
     /// Replaces the map.
-    pub(crate) fn replace(&self, by_ip: HashMap<IpAddr, Netns>) {
-        *self.by_ip.write().unwrap_or_else(PoisonError::into_inner) = by_ip;
+    pub(crate) fn replace(&self, addresses: super::Addresses) {
+        *self.addresses.write().unwrap_or_else(PoisonError::into_inner) = addresses;
+    }
+
+    /// The address of the Pod `uid`, as the configuration knows it.
+    pub(crate) fn address(&self, uid: &str) -> Option<IpAddr> {
+        self.addresses.read().unwrap_or_else(PoisonError::into_inner).by_uid.get(uid).copied()
     }
 }
 
